@@ -1,0 +1,78 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+let package = Package(
+    name: "camreg",
+    platforms: [.macOS(.v14)],
+    products: [
+        .executable(name: "camregd", targets: ["camregd"]),
+        .executable(name: "camreg", targets: ["camreg"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
+        .package(url: "https://github.com/apple/swift-nio-extras.git", from: "1.35.2"),
+        .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
+    ],
+    targets: [
+        // System libraries (C), found through pkg-config.
+        .systemLibrary(name: "CLibPQ", pkgConfig: "libpq", providers: [.apt(["libpq-dev"])]),
+        .systemLibrary(name: "CGEOS", pkgConfig: "geos", providers: [.apt(["libgeos-dev"])]),
+        .systemLibrary(name: "CPROJ", pkgConfig: "proj", providers: [.apt(["libproj-dev"])]),
+
+        // Pure code: no I/O, no package dependencies (the fuzzer builds it alone).
+        .target(name: "ControlProtocol"),
+
+        // Wrappers over the C libraries.
+        .target(name: "Postgres", dependencies: [
+            "CLibPQ",
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+            .product(name: "NIOPosix", package: "swift-nio"),
+            .product(name: "Logging", package: "swift-log"),
+        ]),
+        .target(name: "Geo", dependencies: ["CGEOS", "CPROJ"]),
+
+        // Domain: values, validation, the in-memory index and queries.
+        .target(name: "Registry", dependencies: [
+            "Geo",
+            .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+        ]),
+
+        // Persistence: migrations, repositories, the embedded cluster.
+        .target(name: "RegistryStore", dependencies: [
+            "Postgres", "Registry",
+            .product(name: "Logging", package: "swift-log"),
+        ]),
+
+        // The control socket.
+        .target(name: "ControlServer", dependencies: [
+            "ControlProtocol", "Registry", "RegistryStore",
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOPosix", package: "swift-nio"),
+            .product(name: "NIOExtras", package: "swift-nio-extras"),
+            .product(name: "Logging", package: "swift-log"),
+            .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+        ]),
+
+        .executableTarget(name: "camregd", dependencies: [
+            "ControlProtocol", "ControlServer", "RegistryStore", "Registry",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            .product(name: "Logging", package: "swift-log"),
+            .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+        ]),
+        .executableTarget(name: "camreg", dependencies: [
+            "ControlProtocol",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        ]),
+
+        .testTarget(name: "CamregTests", dependencies: [
+            "ControlProtocol", "Postgres", "Geo", "Registry", "RegistryStore", "ControlServer",
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOPosix", package: "swift-nio"),
+            .product(name: "Logging", package: "swift-log"),
+            .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+        ]),
+    ]
+)

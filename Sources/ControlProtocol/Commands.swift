@@ -1,0 +1,278 @@
+/// Limits a server applies while parsing requests (configurable; defaults as documented).
+public struct ProtocolLimits: Sendable, Equatable {
+    /// Longest accepted request line, in bytes (without the newline).
+    public var maxLineBytes = 64 * 1024
+    /// Largest `radius=` in metres.
+    public var maxRadius = 50_000.0
+    /// `limit=` when none is given.
+    public var defaultLimit = 100
+    /// Largest `limit=`.
+    public var maxLimit = 10_000
+
+    public init() {}
+}
+
+/// A `NEAR` query: cameras within `radius` metres of a point.
+public struct NearQuery: Sendable, Equatable {
+    /// Latitude of the point (WGS84 degrees).
+    public var lat: Double
+    /// Longitude of the point (WGS84 degrees).
+    public var lon: Double
+    /// Radius in metres (> 0, ≤ the server's maximum).
+    public var radius: Double
+    /// At most this many cameras, nearest first.
+    public var limit: Int
+
+    public init(lat: Double, lon: Double, radius: Double, limit: Int) {
+        self.lat = lat
+        self.lon = lon
+        self.radius = radius
+        self.limit = limit
+    }
+}
+
+/// A parsed, validated request. The server switches over it exhaustively, so every command in
+/// ``CommandTable`` has exactly one handler.
+public enum Command: Sendable, Equatable {
+    case ping
+    case help(topic: String?)
+    case near(NearQuery)
+    case cameraGet(id: String)
+    case stats
+    case quit
+}
+
+/// One option a command takes.
+public struct OptionSpec: Sendable {
+    /// The option name (lower case), as in `name=value`.
+    public let name: String
+    /// What the value looks like, for help (`<m>`).
+    public let placeholder: String
+    /// Whether the option must be given.
+    public let required: Bool
+    /// One line of help.
+    public let summary: String
+}
+
+/// One row of the command table: words, arguments, options, help and the parser of the command.
+/// `HELP` is generated from the same table that dispatches.
+public struct CommandSpec: Sendable {
+    /// The command words, upper case (`["CAMERA", "GET"]`).
+    public let words: [String]
+    /// Names of the positional arguments, for help (`["lat", "lon"]`).
+    public let arguments: [String]
+    /// How many of the trailing positional arguments are optional.
+    public let optionalArguments: Int
+    /// Options the command accepts.
+    public let options: [OptionSpec]
+    /// One line of help.
+    public let summary: String
+    /// Builds the typed command from the arguments and options (already checked for arity and names).
+    let build: @Sendable (_ args: [String], _ options: [String: String], _ limits: ProtocolLimits) throws(ProtocolError) -> Command
+
+    /// The command's name (`CAMERA GET`).
+    public var name: String { words.joined(separator: " ") }
+
+    /// The usage line (`NEAR <lat> <lon> radius=<m> [limit=<n>]`).
+    public var synopsis: String {
+        var parts = words
+        for (i, a) in arguments.enumerated() {
+            parts.append(i >= arguments.count - optionalArguments ? "[<\(a)>]" : "<\(a)>")
+        }
+        for o in options { parts.append(o.required ? "\(o.name)=\(o.placeholder)" : "[\(o.name)=\(o.placeholder)]") }
+        return parts.joined(separator: " ")
+    }
+}
+
+/// The command table: every command the control socket understands.
+public enum CommandTable {
+    /// All commands, in the order `HELP` lists them.
+    public static let all: [CommandSpec] = [
+        CommandSpec(words: ["PING"], arguments: [], optionalArguments: 0, options: [],
+                    summary: "Checks that the daemon answers.") { _, _, _ in .ping },
+        CommandSpec(words: ["HELP"], arguments: ["command"], optionalArguments: 1, options: [],
+                    summary: "Lists the commands, or describes one.") { args, _, _ in
+            .help(topic: args.isEmpty ? nil : args.joined(separator: " ").uppercased())
+        },
+        CommandSpec(words: ["NEAR"], arguments: ["lat", "lon"], optionalArguments: 0,
+                    options: [
+                        OptionSpec(name: "radius", placeholder: "<m>", required: true,
+                                   summary: "Search radius in metres (> 0, at most the server's maximum, 50000 by default)."),
+                        OptionSpec(name: "limit", placeholder: "<n>", required: false,
+                                   summary: "At most this many cameras (1–10000, default 100)."),
+                    ],
+                    summary: "Cameras within a radius of a point, nearest first (ellipsoidal distance).") { args, options, limits throws(ProtocolError) in
+            let lat = try Values.double(args[0], field: "lat", range: -90...90)
+            let lon = try Values.double(args[1], field: "lon", range: -180...180)
+            let radius = try Values.radius(options["radius"]!, limits: limits)
+            let limit = try options["limit"].map { v throws(ProtocolError) in
+                try Values.int(v, field: "limit", range: 1...limits.maxLimit)
+            } ?? limits.defaultLimit
+            return .near(NearQuery(lat: lat, lon: lon, radius: radius, limit: limit))
+        },
+        CommandSpec(words: ["CAMERA", "GET"], arguments: ["id"], optionalArguments: 0, options: [],
+                    summary: "One camera with all its fields.") { args, _, _ throws(ProtocolError) in
+            .cameraGet(id: try Values.cameraID(args[0]))
+        },
+        CommandSpec(words: ["STATS"], arguments: [], optionalArguments: 0, options: [],
+                    summary: "Camera count, index build time, uptime, connections and requests served.") { _, _, _ in .stats },
+        CommandSpec(words: ["QUIT"], arguments: [], optionalArguments: 0, options: [],
+                    summary: "Closes the connection.") { _, _, _ in .quit },
+    ]
+
+    /// The spec of a command by name (`"camera get"` or `"CAMERA GET"`).
+    public static func spec(named name: String) -> CommandSpec? {
+        let words = name.split(separator: " ").map { $0.uppercased() }
+        return all.first { $0.words == words }
+    }
+}
+
+/// Parses request lines into ``Command``s against the ``CommandTable``.
+public enum RequestParser {
+    /// Parses one line (raw bytes, without the newline).
+    public static func parse(_ bytes: some Collection<UInt8>, limits: ProtocolLimits = .init()) throws(ProtocolError) -> Command {
+        if bytes.count > limits.maxLineBytes {
+            throw ProtocolError(.lineTooLong, "the request is longer than \(limits.maxLineBytes) bytes")
+        }
+        return try parse(tokens: try Tokenizer.tokenize(bytes), limits: limits)
+    }
+
+    /// Parses one line of text.
+    public static func parse(_ line: String, limits: ProtocolLimits = .init()) throws(ProtocolError) -> Command {
+        try parse(Array(line.utf8), limits: limits)
+    }
+
+    static func parse(tokens: TokenizedLine, limits: ProtocolLimits) throws(ProtocolError) -> Command {
+        guard !tokens.words.isEmpty else {
+            if tokens.options.isEmpty { throw ProtocolError(.emptyRequest, "the request is empty; try HELP") }
+            throw ProtocolError(.unknownCommand, "a request starts with a command name; try HELP")
+        }
+        let upper = tokens.words.prefix(3).map { $0.uppercased() }
+        // Longest match of command words.
+        let candidates = CommandTable.all.filter { spec in
+            spec.words.count <= upper.count && Array(upper.prefix(spec.words.count)) == spec.words
+        }
+        guard let spec = candidates.max(by: { $0.words.count < $1.words.count }) else {
+            let group = CommandTable.all.filter { $0.words.first == upper[0] && $0.words.count > 1 }
+            if !group.isEmpty {
+                let subs = group.map { $0.words.dropFirst().joined(separator: " ") }.joined(separator: ", ")
+                if upper.count == 1 {
+                    throw ProtocolError(.wrongArity, "\(upper[0]) needs a subcommand: \(subs)")
+                }
+                throw ProtocolError(.unknownCommand, "unknown subcommand \(tokens.words[1]) of \(upper[0]); known: \(subs)")
+            }
+            throw ProtocolError(.unknownCommand, "unknown command \(Values.clip(tokens.words[0])); try HELP")
+        }
+        let args = Array(tokens.words.dropFirst(spec.words.count))
+        let minArgs = spec.arguments.count - spec.optionalArguments
+        if spec.words == ["HELP"] {
+            // HELP takes a command name of one or more words.
+            if args.count > 3 { throw ProtocolError(.wrongArity, "usage: \(spec.synopsis)") }
+        } else if args.count < minArgs || args.count > spec.arguments.count {
+            throw ProtocolError(.wrongArity,
+                                "\(spec.name) takes \(minArgs == spec.arguments.count ? "\(minArgs)" : "\(minArgs)–\(spec.arguments.count)") argument\(spec.arguments.count == 1 ? "" : "s"), got \(args.count); usage: \(spec.synopsis)")
+        }
+        var options: [String: String] = [:]
+        for (name, value) in tokens.options {
+            guard spec.options.contains(where: { $0.name == name }) else {
+                let known = spec.options.map(\.name)
+                throw ProtocolError(.unknownOption,
+                                    "\(spec.name) has no option \(Values.clip(name))" + (known.isEmpty ? "" : "; options: \(known.joined(separator: ", "))"),
+                                    field: Values.clip(name))
+            }
+            guard options[name] == nil else {
+                throw ProtocolError(.duplicateOption, "option \(name) is given twice", field: name)
+            }
+            options[name] = value
+        }
+        for o in spec.options where o.required && options[o.name] == nil {
+            throw ProtocolError(.missingOption, "\(spec.name) needs \(o.name)=\(o.placeholder); usage: \(spec.synopsis)", field: o.name)
+        }
+        return try spec.build(args, options, limits)
+    }
+}
+
+/// Strict value parsers shared by the command builders.
+public enum Values {
+    /// A finite decimal number (`-12.5`, `1e3`); NaN and infinities are refused as `not_finite`,
+    /// anything else that is not a plain decimal as `not_a_number`.
+    public static func double(_ s: String, field: String, range: ClosedRange<Double>? = nil) throws(ProtocolError) -> Double {
+        let lower = s.lowercased()
+        let bare = lower.hasPrefix("+") || lower.hasPrefix("-") ? String(lower.dropFirst()) : lower
+        if ["nan", "inf", "infinity", "snan"].contains(bare) {
+            throw ProtocolError(.notFinite, "\(field) must be a finite number, not \(clip(s))", field: field)
+        }
+        guard isDecimal(s), let v = Double(s) else {
+            throw ProtocolError(.notANumber, "\(field) must be a number, not \(clip(s))", field: field)
+        }
+        guard v.isFinite else {
+            throw ProtocolError(.notFinite, "\(field) is too large to be a finite number", field: field)
+        }
+        if let range, !range.contains(v) {
+            throw ProtocolError(.outOfRange, "\(field) must be between \(fmt(range.lowerBound)) and \(fmt(range.upperBound)), not \(clip(s))", field: field)
+        }
+        return v
+    }
+
+    /// A whole number in `range`.
+    public static func int(_ s: String, field: String, range: ClosedRange<Int>) throws(ProtocolError) -> Int {
+        let digits = s.hasPrefix("-") || s.hasPrefix("+") ? s.dropFirst() : Substring(s)
+        guard !digits.isEmpty, digits.allSatisfy({ $0.isASCII && $0.isNumber }) else {
+            throw ProtocolError(.notANumber, "\(field) must be a whole number, not \(clip(s))", field: field)
+        }
+        guard let v = Int(s), range.contains(v) else {
+            throw ProtocolError(.outOfRange, "\(field) must be between \(range.lowerBound) and \(range.upperBound), not \(clip(s))", field: field)
+        }
+        return v
+    }
+
+    /// A search radius in metres: > 0 (`radius_not_positive`) and ≤ the maximum (`radius_too_large`).
+    public static func radius(_ s: String, limits: ProtocolLimits, field: String = "radius") throws(ProtocolError) -> Double {
+        let r = try double(s, field: field)
+        guard r > 0 else { throw ProtocolError(.radiusNotPositive, "\(field) must be greater than 0 m, not \(clip(s))", field: field) }
+        guard r <= limits.maxRadius else {
+            throw ProtocolError(.radiusTooLarge, "\(field) must be at most \(fmt(limits.maxRadius)) m, not \(clip(s))", field: field)
+        }
+        return r
+    }
+
+    /// A camera id: 1–64 characters of letters, digits, `-` and `_` (e.g. `BC-00042`), upper-cased.
+    public static func cameraID(_ s: String, field: String = "id") throws(ProtocolError) -> String {
+        guard !s.isEmpty, s.utf8.count <= 64,
+              s.unicodeScalars.allSatisfy({ $0.isASCII && ($0.properties.isAlphabetic || ("0"..."9").contains($0) || $0 == "-" || $0 == "_") })
+        else {
+            throw ProtocolError(.invalidValue, "\(field) must be 1–64 letters, digits, '-' or '_' (like BC-00042), not \(clip(s))", field: field)
+        }
+        return s.uppercased()
+    }
+
+    static func isDecimal(_ s: String) -> Bool {
+        var it = s.utf8.makeIterator()
+        var c = it.next()
+        if c == UInt8(ascii: "+") || c == UInt8(ascii: "-") { c = it.next() }
+        var digits = 0
+        while let d = c, d >= 48, d <= 57 { digits += 1; c = it.next() }
+        if c == UInt8(ascii: ".") {
+            c = it.next()
+            while let d = c, d >= 48, d <= 57 { digits += 1; c = it.next() }
+        }
+        guard digits > 0 else { return false }
+        if c == UInt8(ascii: "e") || c == UInt8(ascii: "E") {
+            c = it.next()
+            if c == UInt8(ascii: "+") || c == UInt8(ascii: "-") { c = it.next() }
+            var exp = 0
+            while let d = c, d >= 48, d <= 57 { exp += 1; c = it.next() }
+            guard exp > 0 else { return false }
+        }
+        return c == nil
+    }
+
+    /// A value shortened for an error message.
+    static func clip(_ s: String) -> String {
+        s.count > 40 ? "'\(s.prefix(40))…'" : "'\(s)'"
+    }
+
+    static func fmt(_ d: Double) -> String {
+        d == d.rounded() && abs(d) < 1e15 ? String(Int64(d)) : d.description
+    }
+}

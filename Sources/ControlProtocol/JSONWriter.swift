@@ -1,0 +1,109 @@
+/// A small, allocation-light JSON writer for response lines: no Foundation, no reflection.
+///
+/// Numbers are written in Swift's shortest round-trip form; non-finite doubles become `null`.
+public struct JSONWriter: Sendable {
+    /// The bytes written so far (UTF-8).
+    public private(set) var bytes: [UInt8] = []
+    private var needsComma = false
+
+    public init(capacity: Int = 256) {
+        bytes.reserveCapacity(capacity)
+    }
+
+    /// The text written so far.
+    public var string: String { String(decoding: bytes, as: UTF8.self) }
+
+    private mutating func separator() {
+        if needsComma { bytes.append(UInt8(ascii: ",")) }
+        needsComma = true
+    }
+
+    /// Writes `{…}` with members written by `body`.
+    public mutating func object(_ body: (inout JSONWriter) -> Void) {
+        separator()
+        bytes.append(UInt8(ascii: "{"))
+        needsComma = false
+        body(&self)
+        bytes.append(UInt8(ascii: "}"))
+        needsComma = true
+    }
+
+    /// Writes `[…]` with elements written by `body`.
+    public mutating func array(_ body: (inout JSONWriter) -> Void) {
+        separator()
+        bytes.append(UInt8(ascii: "["))
+        needsComma = false
+        body(&self)
+        bytes.append(UInt8(ascii: "]"))
+        needsComma = true
+    }
+
+    /// Writes a member name; the next value written is its value.
+    public mutating func key(_ name: String) {
+        separator()
+        appendString(name)
+        bytes.append(UInt8(ascii: ":"))
+        needsComma = false
+    }
+
+    /// Writes a string value.
+    public mutating func value(_ s: String) { separator(); appendString(s) }
+    /// Writes a boolean value.
+    public mutating func value(_ b: Bool) { separator(); bytes.append(contentsOf: (b ? "true" : "false").utf8) }
+    /// Writes an integer value.
+    public mutating func value(_ i: Int) { separator(); bytes.append(contentsOf: String(i).utf8) }
+    /// Writes a double value (`null` if not finite).
+    public mutating func value(_ d: Double) {
+        separator()
+        if d.isFinite {
+            if d == d.rounded(), abs(d) < 1e15 { bytes.append(contentsOf: String(Int64(d)).utf8) } else {
+                bytes.append(contentsOf: d.description.utf8)
+            }
+        } else {
+            bytes.append(contentsOf: "null".utf8)
+        }
+    }
+    /// Writes `null`.
+    public mutating func null() { separator(); bytes.append(contentsOf: "null".utf8) }
+
+    /// Writes a double rounded to `digits` decimals (used for distances and bearings).
+    public mutating func value(_ d: Double, decimals digits: Int) {
+        guard d.isFinite else { null(); return }
+        var scale = 1.0
+        for _ in 0..<digits { scale *= 10 }
+        value((d * scale).rounded() / scale)
+    }
+
+    /// `key: value` shorthands.
+    public mutating func field(_ name: String, _ v: String) { key(name); value(v) }
+    public mutating func field(_ name: String, _ v: Bool) { key(name); value(v) }
+    public mutating func field(_ name: String, _ v: Int) { key(name); value(v) }
+    public mutating func field(_ name: String, _ v: Double) { key(name); value(v) }
+    /// `key: value` or `key: null`.
+    public mutating func field(_ name: String, _ v: String?) { key(name); if let v { value(v) } else { null() } }
+    public mutating func field(_ name: String, _ v: Int?) { key(name); if let v { value(v) } else { null() } }
+    public mutating func field(_ name: String, _ v: Double?) { key(name); if let v { value(v) } else { null() } }
+
+    /// Appends raw, already-encoded JSON (e.g. a cached object) as a value.
+    public mutating func raw(_ json: [UInt8]) { separator(); bytes.append(contentsOf: json) }
+
+    private static let hex: [UInt8] = Array("0123456789abcdef".utf8)
+
+    private mutating func appendString(_ s: String) {
+        bytes.append(UInt8(ascii: "\""))
+        for b in s.utf8 {
+            switch b {
+            case UInt8(ascii: "\""): bytes.append(UInt8(ascii: "\\")); bytes.append(b)
+            case UInt8(ascii: "\\"): bytes.append(UInt8(ascii: "\\")); bytes.append(b)
+            case 0x0A: bytes.append(UInt8(ascii: "\\")); bytes.append(UInt8(ascii: "n"))
+            case 0x0D: bytes.append(UInt8(ascii: "\\")); bytes.append(UInt8(ascii: "r"))
+            case 0x09: bytes.append(UInt8(ascii: "\\")); bytes.append(UInt8(ascii: "t"))
+            case 0..<0x20, 0x7F:
+                bytes.append(contentsOf: [UInt8(ascii: "\\"), UInt8(ascii: "u"), UInt8(ascii: "0"), UInt8(ascii: "0"),
+                                          Self.hex[Int(b >> 4)], Self.hex[Int(b & 0xF)]])
+            default: bytes.append(b)
+            }
+        }
+        bytes.append(UInt8(ascii: "\""))
+    }
+}

@@ -1,0 +1,82 @@
+/// A structured error sent to a client as `{"ok":false,"error":{"code":…,"message":…,"field":…}}`.
+///
+/// Codes are static members of a struct (as in postgres-nio) so that adding one breaks nobody;
+/// every code a client can receive is listed in `docs/protocol.md`.
+public struct ProtocolError: Error, Equatable, Sendable, CustomStringConvertible {
+    /// A stable, machine-readable error code.
+    public struct Code: Hashable, Sendable, CustomStringConvertible {
+        /// The code as sent on the wire.
+        public let rawValue: String
+        public init(_ rawValue: String) { self.rawValue = rawValue }
+        public var description: String { rawValue }
+
+        /// The line is longer than the maximum (the connection is closed after this error).
+        public static let lineTooLong = Code("line_too_long")
+        /// The line is not valid UTF-8.
+        public static let invalidUTF8 = Code("invalid_utf8")
+        /// The line holds a NUL or another control character.
+        public static let controlCharacter = Code("control_character")
+        /// A quoted value is not closed, or a backslash escape is unknown.
+        public static let badQuoting = Code("bad_quoting")
+        /// The line is empty.
+        public static let emptyRequest = Code("empty_request")
+        /// No command of that name.
+        public static let unknownCommand = Code("unknown_command")
+        /// Too few or too many positional arguments.
+        public static let wrongArity = Code("wrong_arity")
+        /// An option (`key=value`) the command does not take.
+        public static let unknownOption = Code("unknown_option")
+        /// An option given twice.
+        public static let duplicateOption = Code("duplicate_option")
+        /// A required option is missing.
+        public static let missingOption = Code("missing_option")
+        /// A value that should be a number is not one.
+        public static let notANumber = Code("not_a_number")
+        /// NaN or infinity where a finite number is needed.
+        public static let notFinite = Code("not_finite")
+        /// A number outside its allowed range (latitude, longitude, limit, …).
+        public static let outOfRange = Code("out_of_range")
+        /// A radius of zero or less.
+        public static let radiusNotPositive = Code("radius_not_positive")
+        /// A radius over the server's maximum.
+        public static let radiusTooLarge = Code("radius_too_large")
+        /// A value that is malformed for its field (e.g. a camera id).
+        public static let invalidValue = Code("invalid_value")
+        /// The thing asked for does not exist.
+        public static let notFound = Code("not_found")
+        /// The server cannot serve the request now (e.g. the database is down for a write).
+        public static let unavailable = Code("unavailable")
+        /// A bug or an unexpected failure inside the server.
+        public static let `internal` = Code("internal")
+    }
+
+    /// The error code.
+    public var code: Code
+    /// A message for people.
+    public var message: String
+    /// The request field the error is about, when there is one.
+    public var field: String?
+
+    public init(_ code: Code, _ message: String, field: String? = nil) {
+        self.code = code
+        self.message = message
+        self.field = field
+    }
+
+    public var description: String { "\(code): \(message)" }
+
+    /// The error as one JSON response line (without the newline).
+    public var json: String {
+        var w = JSONWriter()
+        w.object {
+            $0.field("ok", false)
+            $0.key("error")
+            $0.object { e in
+                e.field("code", code.rawValue)
+                e.field("message", message)
+                if let field { e.field("field", field) }
+            }
+        }
+        return w.string
+    }
+}

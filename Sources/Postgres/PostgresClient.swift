@@ -1,0 +1,121 @@
+import Logging
+import NIOConcurrencyHelpers
+import NIOCore
+import NIOPosix
+
+/// Async access to PostgreSQL for code running on event loops or in tasks: a small pool of
+/// ``PostgresConnection``s whose blocking calls all run on a `NIOThreadPool`.
+///
+/// Connections are opened lazily up to `maximumConnections`; a connection that reports a
+/// connection error is dropped and replaced on next use.
+public final class PostgresClient: Sendable {
+    /// How to connect.
+    public let configuration: PostgresConfiguration
+    private let threadPool: NIOThreadPool
+    private let ownsThreadPool: Bool
+    private let maximumConnections: Int
+    private let state = NIOLockedValueBox(State())
+
+    private struct State {
+        var idle: [PostgresConnection] = []
+        var open = 0
+        var waiters: [CheckedContinuation<Void, Never>] = []
+        var shutDown = false
+    }
+
+    /// Creates a client; with no thread pool given, it starts and owns one of `maximumConnections` threads.
+    public init(configuration: PostgresConfiguration, maximumConnections: Int = 4, threadPool: NIOThreadPool? = nil) {
+        self.configuration = configuration
+        self.maximumConnections = max(1, maximumConnections)
+        if let threadPool {
+            self.threadPool = threadPool
+            self.ownsThreadPool = false
+        } else {
+            let pool = NIOThreadPool(numberOfThreads: max(1, maximumConnections))
+            pool.start()
+            self.threadPool = pool
+            self.ownsThreadPool = true
+        }
+    }
+
+    /// Runs `body` with a connection of the pool, on the thread pool. Connection errors make
+    /// the connection be discarded.
+    public func withConnection<T: Sendable>(_ body: @escaping @Sendable (PostgresConnection) throws -> T) async throws -> T {
+        let connection = try await checkout()
+        do {
+            let value = try await threadPool.runIfActive { try body(connection) }
+            checkin(connection, healthy: true)
+            return value
+        } catch let error as PostgresError {
+            checkin(connection, healthy: !error.isConnectionError && connection.isHealthy)
+            throw error
+        } catch {
+            checkin(connection, healthy: connection.isHealthy)
+            throw error
+        }
+    }
+
+    /// Runs `body` in a transaction on one connection.
+    public func transaction<T: Sendable>(_ body: @escaping @Sendable (PostgresConnection) throws -> T) async throws -> T {
+        try await withConnection { try $0.transaction(body) }
+    }
+
+    private func checkout() async throws -> PostgresConnection {
+        while true {
+            enum Step { case use(PostgresConnection), open, wait }
+            let step: Step = state.withLockedValue { s in
+                if let c = s.idle.popLast() { return .use(c) }
+                if s.open < maximumConnections { s.open += 1; return .open }
+                return .wait
+            }
+            switch step {
+            case .use(let c):
+                return c
+            case .open:
+                do {
+                    let configuration = self.configuration
+                    return try await threadPool.runIfActive { try PostgresConnection(configuration: configuration) }
+                } catch {
+                    release()
+                    throw error
+                }
+            case .wait:
+                await withCheckedContinuation { (cont: CheckedContinuation<Void, Never>) in
+                    let resumeNow: Bool = state.withLockedValue { s in
+                        if !s.idle.isEmpty || s.open < maximumConnections { return true }
+                        s.waiters.append(cont)
+                        return false
+                    }
+                    if resumeNow { cont.resume() }
+                }
+            }
+        }
+    }
+
+    private func checkin(_ connection: PostgresConnection, healthy: Bool) {
+        let waiter: CheckedContinuation<Void, Never>? = state.withLockedValue { s in
+            if healthy && !s.shutDown { s.idle.append(connection) } else { s.open -= 1 }
+            return s.waiters.isEmpty ? nil : s.waiters.removeFirst()
+        }
+        waiter?.resume()
+    }
+
+    private func release() {
+        let waiter: CheckedContinuation<Void, Never>? = state.withLockedValue { s in
+            s.open -= 1
+            return s.waiters.isEmpty ? nil : s.waiters.removeFirst()
+        }
+        waiter?.resume()
+    }
+
+    /// Closes idle connections and, if it owns it, stops the thread pool.
+    public func shutdown() async {
+        let idle: [PostgresConnection] = state.withLockedValue { s in
+            s.shutDown = true
+            defer { s.idle = [] }
+            return s.idle
+        }
+        _ = idle
+        if ownsThreadPool { try? await threadPool.shutdownGracefully() }
+    }
+}

@@ -1,0 +1,151 @@
+import Foundation
+import Geo
+import NIOConcurrencyHelpers
+
+/// A camera found by a search, with its ellipsoidal distance and the bearing from the camera to
+/// the searched point.
+public struct NearHit: Sendable {
+    /// The camera.
+    public let camera: Camera
+    /// Distance in metres on the WGS84 ellipsoid (PROJ `geod_inverse`).
+    public let distance: Double
+    /// Azimuth from the camera to the searched point, degrees clockwise from north in [0, 360).
+    public let bearing: Double
+}
+
+/// An immutable snapshot of the index: the cameras and a GEOS STRtree over their positions.
+/// Built once, then only read (from any thread).
+public final class IndexSnapshot: Sendable {
+    /// The cameras, in tree item order.
+    public let cameras: [Camera]
+    /// Position of each id in `cameras`.
+    let positions: [String: Int]
+    let tree: STRtree
+    /// How long the build took, in seconds.
+    public let buildSeconds: Double
+    /// When the build finished.
+    public let builtAt: Date
+
+    /// Builds a snapshot over `cameras` (retired ones are kept for `CAMERA GET` but never searched).
+    public init(cameras: [Camera]) throws {
+        let start = DispatchTime.now()
+        self.cameras = cameras
+        var positions: [String: Int] = [:]
+        positions.reserveCapacity(cameras.count)
+        for (i, c) in cameras.enumerated() { positions[c.id] = i }
+        self.positions = positions
+        tree = try STRtree(boxes: cameras.map { ($0.lon, $0.lat, $0.lon, $0.lat) })
+        buildSeconds = Double(DispatchTime.now().uptimeNanoseconds - start.uptimeNanoseconds) / 1e9
+        builtAt = Date()
+    }
+}
+
+/// The in-memory camera index: an immutable ``IndexSnapshot`` plus a small delta of changes made
+/// since it was built. Readers take a reference to the current state and never wait for a
+/// rebuild; writers add to the delta, and ``rebuildIfNeeded(threshold:)`` folds the delta into a
+/// new snapshot off the read path and swaps it in.
+public final class CameraIndex: Sendable {
+    private struct State: Sendable {
+        var snapshot: IndexSnapshot
+        /// Changes since the snapshot: a camera (upserted) by id. Searches consult it first.
+        var delta: [String: Camera]
+        /// Bumped on every change, so that a rebuild knows whether it raced with writers.
+        var generation: Int
+    }
+
+    private let state: NIOLockedValueBox<State>
+    private let rebuilding = NIOLockedValueBox(false)
+    private let geodesic = Geodesic.wgs84
+
+    /// An index over `cameras`.
+    public init(cameras: [Camera]) throws {
+        state = NIOLockedValueBox(State(snapshot: try IndexSnapshot(cameras: cameras), delta: [:], generation: 0))
+    }
+
+    private var current: State { state.withLockedValue { $0 } }
+
+    /// Number of cameras held (retired included).
+    public var count: Int {
+        let s = current
+        return s.snapshot.cameras.count + s.delta.keys.filter { s.snapshot.positions[$0] == nil }.count
+    }
+
+    /// Number of changes waiting in the delta.
+    public var deltaCount: Int { current.delta.count }
+
+    /// The current snapshot (for statistics).
+    public var snapshot: IndexSnapshot { current.snapshot }
+
+    /// One camera by id, retired included.
+    public func camera(id: String) -> Camera? {
+        let s = current
+        if let c = s.delta[id] { return c }
+        return s.snapshot.positions[id].map { s.snapshot.cameras[$0] }
+    }
+
+    /// Adds or replaces a camera; visible to every search that starts after this returns.
+    public func upsert(_ camera: Camera) {
+        state.withLockedValue {
+            $0.delta[camera.id] = camera
+            $0.generation += 1
+        }
+    }
+
+    /// Cameras within `radius` metres of (lat, lon), nearest first (ties by id), at most `limit`;
+    /// retired cameras are never returned.
+    public func near(lat: Double, lon: Double, radius: Double, limit: Int) throws -> [NearHit] {
+        let s = current
+        let box = geodesic.boundingBox(lat: lat, lon: lon, radius: radius)
+        var items: [Int] = []
+        try s.snapshot.tree.query(minX: box.minLon, minY: box.minLat, maxX: box.maxLon, maxY: box.maxLat, into: &items)
+        var hits: [NearHit] = []
+        func consider(_ c: Camera) {
+            guard c.status != .retired else { return }
+            let g = geodesic.inverse(lat1: c.lat, lon1: c.lon, lat2: lat, lon2: lon)
+            if g.distance <= radius {
+                var bearing = g.azimuth1
+                if bearing < 0 { bearing += 360 }
+                if bearing >= 360 { bearing -= 360 }
+                hits.append(NearHit(camera: c, distance: g.distance, bearing: bearing))
+            }
+        }
+        for i in items {
+            let c = s.snapshot.cameras[i]
+            if !s.delta.isEmpty, s.delta[c.id] != nil { continue }
+            consider(c)
+        }
+        for c in s.delta.values { consider(c) }
+        hits.sort { $0.distance != $1.distance ? $0.distance < $1.distance : $0.camera.id < $1.camera.id }
+        if hits.count > limit { hits.removeSubrange(limit...) }
+        return hits
+    }
+
+    /// Folds the delta into a new snapshot when it holds at least `threshold` changes. The
+    /// build runs without holding the lock; changes made meanwhile stay in the delta.
+    /// Returns whether a new snapshot was swapped in.
+    @discardableResult
+    public func rebuildIfNeeded(threshold: Int = 1) throws -> Bool {
+        let claimed = rebuilding.withLockedValue { busy -> Bool in
+            if busy { return false }
+            busy = true
+            return true
+        }
+        guard claimed else { return false }
+        defer { rebuilding.withLockedValue { $0 = false } }
+        let s = current
+        guard s.delta.count >= threshold, !s.delta.isEmpty else { return false }
+        var cameras = s.snapshot.cameras
+        for (id, c) in s.delta.sorted(by: { $0.key < $1.key }) {
+            if let p = s.snapshot.positions[id] { cameras[p] = c } else { cameras.append(c) }
+        }
+        let fresh = try IndexSnapshot(cameras: cameras)
+        state.withLockedValue { st in
+            // Keep only changes made after the copy was taken (or that differ from it).
+            var remaining: [String: Camera] = [:]
+            for (id, c) in st.delta where s.delta[id] != c { remaining[id] = c }
+            st.snapshot = fresh
+            st.delta = remaining
+        }
+        return true
+    }
+}

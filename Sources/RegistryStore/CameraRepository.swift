@@ -1,0 +1,94 @@
+import Foundation
+import Postgres
+import Registry
+
+/// Reads and writes cameras in PostgreSQL, the source of truth. Stateless; every method takes
+/// the connection to use, so callers decide about transactions and threads.
+public enum CameraRepository {
+    /// The columns of `cameras`, in the order of `select` and COPY.
+    static let columns = [
+        "id", "lat", "lon", "site_kind", "address", "ward", "heading", "fov", "range_m", "mount_height_m",
+        "owner_kind", "owner_name", "owner_phone", "schedule", "retention_days", "status",
+        "created_at", "updated_at", "version",
+    ]
+
+    static let selectList = columns.map {
+        $0 == "created_at" || $0 == "updated_at" ? "extract(epoch from \($0))::float8" : $0
+    }.joined(separator: ", ")
+
+    /// Every camera, ordered by id.
+    public static func all(on c: PostgresConnection) throws -> [Camera] {
+        try c.query("SELECT \(selectList) FROM cameras ORDER BY id").rows.map(decode)
+    }
+
+    /// One camera by id.
+    public static func get(id: String, on c: PostgresConnection) throws -> Camera? {
+        try c.query("SELECT \(selectList) FROM cameras WHERE id = $1", [id]).rows.first.map(decode)
+    }
+
+    /// The number of cameras.
+    public static func count(on c: PostgresConnection) throws -> Int {
+        Int(try c.query("SELECT count(*) FROM cameras").scalar() ?? "0") ?? 0
+    }
+
+    /// Inserts cameras with `COPY … FROM STDIN` in the caller's transaction (or its own statement).
+    @discardableResult
+    public static func copyInsert(_ cameras: [Camera], on c: PostgresConnection) throws -> Int {
+        try c.copyIn("COPY cameras (\(columns.joined(separator: ", "))) FROM STDIN") { send in
+            var chunk = ""
+            chunk.reserveCapacity(1 << 16)
+            for cam in cameras {
+                chunk += PostgresConnection.copyLine(encode(cam))
+                if chunk.utf8.count > 60_000 {
+                    try send(Array(chunk.utf8))
+                    chunk.removeAll(keepingCapacity: true)
+                }
+            }
+            if !chunk.isEmpty { try send(Array(chunk.utf8)) }
+        }
+    }
+
+    /// Loads `cameras` only if the table is empty, in one transaction (the table is locked so
+    /// two daemons cannot both load). Returns whether they were loaded.
+    public static func loadIfEmpty(_ cameras: [Camera], on c: PostgresConnection) throws -> Bool {
+        try c.transaction { c in
+            try c.query("LOCK TABLE cameras IN SHARE ROW EXCLUSIVE MODE")
+            guard try count(on: c) == 0 else { return false }
+            try copyInsert(cameras, on: c)
+            return true
+        }
+    }
+
+    static func format(_ d: Double) -> String { d.description }
+
+    static func timestamp(_ date: Date) -> String {
+        // Exact to the microsecond, as PostgreSQL stores it.
+        let micros = (date.timeIntervalSince1970 * 1_000_000).rounded()
+        return ISO8601Text.format(micros: Int64(micros))
+    }
+
+    /// Values of one camera in `columns` order, as PostgreSQL text input.
+    static func encode(_ cam: Camera) -> [String?] {
+        [
+            cam.id, format(cam.lat), format(cam.lon), cam.siteKind.rawValue, cam.address, cam.ward,
+            cam.heading.map(format), format(cam.fov), format(cam.range), cam.mountHeight.map(format),
+            cam.ownerKind.rawValue, cam.ownerName, cam.ownerPhone, cam.schedule.description,
+            String(cam.retentionDays), cam.status.rawValue, timestamp(cam.createdAt), timestamp(cam.updatedAt),
+            String(cam.version),
+        ]
+    }
+
+    /// A camera from a row of `selectList`. The database's constraints guarantee the values.
+    static func decode(_ r: [String?]) -> Camera {
+        func d(_ i: Int) -> Double { Double(r[i]!)! }
+        return Camera(
+            id: r[0]!, lat: d(1), lon: d(2), siteKind: SiteKind(rawValue: r[3]!) ?? .other,
+            address: r[4]!, ward: r[5]!, heading: r[6].flatMap(Double.init), fov: d(7), range: d(8),
+            mountHeight: r[9].flatMap(Double.init), ownerKind: OwnerKind(rawValue: r[10]!) ?? .household,
+            ownerName: r[11], ownerPhone: r[12], schedule: RecordingSchedule(text: r[13]!) ?? .always,
+            retentionDays: Int(r[14]!)!, status: CameraStatus(rawValue: r[15]!) ?? .offline,
+            createdAt: Date(timeIntervalSince1970: d(16)), updatedAt: Date(timeIntervalSince1970: d(17)),
+            version: Int(r[18]!)!)
+    }
+}
+

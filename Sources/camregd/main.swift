@@ -1,0 +1,127 @@
+import ArgumentParser
+import ControlProtocol
+import ControlServer
+import Foundation
+import Logging
+import Postgres
+import Registry
+import RegistryStore
+import ServiceLifecycle
+
+/// `camregd`: the camera registry daemon.
+@main
+struct Camregd: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "camregd",
+        abstract: "Security-camera registry and incident geo-index daemon.",
+        discussion: """
+            Without --database-url, camregd runs a private PostgreSQL cluster in <data-dir>/pg \
+            (initdb + pg_ctl, Unix socket only) and stops it on shutdown.
+            """)
+
+    @Option(name: .long, help: "Data folder: embedded cluster, default socket.")
+    var dataDir: String = ProcessInfo.processInfo.environment["CAMREG_DATA_DIR"] ?? "./camreg-data"
+
+    @Option(name: .long, help: "PostgreSQL URL (postgresql://…); default $CAMREG_DATABASE_URL, else the embedded cluster.")
+    var databaseURL: String? = ProcessInfo.processInfo.environment["CAMREG_DATABASE_URL"]
+
+    @Option(name: .long, help: "Control socket path (default <data-dir>/camregd.sock, or $CAMREG_SOCKET).")
+    var socket: String? = ProcessInfo.processInfo.environment["CAMREG_SOCKET"]
+
+    @Option(name: .long, help: "Folder of the numbered SQL migrations (default: $CAMREG_MIGRATIONS, ./migrations, or the package's).")
+    var migrations: String?
+
+    @Flag(name: .long, help: "Load the 1,202-camera Bến Cát demo inventory if the database has no cameras.")
+    var demo = false
+
+    @Option(name: .long, help: "Log level: trace, debug, info, notice, warning, error, critical.")
+    var logLevel: String = ProcessInfo.processInfo.environment["CAMREG_LOG_LEVEL"] ?? "info"
+
+    @Option(name: .long, help: "Largest NEAR radius in metres.")
+    var maxRadius: Double = 50_000
+
+    @Option(name: .long, help: "Database connections in the pool.")
+    var dbConnections: Int = 4
+
+    mutating func validate() throws {
+        guard Logger.Level(rawValue: logLevel) != nil else {
+            throw ValidationError("--log-level must be one of trace, debug, info, notice, warning, error, critical")
+        }
+        guard maxRadius.isFinite, maxRadius > 0 else { throw ValidationError("--max-radius must be a positive number of metres") }
+        guard (1...64).contains(dbConnections) else { throw ValidationError("--db-connections must be 1–64") }
+    }
+
+    func run() async throws {
+        let level = Logger.Level(rawValue: logLevel)!
+        LoggingSystem.bootstrap { label in
+            var h = StreamLogHandler.standardError(label: label)
+            h.logLevel = level
+            return h
+        }
+        let logger = Logger(label: "camregd")
+        do {
+            try await serve(logger: logger)
+        } catch {
+            logger.critical("camregd stopped: \(error)")
+            throw ExitCode(1)
+        }
+    }
+
+    func serve(logger: Logger) async throws {
+        let dataDir = URL(fileURLWithPath: self.dataDir).standardizedFileURL.path
+        try FileManager.default.createDirectory(atPath: dataDir, withIntermediateDirectories: true)
+        let socketPath = socket ?? dataDir + "/camregd.sock"
+
+        // 1. The database: the given server, or the embedded cluster.
+        var cluster: EmbeddedCluster?
+        let pgConfig: PostgresConfiguration
+        if let url = databaseURL, !url.isEmpty {
+            pgConfig = .url(url, applicationName: "camregd")
+            logger.info("using PostgreSQL from --database-url")
+        } else {
+            let c = try EmbeddedCluster(dataDirectory: dataDir, logger: logger)
+            try c.start()
+            cluster = c
+            pgConfig = c.configuration
+        }
+        let client = PostgresClient(configuration: pgConfig, maximumConnections: dbConnections)
+        do {
+            // 2. Schema, demo data, index.
+            let migrationsDir = migrations ?? Migrator.defaultDirectory()
+            let migrator = try Migrator(directory: migrationsDir)
+            try await client.withConnection { try migrator.apply(on: $0, logger: logger) }
+            if demo {
+                let inventory = DemoInventory.generate()
+                let loaded = try await client.withConnection { try CameraRepository.loadIfEmpty(inventory.cameras, on: $0) }
+                logger.info(loaded ? "loaded the Bến Cát demo inventory" : "database already has cameras; demo inventory not loaded",
+                            metadata: loaded ? ["cameras": "\(inventory.cameras.count)"] : [:])
+            }
+            let cameras = try await client.withConnection { try CameraRepository.all(on: $0) }
+            let index = try CameraIndex(cameras: cameras)
+            logger.info("index built", metadata: ["cameras": "\(cameras.count)",
+                                                  "ms": "\(Int(index.snapshot.buildSeconds * 1000))"])
+
+            // 3. Serve until SIGTERM/SIGINT.
+            var limits = ProtocolLimits()
+            limits.maxRadius = maxRadius
+            let service = RegistryService(index: index, limits: limits, logger: logger)
+            let server = ControlServer(socketPath: socketPath, service: service, logger: logger)
+            let group = ServiceGroup(configuration: .init(
+                services: [.init(service: server)],
+                gracefulShutdownSignals: [.sigterm, .sigint],
+                logger: logger))
+            Task {
+                await server.waitUntilReady()
+                logger.notice("camregd ready", metadata: ["socket": "\(socketPath)", "cameras": "\(cameras.count)"])
+            }
+            try await group.run()
+        } catch {
+            await client.shutdown()
+            try? cluster?.stop()
+            throw error
+        }
+        await client.shutdown()
+        try cluster?.stop()
+        logger.info("camregd stopped cleanly")
+    }
+}

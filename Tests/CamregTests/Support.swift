@@ -1,0 +1,184 @@
+import ControlServer
+import Foundation
+import Logging
+import NIOCore
+import NIOExtras
+import NIOPosix
+import Postgres
+import Registry
+import RegistryStore
+import ServiceLifecycle
+import Testing
+
+/// The package root (for `migrations/` and `../shared/data/`).
+let packageRoot: URL = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+let migrationsDirectory = packageRoot.appendingPathComponent("migrations").path
+let sharedData = packageRoot.deletingLastPathComponent().appendingPathComponent("shared/data")
+
+/// A short temporary folder (Unix socket paths hold at most 107 bytes; CI clones deep).
+func shortTempDirectory(_ prefix: String) throws -> String {
+    let base = ProcessInfo.processInfo.environment["CAMREG_TEST_TMP"] ?? "/tmp"
+    var template = Array("\(base)/\(prefix).XXXXXX".utf8CString)
+    guard let p = mkdtemp(&template) else { throw TestFailure("mkdtemp failed in \(base)") }
+    let path = String(cString: p)
+    chmod(path, 0o711)  // the cluster's unprivileged user must be able to reach it when we are root
+    return path
+}
+
+struct TestFailure: Error, CustomStringConvertible {
+    let description: String
+    init(_ d: String) { description = d }
+}
+
+nonisolated(unsafe) private var clusterToStopAtExit: EmbeddedCluster?
+
+/// One throwaway PostgreSQL for the whole test run, started with the daemon's own
+/// ``EmbeddedCluster`` (or `CAMREG_TEST_DATABASE_URL`), stopped when the process exits.
+/// Each test gets a database of its own.
+actor TestPostgres {
+    static let shared = TestPostgres()
+    private var admin: PostgresConfiguration?
+    private var counter = 0
+
+    private func adminConfiguration() throws -> PostgresConfiguration {
+        if let admin { return admin }
+        let config: PostgresConfiguration
+        if let url = ProcessInfo.processInfo.environment["CAMREG_TEST_DATABASE_URL"], !url.isEmpty {
+            config = .url(url, applicationName: "camreg-tests")
+        } else {
+            let dir = try shortTempDirectory("pg")
+            var logger = Logger(label: "test.cluster")
+            logger.logLevel = .warning
+            let cluster = try EmbeddedCluster(dataDirectory: dir, database: "postgres", logger: logger)
+            try cluster.start()
+            clusterToStopAtExit = cluster
+            atexit {
+                if let c = clusterToStopAtExit {
+                    try? c.stop()
+                    try? FileManager.default.removeItem(atPath: c.dataDirectory)
+                }
+            }
+            config = cluster.configuration(database: "postgres")
+        }
+        admin = config
+        return config
+    }
+
+    /// A new, empty database; returns how to connect to it.
+    func freshDatabase(_ label: String = "t") throws -> PostgresConfiguration {
+        let admin = try adminConfiguration()
+        counter += 1
+        let name = "\(label)_\(getpid())_\(counter)".lowercased().filter { $0.isLetter || $0.isNumber || $0 == "_" }
+        let c = try PostgresConnection(configuration: admin)
+        try c.query("DROP DATABASE IF EXISTS \(name)")
+        try c.query("CREATE DATABASE \(name)")
+        return admin.with("dbname", name)
+    }
+
+    /// A new database with the migrations applied.
+    func migratedDatabase(_ label: String = "t") throws -> PostgresConfiguration {
+        let config = try freshDatabase(label)
+        let c = try PostgresConnection(configuration: config)
+        try Migrator(directory: migrationsDirectory).apply(on: c)
+        return config
+    }
+}
+
+/// Starts a ``ControlServer`` over `index` on a temporary socket, runs `body` with the socket
+/// path, and always shuts the server down gracefully (through its ServiceGroup).
+func withTestServer<T: Sendable>(index: CameraIndex, _ body: @Sendable (String, RegistryService) async throws -> T) async throws -> T {
+    let dir = try shortTempDirectory("sock")
+    defer { try? FileManager.default.removeItem(atPath: dir) }
+    let path = dir + "/c.sock"
+    var logger = Logger(label: "test.server")
+    logger.logLevel = .warning
+    let service = RegistryService(index: index, logger: logger)
+    let server = ControlServer(socketPath: path, service: service, drainTimeout: .seconds(2), logger: logger)
+    let group = ServiceGroup(configuration: .init(services: [.init(service: server)], logger: logger))
+    let running = Task { try await group.run() }
+    await server.waitUntilReady()
+    do {
+        let value = try await body(path, service)
+        await group.triggerGracefulShutdown()
+        try await running.value
+        return value
+    } catch {
+        await group.triggerGracefulShutdown()
+        _ = try? await running.value
+        throw error
+    }
+}
+
+/// An async line client for the control socket (NIO, so that tests never block a thread).
+final class TestClient: Sendable {
+    let channel: NIOAsyncChannel<ByteBuffer, ByteBuffer>
+    private let iterator: IteratorBox
+
+    final class IteratorBox: @unchecked Sendable {
+        var it: NIOAsyncChannelInboundStream<ByteBuffer>.AsyncIterator
+        init(_ it: NIOAsyncChannelInboundStream<ByteBuffer>.AsyncIterator) { self.it = it }
+    }
+
+    init(path: String) async throws {
+        channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            .connect(unixDomainSocketPath: path) { ch in
+                ch.eventLoop.makeCompletedFuture {
+                    try ch.pipeline.syncOperations.addHandler(ByteToMessageHandler(LineBasedFrameDecoder()))
+                    return try NIOAsyncChannel<ByteBuffer, ByteBuffer>(wrappingChannelSynchronously: ch)
+                }
+            }
+        iterator = IteratorBox(channel.inbound.makeAsyncIterator())
+    }
+
+    /// Sends raw bytes as they are.
+    func sendRaw(_ bytes: [UInt8]) async throws {
+        try await channel.outbound.write(ByteBuffer(bytes: bytes))
+    }
+
+    /// Sends one line (a newline is added).
+    func send(_ line: String) async throws {
+        try await sendRaw(Array((line + "\n").utf8))
+    }
+
+    /// The next response line, or `nil` when the server closed the connection.
+    func readLine() async throws -> String? {
+        guard let buf = try await iterator.it.next() else { return nil }
+        return String(buffer: buf)
+    }
+
+    /// Sends a line and decodes the JSON response.
+    func request(_ line: String) async throws -> [String: Any] {
+        try await send(line)
+        guard let text = try await readLine() else { throw TestFailure("connection closed after \(line)") }
+        return try decodeJSON(text)
+    }
+
+    func close() async {
+        try? await channel.channel.close()
+    }
+}
+
+func decodeJSON(_ text: String) throws -> [String: Any] {
+    guard let o = try JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: Any] else {
+        throw TestFailure("not a JSON object: \(text)")
+    }
+    return o
+}
+
+/// The error code of a response, if it is an error.
+func errorCode(_ o: [String: Any]) -> String? {
+    (o["error"] as? [String: Any])?["code"] as? String
+}
+
+/// Deterministic random numbers for tests (SplitMix64).
+struct SeededRandom: RandomNumberGenerator {
+    var state: UInt64
+    init(seed: UInt64) { state = seed }
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+}
