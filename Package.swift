@@ -58,6 +58,7 @@ let package = Package(
 
         .executableTarget(name: "camregd", dependencies: [
             "ControlProtocol", "ControlServer", "RegistryStore", "Registry",
+            .product(name: "NIOPosix", package: "swift-nio"),
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -70,6 +71,7 @@ let package = Package(
         .testTarget(name: "CamregTests", dependencies: [
             "ControlProtocol", "Postgres", "Geo", "Registry", "RegistryStore", "ControlServer",
             .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOExtras", package: "swift-nio-extras"),
             .product(name: "NIOPosix", package: "swift-nio"),
             .product(name: "Logging", package: "swift-log"),
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),

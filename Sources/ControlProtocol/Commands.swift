@@ -178,7 +178,7 @@ public enum RequestParser {
                 let known = spec.options.map(\.name)
                 throw ProtocolError(.unknownOption,
                                     "\(spec.name) has no option \(Values.clip(name))" + (known.isEmpty ? "" : "; options: \(known.joined(separator: ", "))"),
-                                    field: Values.clip(name))
+                                    field: String(name.prefix(64)))
             }
             guard options[name] == nil else {
                 throw ProtocolError(.duplicateOption, "option \(name) is given twice", field: name)

@@ -51,11 +51,28 @@ public final class ControlServer: Service, Sendable {
     }
 
     public func run() async throws {
+        do {
+            try await serve()
+        } catch {
+            markReady()  // nobody waits forever for a server that failed to start
+            throw error
+        }
+    }
+
+    private func markReady() {
+        let waiters = ready.withLockedValue { r in defer { r = nil }; return r ?? [] }
+        waiters.forEach { $0.resume() }
+    }
+
+    private func serve() async throws {
         try Self.prepareSocketPath(socketPath)
         let maxLine = service.limits.maxLineBytes
         let server = try await ServerBootstrap(group: group)
             .serverChannelOption(.backlog, value: 256)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+            // A client that sends its requests and then shuts down its side (`socat`, `nc -N`)
+            // still gets its answers: input closed ends the request loop, not the connection.
+            .childChannelOption(.allowRemoteHalfClosure, value: true)
             .bind(unixDomainSocketPath: socketPath, cleanupExistingSocketFile: false) { channel in
                 channel.eventLoop.makeCompletedFuture {
                     try channel.pipeline.syncOperations.addHandler(
@@ -63,10 +80,13 @@ public final class ControlServer: Service, Sendable {
                     return try NIOAsyncChannel<ByteBuffer, ByteBuffer>(wrappingChannelSynchronously: channel)
                 }
             }
-        chmod(socketPath, 0o660)
+        guard chmod(socketPath, 0o660) == 0 else {
+            let reason = String(cString: strerror(errno))
+            try? await server.channel.close()
+            throw ControlServerError(message: "cannot set mode 0660 on \(socketPath): \(reason)")
+        }
         logger.info("control socket listening", metadata: ["socket": "\(socketPath)"])
-        let waiters = ready.withLockedValue { r in defer { r = nil }; return r ?? [] }
-        waiters.forEach { $0.resume() }
+        markReady()
 
         try await withGracefulShutdownHandler {
             try await server.executeThenClose { inbound in
@@ -116,7 +136,7 @@ public final class ControlServer: Service, Sendable {
                         if reply.close { return }
                     }
                 } catch is ByteToMessageDecoderError.PayloadTooLargeError {
-                    let reply = Reply.error(.init(.lineTooLong, "the request is longer than \(service.limits.maxLineBytes) bytes; closing"), close: true)
+                    let reply = service.lineTooLong()
                     var buffer = channel.allocator.buffer(capacity: reply.json.count + 1)
                     buffer.writeBytes(reply.json)
                     buffer.writeInteger(UInt8(ascii: "\n"))

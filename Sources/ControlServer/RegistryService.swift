@@ -51,6 +51,12 @@ public final class RegistryService: Sendable {
         counters.withLockedValue { $0.connectionsOpen -= 1 }
     }
 
+    /// The reply to a line cut off by the frame decoder for being too long (counted as an error).
+    func lineTooLong() -> Reply {
+        counters.withLockedValue { $0.requests += 1; $0.errors += 1 }
+        return .error(ProtocolError(.lineTooLong, "the request is longer than \(limits.maxLineBytes) bytes; closing"), close: true)
+    }
+
     /// Answers one request line (raw bytes, without the newline).
     public func respond(to line: [UInt8]) async -> Reply {
         let command: Command

@@ -106,6 +106,9 @@ public final class PostgresConnection: @unchecked Sendable {
             throw PostgresError(code: .connectionFailed, message: message)
         }
         conn = raw
+        // Server notices (e.g. "relation already exists, skipping") are not errors; keep them
+        // off stderr.
+        PQsetNoticeProcessor(conn, { _, _ in }, nil)
     }
 
     deinit {

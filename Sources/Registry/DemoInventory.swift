@@ -175,19 +175,18 @@ public struct DemoInventory: Sendable, Equatable {
             kinds += [SiteKind](repeating: .street, count: nStreet)
             kinds += [SiteKind](repeating: .alley, count: k - nIntersections - nStreet)
             for kind in kinds {
-                var d = DemoDraft.make(kind: kind, layout: layout, highway: highway, clock: clock, rng: &camRNG)
-                d.order = drafts.count
-                drafts.append(d)
+                drafts.append(DemoDraft.make(kind: kind, layout: layout, highway: highway, clock: clock, rng: &camRNG))
             }
         }
         // Ids follow registration order; ties are broken by generation order (a total order, so
         // the result does not depend on the sort's stability).
-        drafts.sort { $0.created != $1.created ? $0.created < $1.created : $0.order < $1.order }
+        let created = drafts.map(\.created)
+        let order = created.indices.sorted { created[$0] != created[$1] ? created[$0] < created[$1] : $0 < $1 }
         let width = max(5, String(n).count)
         var cameras: [Camera] = []
         cameras.reserveCapacity(n)
-        for (i, d) in drafts.enumerated() {
-            cameras.append(d.camera(id: "BC-" + DemoText.pad(i + 1, width)))
+        for (i, k) in order.enumerated() {
+            cameras.append(drafts[k].camera(id: "BC-" + DemoText.pad(i + 1, width)))
         }
         return DemoInventory(cameras: cameras, streets: streets)
     }
@@ -225,18 +224,27 @@ struct DemoRNG {
 
     mutating func pick<T>(_ a: [T]) -> T { a[int(a.count)] }
 
-    /// An index drawn with the given (positive integer) weights.
-    mutating func weighted(_ weights: [Int]) -> Int {
-        var r = int(weights.reduce(0, +))
-        for (i, w) in weights.enumerated() {
-            if r < w { return i }
-            r -= w
-        }
-        return weights.count - 1
+    /// A value drawn from a weighted table.
+    mutating func weighted<T: Sendable>(_ table: DemoWeights<T>) -> T {
+        let r = int(table.total)
+        var i = 0
+        while r >= table.cumulative[i] { i += 1 }
+        return table.values[i]
     }
+}
 
-    /// A value drawn from `(value, weight)` pairs.
-    mutating func weighted<T>(_ table: [(T, Int)]) -> T { table[weighted(table.map(\.1))].0 }
+/// Values with positive integer weights, prepared for drawing.
+struct DemoWeights<T: Sendable>: Sendable {
+    let values: [T]
+    /// Running sums of the weights.
+    let cumulative: [Int]
+    var total: Int { cumulative[cumulative.count - 1] }
+
+    init(_ table: [(T, Int)]) {
+        values = table.map { $0.0 }
+        var sum = 0
+        cumulative = table.map { sum += $0.1; return sum }
+    }
 }
 
 // MARK: - Allocation
@@ -346,7 +354,7 @@ enum DemoStreetNames {
         ("TĐ", "ĐN", false),     // Tân Định
     ]
 
-    /// Named streets, shuffled per seed and handed out two per ward.
+    /// Named streets, handed out in order: two per ward (one each way).
     static let named = [
         "Hùng Vương", "Lê Lợi", "Trần Hưng Đạo", "Nguyễn Trãi", "Quang Trung", "Lý Thường Kiệt",
         "Hai Bà Trưng", "Trần Phú", "Nguyễn Du", "Điện Biên Phủ", "30 Tháng 4", "Cách Mạng Tháng Tám",
@@ -637,7 +645,6 @@ struct DemoDraft {
     var retentionDays = 30
     var status = CameraStatus.active
     var created = 0.0, updated = 0.0
-    var order = 0
 
     func camera(id: String) -> Camera {
         Camera(id: id, lat: lat, lon: lon, siteKind: siteKind, address: address, ward: ward, heading: heading,
@@ -650,15 +657,18 @@ struct DemoDraft {
     // Owner kind weights per site: public cameras watch intersections; boarding houses line the
     // alleys. Over the whole inventory (2/3 intersections) this gives about 45 % households,
     // 25 % businesses, 15 % boarding houses, 10 % companies and 5 % public.
-    static let ownersAtIntersections: [(OwnerKind, Int)] = [
-        (.household, 400), (.business, 280), (.boardingHouse, 120), (.company, 125), (.public, 75)]
-    static let ownersInAlleys: [(OwnerKind, Int)] = [
-        (.household, 550), (.business, 190), (.boardingHouse, 210), (.company, 50)]
-    static let retention: [(Int, Int)] = [(7, 10), (14, 15), (15, 15), (30, 35), (45, 8), (60, 10), (90, 7)]
-    static let dailySchedules: [(RecordingSchedule, Int)] = [
+    static let ownersAtIntersections = DemoWeights<OwnerKind>([
+        (.household, 400), (.business, 280), (.boardingHouse, 120), (.company, 125), (.public, 75)])
+    static let ownersInAlleys = DemoWeights<OwnerKind>([
+        (.household, 550), (.business, 190), (.boardingHouse, 210), (.company, 50)])
+    static let retention = DemoWeights<Int>([(7, 10), (14, 15), (15, 15), (30, 35), (45, 8), (60, 10), (90, 7)])
+    static let dailySchedules = DemoWeights<RecordingSchedule>([
         (.daily(start: 18 * 60, end: 6 * 60), 40), (.daily(start: 6 * 60, end: 22 * 60), 25),
         (.daily(start: 22 * 60, end: 6 * 60), 15), (.daily(start: 17 * 60 + 30, end: 6 * 60 + 30), 10),
-        (.daily(start: 7 * 60, end: 21 * 60), 10)]
+        (.daily(start: 7 * 60, end: 21 * 60), 10)])
+    /// Lens angles 60°…120° in 5° steps; 90° is the most common.
+    static let fields = DemoWeights<Double>([(60, 3), (65, 1), (70, 2), (75, 1), (80, 4), (85, 1), (90, 8),
+                                             (95, 1), (100, 3), (105, 1), (110, 4), (115, 1), (120, 3)])
 
     static func make(kind: SiteKind, layout: DemoWardLayout, highway: DemoHighway, clock: DemoClock,
                      rng: inout DemoRNG) -> DemoDraft {
@@ -698,8 +708,7 @@ struct DemoDraft {
                 let u = local.x * layout.axisU.x + local.y * layout.axisU.y
                 if u >= layout.us[0] - 300, u <= layout.us[layout.us.count - 1] + 300 {
                     let right = rng.chance(0.5)
-                    let offset = (right ? 1.0 : -1.0) * rng.uniform(10, 18)   // a wide road
-                    let metresEast = offset
+                    let metresEast = (right ? 1.0 : -1.0) * rng.uniform(10, 18)   // a wide road
                     absolute = DemoFrame.clamp(lat: probe.lat, lon: lon + metresEast / layout.frame.metresPerDegreeLon)
                     position = local + DemoPoint(x: metresEast, y: 0)
                     streetBearing = rng.chance(0.5) ? 0 : 180
@@ -754,13 +763,13 @@ struct DemoDraft {
         } else {
             let jitter = kind == .intersection ? 15.0 : 20.0
             d.heading = demoNormalizeBearing(streetBearing + rng.uniform(-jitter, jitter))
-            d.fov = Double(60 + 5 * rng.weighted([3, 1, 2, 1, 4, 1, 3, 1, 8, 1, 3, 1, 4]))   // 60…120, 90 most common
+            d.fov = rng.weighted(fields)
             d.range = Double(official ? rng.int(in: 30...120) : rng.int(in: 15...80))
         }
         d.mountHeight = (rng.uniform(official ? 3.5 : 2.5, 6.0) * 10).rounded() / 10
         d.retentionDays = rng.weighted(retention)
         d.schedule = rng.chance(0.2) ? rng.weighted(dailySchedules) : .always
-        if official, d.ownerKind == .public { d.schedule = .always }
+        if d.ownerKind == .public { d.schedule = .always }   // police cameras record around the clock
 
         let r = rng.unit()
         d.status = r < 0.92 ? .active : (r < 0.97 ? .offline : .pending)
@@ -792,10 +801,10 @@ enum DemoText {
     }
 
     /// Family names with rough frequencies (per mille) in southern Vietnam.
-    static let families: [(String, Int)] = [
+    static let families = DemoWeights<String>([
         ("Nguyễn", 380), ("Trần", 110), ("Lê", 95), ("Phạm", 70), ("Hoàng", 30), ("Huỳnh", 45), ("Phan", 45),
         ("Võ", 40), ("Đặng", 20), ("Bùi", 20), ("Đỗ", 15), ("Hồ", 15), ("Ngô", 13), ("Dương", 10), ("Lý", 8),
-        ("Trương", 12), ("Đinh", 8), ("Lâm", 8), ("Mai", 6), ("Tô", 4)]
+        ("Trương", 12), ("Đinh", 8), ("Lâm", 8), ("Mai", 6), ("Tô", 4)])
     static let maleMiddle = ["Văn", "Văn", "Văn", "Minh", "Thanh", "Quốc", "Hữu", "Đức", "Công", "Hoàng"]
     static let femaleMiddle = ["Thị", "Thị", "Thị", "Ngọc", "Thanh", "Thu", "Kim", "Mỹ", "Bích", "Hồng"]
     static let maleGiven = ["An", "Bình", "Cường", "Dũng", "Hải", "Hùng", "Khang", "Long", "Minh", "Nam", "Phong",
@@ -812,9 +821,9 @@ enum DemoText {
     /// Southern Vietnamese nicknames by birth order, used for shop names (`Quán cơm Cô Ba`).
     static let nicknames = ["Cô Ba", "Cô Tư", "Cô Năm", "Cô Sáu", "Chú Tư", "Chú Bảy", "Bà Tám", "Anh Hai", "Chị Hai",
                             "Út", "Dì Ba", "Bác Sáu"]
-    static let shops = [("Tiệm tạp hóa", 30), ("Quán cà phê", 22), ("Tiệm sửa xe", 10), ("Quán cơm", 9),
+    static let shops = DemoWeights<String>([("Tiệm tạp hóa", 30), ("Quán cà phê", 22), ("Tiệm sửa xe", 10), ("Quán cơm", 9),
                         ("Nhà thuốc", 6), ("Cửa hàng điện thoại", 5), ("Tiệm vàng", 3), ("Tiệm bánh mì", 6),
-                        ("Tiệm uốn tóc", 5), ("Cửa hàng vật liệu xây dựng", 4)]
+                        ("Tiệm uốn tóc", 5), ("Cửa hàng vật liệu xây dựng", 4)])
     static let industries = ["Sản xuất Thương mại", "Bao bì", "May mặc", "Cơ khí", "Gỗ", "Nhựa", "Điện tử",
                              "Thép", "Giao nhận Vận tải", "Thực phẩm", "Xây dựng"]
 

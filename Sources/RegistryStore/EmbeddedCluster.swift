@@ -177,9 +177,8 @@ public final class EmbeddedCluster: Sendable {
 
     /// Runs a PostgreSQL program (as the server user when we are root); throws with its output.
     ///
-    /// Spawned with `posix_spawn` and reaped with `waitpid`, with output in a temporary file:
-    /// `pg_ctl start` leaves a postmaster behind that inherits descriptors, so neither a pipe
-    /// nor Foundation's `Process` (which waits for its own inherited descriptors) would return.
+    /// Spawned as a ``ChildProcess`` with output in a temporary file: `pg_ctl start` leaves a
+    /// postmaster behind that inherits descriptors, so a pipe would never reach end of file.
     @discardableResult
     private func run(_ program: String, _ arguments: [String], step: String, quiet: Bool = false, logTail: String? = nil) throws -> String {
         let path = binDirectory + "/" + program
@@ -191,7 +190,7 @@ public final class EmbeddedCluster: Sendable {
         env.removeValue(forKey: "PGDATA")
         let outPath = NSTemporaryDirectory() + "camreg-pgctl-\(getpid())-\(UInt32.random(in: 0...UInt32.max)).out"
         defer { unlink(outPath) }
-        let status = try Self.spawnAndWait(argv, environment: env, outputPath: outPath, step: step)
+        let status = try ChildProcess(argv, environment: env, outputPath: outPath).wait()
         let output = (try? String(contentsOfFile: outPath, encoding: .utf8)) ?? ""
         guard status == 0 else {
             var message = output.trimmingCharacters(in: .whitespacesAndNewlines)
@@ -204,35 +203,7 @@ public final class EmbeddedCluster: Sendable {
         return output
     }
 
-    /// `posix_spawn` + `waitpid`; stdin is /dev/null, stdout and stderr go to `outputPath`. Returns the exit status.
-    static func spawnAndWait(_ argv: [String], environment: [String: String], outputPath: String, step: String) throws -> Int32 {
-        var actions = posix_spawn_file_actions_t()
-        posix_spawn_file_actions_init(&actions)
-        defer { posix_spawn_file_actions_destroy(&actions) }
-        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
-        posix_spawn_file_actions_addopen(&actions, 1, outputPath, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
-        posix_spawn_file_actions_adddup2(&actions, 1, 2)
-        let cArgs = argv.map { strdup($0) } + [nil]
-        let cEnv = environment.map { strdup("\($0.key)=\($0.value)") } + [nil]
-        defer {
-            cArgs.forEach { free($0) }
-            cEnv.forEach { free($0) }
-        }
-        var pid: pid_t = 0
-        let rc = posix_spawn(&pid, argv[0], &actions, nil, cArgs, cEnv)
-        guard rc == 0 else {
-            throw ClusterError(step: step, message: "cannot run \(argv[0]): \(String(cString: strerror(rc)))")
-        }
-        var status: Int32 = 0
-        while waitpid(pid, &status, 0) < 0 {
-            guard errno == EINTR else { throw ClusterError(step: step, message: "waitpid: \(String(cString: strerror(errno)))") }
-        }
-        // WIFEXITED / WEXITSTATUS
-        if status & 0x7f == 0 { return (status >> 8) & 0xff }
-        return 128 + (status & 0x7f)
-    }
-
-    /// `$CAMREG_PG_BINDIR`, else `pg_config --bindir`, else the newest `/usr/lib/postgresql/*/bin`.
+    /// `$CAMREG_PG_BINDIR`, else the newest `/usr/lib/postgresql/*/bin`, else `initdb` on `PATH`.
     static func findBinDirectory() throws -> String {
         let fm = FileManager.default
         if let env = ProcessInfo.processInfo.environment["CAMREG_PG_BINDIR"], !env.isEmpty { return env }

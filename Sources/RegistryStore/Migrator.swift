@@ -10,6 +10,14 @@ public struct Migration: Sendable, Equatable {
     public let fileName: String
     /// The SQL script.
     public let sql: String
+
+    /// A migration from its parts.
+    public init(version: Int, fileName: String, sql: String) {
+        self.version = version
+        self.fileName = fileName
+        self.sql = sql
+    }
+
     /// A checksum of the script (FNV-1a 64, hex), recorded so that an edited migration is noticed.
     public var checksum: String {
         var h: UInt64 = 0xcbf2_9ce4_8422_2325

@@ -3,6 +3,7 @@ import ControlProtocol
 import ControlServer
 import Foundation
 import Logging
+import NIOPosix
 import Postgres
 import Registry
 import RegistryStore
@@ -71,6 +72,13 @@ struct Camregd: AsyncParsableCommand {
         let dataDir = URL(fileURLWithPath: self.dataDir).standardizedFileURL.path
         try FileManager.default.createDirectory(atPath: dataDir, withIntermediateDirectories: true)
         let socketPath = socket ?? dataDir + "/camregd.sock"
+        // One daemon per data folder: a second one must not adopt (and later stop) the first
+        // one's cluster. The lock goes away with the process, however it ends.
+        let lockFD = open(dataDir + "/camregd.lock", O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
+        guard lockFD >= 0, flock(lockFD, LOCK_EX | LOCK_NB) == 0 else {
+            throw ValidationError("another camregd is using the data folder \(dataDir)")
+        }
+        defer { close(lockFD) }
 
         // 1. The database: the given server, or the embedded cluster.
         var cluster: EmbeddedCluster?
@@ -80,7 +88,8 @@ struct Camregd: AsyncParsableCommand {
             logger.info("using PostgreSQL from --database-url")
         } else {
             let c = try EmbeddedCluster(dataDirectory: dataDir, logger: logger)
-            try c.start()
+            // initdb/pg_ctl block: run them on a thread pool, not on the cooperative threads.
+            try await NIOThreadPool.singleton.runIfActive { try c.start() }
             cluster = c
             pgConfig = c.configuration
         }

@@ -154,7 +154,14 @@ final class TestClient: Sendable {
     }
 
     func close() async {
+        channel.outbound.finish()
         try? await channel.channel.close()
+    }
+
+    deinit {
+        // NIOAsyncWriter must be finished before it goes away.
+        channel.outbound.finish()
+        channel.channel.close(promise: nil)
     }
 }
 

@@ -1,0 +1,167 @@
+import ControlProtocol
+import Foundation
+import Testing
+
+@Suite("Request parsing and response encoding (pure)")
+struct ProtocolTests {
+    func code(_ line: String, limits: ProtocolLimits = .init()) -> String? {
+        do {
+            _ = try RequestParser.parse(line, limits: limits)
+            return nil
+        } catch {
+            return error.code.rawValue
+        }
+    }
+
+    @Test func parsesEveryCommand() throws {
+        #expect(try RequestParser.parse("PING") == .ping)
+        #expect(try RequestParser.parse("ping") == .ping)
+        #expect(try RequestParser.parse("HELP") == .help(topic: nil))
+        #expect(try RequestParser.parse("help camera get") == .help(topic: "CAMERA GET"))
+        #expect(try RequestParser.parse("NEAR 11.147 106.6076 radius=300")
+            == .near(NearQuery(lat: 11.147, lon: 106.6076, radius: 300, limit: 100)))
+        #expect(try RequestParser.parse("  near  -11.5\t106 limit=7 radius=1e3  ")
+            == .near(NearQuery(lat: -11.5, lon: 106, radius: 1000, limit: 7)))
+        #expect(try RequestParser.parse("CAMERA GET bc-00042") == .cameraGet(id: "BC-00042"))
+        #expect(try RequestParser.parse("camera get \"BC-00042\"") == .cameraGet(id: "BC-00042"))
+        #expect(try RequestParser.parse("STATS") == .stats)
+        #expect(try RequestParser.parse("QUIT\r") == .quit)
+    }
+
+    @Test func everyErrorCodeIsDistinct() {
+        var long = ProtocolLimits()
+        long.maxLineBytes = 10
+        let cases: [(String, String, ProtocolLimits)] = [
+            ("NEAR 1 2 radius=300", "line_too_long", long),
+            ("", "empty_request", .init()),
+            ("   ", "empty_request", .init()),
+            ("FROB 1 2", "unknown_command", .init()),
+            ("CAMERA FROB 1", "unknown_command", .init()),
+            ("CAMERA", "wrong_arity", .init()),
+            ("NEAR 11.1", "wrong_arity", .init()),
+            ("NEAR 11.1 106 107 radius=3", "wrong_arity", .init()),
+            ("PING extra", "wrong_arity", .init()),
+            ("CAMERA GET", "wrong_arity", .init()),
+            ("NEAR 11 106 radius=300 color=red", "unknown_option", .init()),
+            ("NEAR 11 106 radius=300 radius=400", "duplicate_option", .init()),
+            ("NEAR 11 106", "missing_option", .init()),
+            ("NEAR abc 106 radius=300", "not_a_number", .init()),
+            ("NEAR 11 106 radius=3OO", "not_a_number", .init()),
+            ("NEAR 11 106 radius=0x10", "not_a_number", .init()),
+            ("NEAR 11 106 radius=300 limit=1.5", "not_a_number", .init()),
+            ("NEAR NaN 106 radius=300", "not_finite", .init()),
+            ("NEAR 11 -inf radius=300", "not_finite", .init()),
+            ("NEAR 11 106 radius=Infinity", "not_finite", .init()),
+            ("NEAR 11 106 radius=1e400", "not_finite", .init()),
+            ("NEAR 90.0001 106 radius=300", "out_of_range", .init()),
+            ("NEAR 11 180.5 radius=300", "out_of_range", .init()),
+            ("NEAR 11 106 radius=300 limit=0", "out_of_range", .init()),
+            ("NEAR 11 106 radius=300 limit=10001", "out_of_range", .init()),
+            ("NEAR 11 106 radius=0", "radius_not_positive", .init()),
+            ("NEAR 11 106 radius=-5", "radius_not_positive", .init()),
+            ("NEAR 11 106 radius=50000.1", "radius_too_large", .init()),
+            ("CAMERA GET BC/0042", "invalid_value", .init()),
+            ("CAMERA GET \"BC 42\"", "invalid_value", .init()),
+            ("NEAR \"11 106 radius=3", "bad_quoting", .init()),
+            ("CAMERA GET \"BC\"X", "bad_quoting", .init()),
+            ("CAMERA GET \"a\\qb\"", "bad_quoting", .init()),
+            ("PING\u{0}", "control_character", .init()),
+            ("PING\u{1B}[2J", "control_character", .init()),
+        ]
+        for (line, expected, limits) in cases {
+            #expect(code(line, limits: limits) == expected, "\(line.debugDescription)")
+        }
+        #expect(throws: ProtocolError.self) { try RequestParser.parse([0x50, 0x49, 0xFF, 0x47], limits: .init()) }
+        do {
+            _ = try RequestParser.parse([0x50, 0x49, 0xFF, 0x47], limits: .init())
+        } catch {
+            #expect(error.code == .invalidUTF8)
+        }
+    }
+
+    @Test func limitsAreInclusive() throws {
+        #expect(code("NEAR 90 180 radius=50000 limit=10000") == nil)
+        #expect(code("NEAR -90 -180 radius=0.001 limit=1") == nil)
+        var l = ProtocolLimits()
+        l.maxRadius = 500
+        #expect(code("NEAR 11 106 radius=501", limits: l) == "radius_too_large")
+        // A line of exactly the maximum is accepted.
+        let line = "PING" + String(repeating: " ", count: l.maxLineBytes - 4)
+        #expect(code(line, limits: l) == nil)
+        #expect(code(line + " ", limits: l) == "line_too_long")
+    }
+
+    @Test func errorsNameTheField() throws {
+        do {
+            _ = try RequestParser.parse("NEAR 11 106 radius=-1")
+            Issue.record("expected an error")
+        } catch {
+            #expect(error.field == "radius")
+            let json = try #require(try JSONSerialization.jsonObject(with: Data(error.json.utf8)) as? [String: Any])
+            #expect(json["ok"] as? Bool == false)
+            let e = try #require(json["error"] as? [String: Any])
+            #expect(e["code"] as? String == "radius_not_positive")
+            #expect(e["field"] as? String == "radius")
+            #expect((e["message"] as? String)?.contains("radius") == true)
+        }
+    }
+
+    @Test func tokenizerQuotesAndOptions() throws {
+        let t = try Tokenizer.tokenize(#"CMD "a b" x=1 note="Số 12, \"Hẻm\" 5" path=\\x plain"#)
+        #expect(t.words == ["CMD", "a b", "plain"])
+        #expect(t.options.map(\.name) == ["x", "note", "path"])
+        #expect(t.options.map(\.value) == ["1", #"Số 12, "Hẻm" 5"#, #"\\x"#])
+        // quote() round-trips through the tokenizer.
+        for v in ["", "a b", "Đường số 7", #"q"uote"#, #"back\slash"#, "k=v", "tab\there"] {
+            let t2 = try Tokenizer.tokenize("X " + Tokenizer.quote(v))
+            #expect(t2.words == ["X", v])
+        }
+    }
+
+    @Test func jsonWriterEscapes() throws {
+        var w = JSONWriter()
+        w.object { o in
+            o.field("s", "a\"b\\c\nd\u{1}é Đ")
+            o.field("n", 1.5)
+            o.field("i", 42)
+            o.field("nan", Double.nan)
+            o.field("nil", nil as String?)
+            o.key("arr")
+            o.array { a in a.value(1); a.value("x"); a.value(true) }
+        }
+        let o = try #require(try JSONSerialization.jsonObject(with: Data(w.string.utf8)) as? [String: Any])
+        #expect(o["s"] as? String == "a\"b\\c\nd\u{1}é Đ")
+        #expect((o["n"] as? NSNumber)?.doubleValue == 1.5)
+        #expect((o["i"] as? NSNumber)?.intValue == 42)
+        #expect(o["nan"] is NSNull)
+        #expect(o["nil"] is NSNull)
+        #expect((o["arr"] as? [Any])?.count == 3)
+        #expect(!w.string.contains("\n"))
+    }
+
+    @Test func helpComesFromTheCommandTable() {
+        let names = CommandTable.all.map(\.name)
+        #expect(names == ["PING", "HELP", "NEAR", "CAMERA GET", "STATS", "QUIT"])
+        #expect(Set(names).count == names.count)
+        for spec in CommandTable.all {
+            #expect(!spec.summary.isEmpty)
+            #expect(spec.synopsis.hasPrefix(spec.name))
+            #expect(CommandTable.spec(named: spec.name.lowercased())?.name == spec.name)
+        }
+        #expect(CommandTable.spec(named: "NEAR")?.synopsis == "NEAR <lat> <lon> radius=<m> [limit=<n>]")
+    }
+
+    @Test func randomGarbageNeverCrashes() {
+        var rng = SeededRandom(seed: 7)
+        let alphabet = Array("NEARCAMGT PINGHELPSTATSQU=\"\\0123456789.-+eEnaif radius=limit=\t".utf8) + [0xFF, 0x00, 0xC3, 0x0D]
+        for _ in 0..<20_000 {
+            let n = Int(rng.next() % 60)
+            let bytes = (0..<n).map { _ in alphabet[Int(rng.next() % UInt64(alphabet.count))] }
+            do {
+                _ = try RequestParser.parse(bytes)
+            } catch {
+                #expect(!error.message.isEmpty)
+            }
+        }
+    }
+}
