@@ -42,7 +42,7 @@ let package = Package(
 
         // Persistence: migrations, repositories, the embedded cluster.
         .target(name: "RegistryStore", dependencies: [
-            "Postgres", "Registry",
+            "Postgres", "Registry", "Geo",
             .product(name: "Logging", package: "swift-log"),
         ]),
 

@@ -40,6 +40,41 @@ public enum Command: Sendable, Equatable {
     case cameraGet(id: String)
     case stats
     case quit
+    /// `OWNER ADD` with the owner's fields as options.
+    case ownerAdd(fields: [String: String])
+    /// `OWNER GET <id>`.
+    case ownerGet(id: Int64)
+    /// `OWNER UPDATE <id> version=<n>` with the fields to change.
+    case ownerUpdate(id: Int64, version: Int, fields: [String: String])
+    /// `CAMERA REGISTER` with the camera's fields as options.
+    case cameraRegister(fields: [String: String])
+    /// `CAMERA VERIFY <id> by=<name> [version=<n>]`.
+    case cameraVerify(id: String, by: String, version: Int?)
+    /// `CAMERA UPDATE <id> version=<n>` with the fields to change.
+    case cameraUpdate(id: String, version: Int, fields: [String: String])
+    /// `CAMERA STATUS <id> <status> [reason=…] [version=<n>] [by=…]`.
+    case cameraStatus(id: String, status: String, reason: String?, version: Int?, by: String?)
+    /// `CAMERA LIST` with filters and a cursor.
+    case cameraList(CameraListQuery)
+}
+
+/// Filters and paging of `CAMERA LIST`.
+public struct CameraListQuery: Sendable, Equatable {
+    public var ward: String?
+    public var status: String?
+    public var owner: Int64?
+    public var site: String?
+    /// Return cameras with ids after this one (the previous page's `next_cursor`).
+    public var after: String?
+    public var limit: Int
+    public init(ward: String? = nil, status: String? = nil, owner: Int64? = nil, site: String? = nil, after: String? = nil, limit: Int = 100) {
+        self.ward = ward
+        self.status = status
+        self.owner = owner
+        self.site = site
+        self.after = after
+        self.limit = limit
+    }
 }
 
 /// One option a command takes.
@@ -114,6 +149,7 @@ public enum CommandTable {
                     summary: "One camera with all its fields.") { args, _, _ throws(ProtocolError) in
             .cameraGet(id: try Values.cameraID(args[0]))
         },
+    ] + LifecycleCommands.specs + [
         CommandSpec(words: ["STATS"], arguments: [], optionalArguments: 0, options: [],
                     summary: "Camera count, index build time, uptime, connections and requests served.") { _, _, _ in .stats },
         CommandSpec(words: ["QUIT"], arguments: [], optionalArguments: 0, options: [],

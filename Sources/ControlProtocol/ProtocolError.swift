@@ -44,10 +44,30 @@ public struct ProtocolError: Error, Equatable, Sendable, CustomStringConvertible
         public static let invalidValue = Code("invalid_value")
         /// The thing asked for does not exist.
         public static let notFound = Code("not_found")
+        /// One or more fields of a write are invalid (all listed in `fields`).
+        public static let validationFailed = Code("validation_failed")
+        /// The row version given is stale: the record changed since it was read.
+        public static let conflict = Code("conflict")
+        /// A status change the camera life cycle does not allow.
+        public static let illegalTransition = Code("illegal_transition")
+        /// A camera of the same owner within 3 m facing the same way exists (send distinct=yes).
+        public static let likelyDuplicate = Code("likely_duplicate")
+        /// The id is already taken.
+        public static let alreadyExists = Code("already_exists")
         /// The server cannot serve the request now (e.g. the database is down for a write).
         public static let unavailable = Code("unavailable")
         /// A bug or an unexpected failure inside the server.
         public static let `internal` = Code("internal")
+    }
+
+    /// One invalid field of a request: its name and why.
+    public struct FieldIssue: Equatable, Sendable {
+        public var field: String
+        public var reason: String
+        public init(field: String, reason: String) {
+            self.field = field
+            self.reason = reason
+        }
     }
 
     /// The error code.
@@ -56,11 +76,14 @@ public struct ProtocolError: Error, Equatable, Sendable, CustomStringConvertible
     public var message: String
     /// The request field the error is about, when there is one.
     public var field: String?
+    /// Every invalid field, when several are reported at once (`validation_failed`).
+    public var fields: [FieldIssue] = []
 
-    public init(_ code: Code, _ message: String, field: String? = nil) {
+    public init(_ code: Code, _ message: String, field: String? = nil, fields: [FieldIssue] = []) {
         self.code = code
         self.message = message
-        self.field = field
+        self.field = field ?? fields.first?.field
+        self.fields = fields
     }
 
     public var description: String { "\(code): \(message)" }
@@ -75,6 +98,17 @@ public struct ProtocolError: Error, Equatable, Sendable, CustomStringConvertible
                 e.field("code", code.rawValue)
                 e.field("message", message)
                 if let field { e.field("field", field) }
+                if !fields.isEmpty {
+                    e.key("fields")
+                    e.array { a in
+                        for f in fields {
+                            a.object { o in
+                                o.field("field", f.field)
+                                o.field("reason", f.reason)
+                            }
+                        }
+                    }
+                }
             }
         }
         return w.string

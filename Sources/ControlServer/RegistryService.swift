@@ -2,7 +2,9 @@ import ControlProtocol
 import Foundation
 import Logging
 import NIOConcurrencyHelpers
+import Postgres
 import Registry
+import RegistryStore
 
 /// Counters shown by `STATS`.
 struct ServerCounters: Sendable {
@@ -33,13 +35,24 @@ public final class RegistryService: Sendable {
     public let index: CameraIndex
     /// Parsing limits.
     public let limits: ProtocolLimits
+    /// Where writes go (PostgreSQL); `nil` serves queries only (writes answer `unavailable`).
+    public let store: PostgresClient?
+    /// Where cameras may be registered.
+    public let jurisdiction: Jurisdiction
+    /// Delta size at which a write starts a background rebuild of the index snapshot.
+    public let rebuildThreshold: Int
     private let startedAt = Date()
     private let counters = NIOLockedValueBox(ServerCounters())
     private let logger: Logger
 
-    public init(index: CameraIndex, limits: ProtocolLimits = .init(), logger: Logger = Logger(label: "camreg.service")) {
+    public init(index: CameraIndex, limits: ProtocolLimits = .init(), store: PostgresClient? = nil,
+                jurisdiction: Jurisdiction = .benCat, rebuildThreshold: Int = 512,
+                logger: Logger = Logger(label: "camreg.service")) {
         self.index = index
         self.limits = limits
+        self.store = store
+        self.jurisdiction = jurisdiction
+        self.rebuildThreshold = rebuildThreshold
         self.logger = logger
     }
 
@@ -69,10 +82,20 @@ public final class RegistryService: Sendable {
         let name = Self.name(of: command)
         counters.withLockedValue { $0.requests += 1; $0.perCommand[name, default: 0] += 1 }
         do {
-            return try handle(command)
+            return try await handle(command)
         } catch let e as ProtocolError {
             counters.withLockedValue { $0.errors += 1 }
             return .error(e)
+        } catch let e as RegistryError {
+            counters.withLockedValue { $0.errors += 1 }
+            return .error(Self.protocolError(e))
+        } catch let e as PostgresError where e.isConnectionError {
+            counters.withLockedValue { $0.errors += 1 }
+            logger.warning("database unavailable for a write", metadata: ["error": "\(e)"])
+            return .error(ProtocolError(.unavailable, "the database is unavailable; nothing was changed: \(e.message)"))
+        } catch let e as PostgresError where e.sqlState?.hasPrefix("23") == true {
+            counters.withLockedValue { $0.errors += 1 }
+            return .error(ProtocolError(.validationFailed, "the database refused the change: \(e.message)"))
         } catch {
             counters.withLockedValue { $0.errors += 1 }
             logger.error("request failed", metadata: ["command": "\(name)", "error": "\(error)"])
@@ -88,10 +111,92 @@ public final class RegistryService: Sendable {
         case .cameraGet: return "CAMERA GET"
         case .stats: return "STATS"
         case .quit: return "QUIT"
+        case .ownerAdd: return "OWNER ADD"
+        case .ownerGet: return "OWNER GET"
+        case .ownerUpdate: return "OWNER UPDATE"
+        case .cameraRegister: return "CAMERA REGISTER"
+        case .cameraVerify: return "CAMERA VERIFY"
+        case .cameraUpdate: return "CAMERA UPDATE"
+        case .cameraStatus: return "CAMERA STATUS"
+        case .cameraList: return "CAMERA LIST"
         }
     }
 
-    private func handle(_ command: Command) throws -> Reply {
+    static func protocolError(_ e: RegistryError) -> ProtocolError {
+        let code: ProtocolError.Code
+        switch e.code {
+        case .notFound: code = .notFound
+        case .conflict: code = .conflict
+        case .illegalTransition: code = .illegalTransition
+        case .validation: code = .validationFailed
+        case .duplicate: code = .likelyDuplicate
+        case .alreadyExists: code = .alreadyExists
+        case .unavailable: code = .unavailable
+        default: code = .init(e.code.rawValue)
+        }
+        return ProtocolError(code, e.description, fields: e.fields.map { .init(field: $0.field, reason: $0.reason) })
+    }
+
+    /// Runs a write on the database, then puts the committed camera into the index before the
+    /// reply is sent, so that the next query on any connection sees it.
+    private func write(_ body: @escaping @Sendable (PostgresConnection) throws -> Camera) async throws -> Reply {
+        guard let store else { throw ProtocolError(.unavailable, "this daemon has no database for writes") }
+        let camera = try await store.withConnection(body)
+        index.upsert(camera)
+        scheduleRebuildIfNeeded()
+        return ok { w in
+            w.key("camera")
+            CameraJSON.full(camera, into: &w)
+        }
+    }
+
+    private func scheduleRebuildIfNeeded() {
+        guard index.deltaCount >= rebuildThreshold else { return }
+        let index = self.index, threshold = self.rebuildThreshold, logger = self.logger
+        Task.detached(priority: .utility) {
+            do {
+                if try index.rebuildIfNeeded(threshold: threshold) {
+                    logger.debug("index snapshot rebuilt", metadata: ["cameras": "\(index.count)"])
+                }
+            } catch {
+                logger.error("index rebuild failed", metadata: ["error": "\(error)"])
+            }
+        }
+    }
+
+    private func ownerReply(_ owner: Owner, cameras: Int?) -> Reply {
+        ok { w in
+            w.key("owner")
+            w.object { o in
+                o.field("id", owner.id.map { Int($0) })
+                o.field("kind", owner.kind.rawValue)
+                o.field("name", owner.name)
+                o.field("phone", owner.phone)
+                o.field("phone_display", VietnamesePhone.display(owner.phone))
+                o.field("email", owner.email)
+                o.field("address", owner.address)
+                o.field("ward", owner.ward)
+                o.key("consent")
+                o.object { c in
+                    c.field("granted", owner.consent.granted)
+                    c.field("valid_until", owner.consent.validUntil.map { String(ISO8601Text.format($0).prefix(10)) })
+                    c.field("note", owner.consent.note)
+                    c.field("in_force", owner.consent.isInForce(at: Date()))
+                }
+                if let cameras { o.field("cameras", cameras) }
+                o.field("created_at", ISO8601Text.format(owner.createdAt))
+                o.field("updated_at", ISO8601Text.format(owner.updatedAt))
+                o.field("version", owner.version)
+            }
+        }
+    }
+
+    private func database() throws -> PostgresClient {
+        guard let store else { throw ProtocolError(.unavailable, "this daemon has no database for writes") }
+        return store
+    }
+
+    private func handle(_ command: Command) async throws -> Reply {
         switch command {
         case .ping:
             return ok { $0.field("pong", true) }
@@ -113,6 +218,78 @@ public final class RegistryService: Sendable {
             }
         case .stats:
             return stats()
+        case .ownerAdd(let fields):
+            let (draft, errors) = FieldInput.draftOwner(fields, now: Date())
+            guard errors.isEmpty else { throw RegistryError(.validation, "the owner is not valid", fields: errors) }
+            let owner = try await database().withConnection { try OwnerRepository.add(draft, on: $0) }
+            return ownerReply(owner, cameras: 0)
+        case .ownerGet(let id):
+            let (owner, count) = try await database().withConnection { c -> (Owner?, Int) in
+                guard let o = try OwnerRepository.get(id: id, on: c) else { return (nil, 0) }
+                return (o, try OwnerRepository.cameraCount(ownerID: id, on: c))
+            }
+            guard let owner else { throw ProtocolError(.notFound, "no owner with id \(id)", field: "id") }
+            return ownerReply(owner, cameras: count)
+        case .ownerUpdate(let id, let version, let fields):
+            let owner = try await database().withConnection { c in
+                try OwnerRepository.update(id: id, expectedVersion: version, on: c) { o in
+                    let errors = FieldInput.apply(fields, to: &o)
+                    if !errors.isEmpty { throw RegistryError(.validation, "the update is not valid", fields: errors) }
+                }
+            }
+            return ownerReply(owner, cameras: nil)
+        case .cameraRegister(let fields):
+            var (draft, errors) = FieldInput.draftCamera(fields, now: Date())
+            if errors.isEmpty, let outside = jurisdiction.check(draft) { errors.append(outside) }
+            guard errors.isEmpty else { throw RegistryError(.validation, "the camera is not valid", fields: errors) }
+            let distinct = ["yes", "true", "1"].contains(fields["distinct"]?.lowercased() ?? "")
+            let actor = fields["by"] ?? "registrar"
+            let checked = draft
+            return try await write { c in
+                var draft = checked
+                if let ownerID = draft.ownerID {
+                    guard let owner = try OwnerRepository.get(id: ownerID, on: c) else {
+                        throw RegistryError(.validation, "no such owner", fields: [FieldError("owner", "no owner with id \(ownerID)")])
+                    }
+                    if fields["owner_kind"] == nil { draft.ownerKind = owner.kind }
+                    if fields["owner_name"] == nil { draft.ownerName = owner.name }
+                    if fields["owner_phone"] == nil { draft.ownerPhone = owner.phone }
+                }
+                return try CameraWrites.register(draft, actor: actor, distinct: distinct, on: c)
+            }
+        case .cameraVerify(let id, let by, let version):
+            return try await write { try CameraWrites.verify(id: id, expectedVersion: version, actor: by, on: $0) }
+        case .cameraUpdate(let id, let version, let fields):
+            let jurisdiction = self.jurisdiction
+            return try await write { c in
+                try CameraWrites.update(id: id, expectedVersion: version, actor: fields["by"] ?? "registrar", on: c) { cam in
+                    var errors = FieldInput.apply(fields, to: &cam)
+                    if errors.isEmpty, fields["lat"] != nil || fields["lon"] != nil, let outside = jurisdiction.check(cam) {
+                        errors.append(outside)
+                    }
+                    if !errors.isEmpty { throw RegistryError(.validation, "the update is not valid", fields: errors) }
+                }
+            }
+        case .cameraStatus(let id, let status, let reason, let version, let by):
+            guard let target = CameraStatus(rawValue: status) else {
+                throw ProtocolError(.invalidValue, "unknown status \(status)", field: "status")
+            }
+            return try await write {
+                try CameraWrites.setStatus(id: id, to: target, reason: reason, expectedVersion: version, actor: by ?? "registrar", on: $0)
+            }
+        case .cameraList(let q):
+            let page = index.list(after: q.after, limit: q.limit + 1) { c in
+                (q.ward == nil || c.ward == q.ward) && (q.status == nil || c.status.rawValue == q.status)
+                    && (q.owner == nil || c.ownerID == q.owner) && (q.site == nil || c.siteKind.rawValue == q.site)
+            }
+            let more = page.count > q.limit
+            let shown = page.prefix(q.limit)
+            return ok { w in
+                w.field("count", shown.count)
+                w.key("cameras")
+                w.array { a in for c in shown { CameraJSON.full(c, into: &a) } }
+                w.field("next_cursor", more ? shown.last?.id : nil)
+            }
         }
     }
 
@@ -234,6 +411,10 @@ enum CameraJSON {
             o.field("schedule", c.schedule.description)
             o.field("retention_days", c.retentionDays)
             o.field("status", c.status.rawValue)
+            o.field("owner_id", c.ownerID.map { Int($0) })
+            o.field("verified_by", c.verifiedBy)
+            o.field("verified_at", c.verifiedAt.map(ISO8601Text.format))
+            o.field("status_reason", c.statusReason)
             o.field("created_at", ISO8601Text.format(c.createdAt))
             o.field("updated_at", ISO8601Text.format(c.updatedAt))
             o.field("version", c.version)

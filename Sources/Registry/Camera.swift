@@ -102,6 +102,13 @@ public struct Camera: Sendable, Equatable {
     public var updatedAt: Date
     /// Row version for optimistic concurrency (starts at 1, +1 per change).
     public var version: Int
+    /// The registered owner (`owners.id`), when the camera belongs to one.
+    public var ownerID: Int64? = nil
+    /// Who verified the camera (pending → active), and when.
+    public var verifiedBy: String? = nil
+    public var verifiedAt: Date? = nil
+    /// The reason given with the last status change (e.g. why it was retired).
+    public var statusReason: String? = nil
 
     public init(id: String, lat: Double, lon: Double, siteKind: SiteKind, address: String, ward: String,
                 heading: Double?, fov: Double, range: Double, mountHeight: Double?, ownerKind: OwnerKind,

@@ -76,6 +76,13 @@ public final class CameraIndex: Sendable {
     /// The current snapshot (for statistics).
     public var snapshot: IndexSnapshot { current.snapshot }
 
+    /// The snapshot and the delta taken together at one moment, for the queries in
+    /// `SpatialQueries.swift` (a search must see one consistent state).
+    var searchState: (snapshot: IndexSnapshot, delta: [String: Camera]) {
+        let s = current
+        return (s.snapshot, s.delta)
+    }
+
     /// One camera by id, retired included.
     public func camera(id: String) -> Camera? {
         let s = current
@@ -84,11 +91,26 @@ public final class CameraIndex: Sendable {
     }
 
     /// Adds or replaces a camera; visible to every search that starts after this returns.
+    /// A camera older (lower version) than the one held is ignored, so that two writers
+    /// finishing out of order cannot bring back a stale row.
     public func upsert(_ camera: Camera) {
-        state.withLockedValue {
-            $0.delta[camera.id] = camera
-            $0.generation += 1
+        state.withLockedValue { st in
+            let held = st.delta[camera.id] ?? st.snapshot.positions[camera.id].map { st.snapshot.cameras[$0] }
+            if let held, held.version > camera.version { return }
+            st.delta[camera.id] = camera
+            st.generation += 1
         }
+    }
+
+    /// Cameras (retired included) ordered by id, after `after`, matching `filter`, at most `limit`.
+    public func list(after: String?, limit: Int, where filter: (Camera) -> Bool) -> [Camera] {
+        let s = current
+        var merged: [Camera] = []
+        merged.reserveCapacity(min(limit, 1024))
+        for c in s.snapshot.cameras where s.delta[c.id] == nil { merged.append(c) }
+        merged.append(contentsOf: s.delta.values)
+        let ordered = merged.lazy.filter { after == nil || $0.id > after! }.filter(filter).sorted { $0.id < $1.id }
+        return Array(ordered.prefix(limit))
     }
 
     /// Cameras within `radius` metres of (lat, lon), nearest first (ties by id), at most `limit`;

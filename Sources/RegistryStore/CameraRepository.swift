@@ -12,8 +12,11 @@ public enum CameraRepository {
         "created_at", "updated_at", "version",
     ]
 
-    static let selectList = columns.map {
-        $0 == "created_at" || $0 == "updated_at" ? "extract(epoch from \($0))::float8" : $0
+    /// Columns that COPY does not write but reads return (added by later migrations).
+    static let extraColumns = ["owner_id", "verified_by", "verified_at", "status_reason"]
+
+    static let selectList = (columns + extraColumns).map {
+        $0 == "created_at" || $0 == "updated_at" || $0 == "verified_at" ? "extract(epoch from \($0))::float8" : $0
     }.joined(separator: ", ")
 
     /// Every camera, ordered by id.
@@ -55,8 +58,17 @@ public enum CameraRepository {
             try c.query("LOCK TABLE cameras IN SHARE ROW EXCLUSIVE MODE")
             guard try count(on: c) == 0 else { return false }
             try copyInsert(cameras, on: c)
+            try advanceIDSequence(on: c)
             return true
         }
+    }
+
+    /// Moves the sequence of new camera numbers past the highest `BC-<n>` id.
+    public static func advanceIDSequence(on c: PostgresConnection) throws {
+        try c.query("""
+            SELECT setval('camera_number_seq', greatest(m, 1), m > 0)
+            FROM (SELECT coalesce(max(substring(id FROM 4)::bigint), 0) AS m FROM cameras WHERE id ~ '^BC-[0-9]{1,15}$') s
+            """)
     }
 
     static func format(_ d: Double) -> String { d.description }
@@ -81,7 +93,7 @@ public enum CameraRepository {
     /// A camera from a row of `selectList`. The database's constraints guarantee the values.
     static func decode(_ r: [String?]) -> Camera {
         func d(_ i: Int) -> Double { Double(r[i]!)! }
-        return Camera(
+        var camera = Camera(
             id: r[0]!, lat: d(1), lon: d(2), siteKind: SiteKind(rawValue: r[3]!) ?? .other,
             address: r[4]!, ward: r[5]!, heading: r[6].flatMap(Double.init), fov: d(7), range: d(8),
             mountHeight: r[9].flatMap(Double.init), ownerKind: OwnerKind(rawValue: r[10]!) ?? .household,
@@ -89,6 +101,11 @@ public enum CameraRepository {
             retentionDays: Int(r[14]!)!, status: CameraStatus(rawValue: r[15]!) ?? .offline,
             createdAt: Date(timeIntervalSince1970: d(16)), updatedAt: Date(timeIntervalSince1970: d(17)),
             version: Int(r[18]!)!)
+        camera.ownerID = r[19].flatMap { Int64($0) }
+        camera.verifiedBy = r[20]
+        camera.verifiedAt = r[21].flatMap(Double.init).map { Date(timeIntervalSince1970: $0) }
+        camera.statusReason = r[22]
+        return camera
     }
 }
 

@@ -44,6 +44,9 @@ struct Camregd: AsyncParsableCommand {
     @Option(name: .long, help: "Database connections in the pool.")
     var dbConnections: Int = 4
 
+    @Option(name: .long, help: "Jurisdiction polygon as WGS84 WKT (lon lat order); cameras outside it are refused. Default: Bến Cát's bounding box.")
+    var jurisdictionWkt: String? = ProcessInfo.processInfo.environment["CAMREG_JURISDICTION_WKT"]
+
     mutating func validate() throws {
         guard Logger.Level(rawValue: logLevel) != nil else {
             throw ValidationError("--log-level must be one of trace, debug, info, notice, warning, error, critical")
@@ -113,7 +116,8 @@ struct Camregd: AsyncParsableCommand {
             // 3. Serve until SIGTERM/SIGINT.
             var limits = ProtocolLimits()
             limits.maxRadius = maxRadius
-            let service = RegistryService(index: index, limits: limits, logger: logger)
+            let jurisdiction = try jurisdictionWkt.map { try Jurisdiction(name: "configured jurisdiction", wkt: $0) } ?? .benCat
+            let service = RegistryService(index: index, limits: limits, store: client, jurisdiction: jurisdiction, logger: logger)
             let server = ControlServer(socketPath: socketPath, service: service, logger: logger)
             let group = ServiceGroup(configuration: .init(
                 services: [.init(service: server)],

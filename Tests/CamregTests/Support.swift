@@ -86,13 +86,14 @@ actor TestPostgres {
 
 /// Starts a ``ControlServer`` over `index` on a temporary socket, runs `body` with the socket
 /// path, and always shuts the server down gracefully (through its ServiceGroup).
-func withTestServer<T: Sendable>(index: CameraIndex, _ body: @Sendable (String, RegistryService) async throws -> T) async throws -> T {
+func withTestServer<T: Sendable>(index: CameraIndex, store: PostgresClient? = nil, rebuildThreshold: Int = 512,
+                                  _ body: @Sendable (String, RegistryService) async throws -> T) async throws -> T {
     let dir = try shortTempDirectory("sock")
     defer { try? FileManager.default.removeItem(atPath: dir) }
     let path = dir + "/c.sock"
     var logger = Logger(label: "test.server")
     logger.logLevel = .warning
-    let service = RegistryService(index: index, logger: logger)
+    let service = RegistryService(index: index, store: store, rebuildThreshold: rebuildThreshold, logger: logger)
     let server = ControlServer(socketPath: path, service: service, drainTimeout: .seconds(2), logger: logger)
     let group = ServiceGroup(configuration: .init(services: [.init(service: server)], logger: logger))
     let running = Task { try await group.run() }

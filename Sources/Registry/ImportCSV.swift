@@ -1,0 +1,252 @@
+import Foundation
+
+/// Which CSV column holds which camera field. The default names are ``CameraField``'s raw
+/// values (`id, lat, lon, site_kind, address, ward, heading, fov, range_m, mount_height_m,
+/// owner_kind, owner_name, owner_phone, schedule, retention_days, status, created_at,
+/// updated_at, version`), exactly the header ``CSVExporter`` writes. Column names are matched
+/// case-insensitively after trimming; columns the mapping does not name are ignored.
+public struct CSVMapping: Sendable, Equatable {
+    /// The column name of each field.
+    public var columns: [CameraField: String]
+    /// The field separator: one ASCII character other than `"`, CR and LF (default `,`).
+    public var separator: Unicode.Scalar
+
+    /// Fields a file must have a column for.
+    public static let requiredFields: [CameraField] = [.id, .lat, .lon, .address]
+
+    /// The default mapping (every field under its own name, comma-separated).
+    public static let `default` = CSVMapping()
+
+    /// The default mapping, or a custom separator.
+    public init(separator: Unicode.Scalar = ",") {
+        columns = Dictionary(uniqueKeysWithValues: CameraField.allCases.map { ($0, $0.rawValue) })
+        self.separator = separator
+    }
+
+    /// The column name for `field`.
+    public subscript(field: CameraField) -> String {
+        get { columns[field] ?? field.rawValue }
+        set { columns[field] = newValue }
+    }
+
+    /// A copy that reads `field` from the column `column`, e.g.
+    /// `CSVMapping.default.with(.lat, column: "Latitude")`.
+    public func with(_ field: CameraField, column: String) -> CSVMapping {
+        var m = self
+        m[field] = column
+        return m
+    }
+}
+
+/// Reads cameras from CSV (RFC 4180).
+///
+/// - The first record is the header; columns are found by name through a ``CSVMapping``.
+///   The `id`, `lat`, `lon` and `address` columns must be present (else ``ImportError``).
+/// - A UTF-8 byte order mark is skipped; lines may end in CRLF, LF or CR.
+/// - Quoted fields may hold separators, doubled quotes (`""` for `"`) and line breaks. A quote
+///   inside an unquoted field is kept as a literal character.
+/// - Empty and blank lines are skipped. Every other record must have as many fields as the
+///   header.
+/// - Empty fields are missing values. Text is trimmed and normalised to NFC; numbers must be
+///   plain decimals (`11.05`, `1e-05`), enums their lower-case names, timestamps RFC 3339.
+///
+/// **Broken quotes.** When a quoted field never closes, or its closing quote is followed by
+/// something other than a separator or a line end, or a record that ran over several lines has
+/// the wrong number of fields (the usual sign of a stray quote swallowing the lines after it),
+/// the record is reported as an error on the line it started on, naming the column where the
+/// bad quote opened (or `record`), and reading **resumes at the next physical line**, so the
+/// lines a stray quote would swallow are still read as records of their own. Nothing is
+/// dropped silently: every line ends up in a record or in an error.
+public enum CSVImporter {
+    /// One ``ImportRow`` per data record, in file order; ``ImportRow/number`` is the physical
+    /// line the record starts on (the header is line 1). Throws ``ImportError`` when the
+    /// separator is unusable, the file is empty, the header is unreadable or duplicates a
+    /// mapped column, or a required column is missing.
+    public static func parse(_ data: Data, mapping: CSVMapping = .default,
+                             jurisdiction: Jurisdiction? = nil) throws -> [ImportRow] {
+        guard mapping.separator.isASCII, !["\"", "\r", "\n"].contains(mapping.separator) else {
+            throw ImportError("the separator must be one ASCII character other than a quote or a line break")
+        }
+        var reader = CSVRecordReader(bytes: Array(data), separator: UInt8(mapping.separator.value))
+        guard let first = reader.next() else { throw ImportError(line: 1, "the file is empty (a header is required)") }
+        let headerFields: [[UInt8]]
+        switch first {
+        case .record(_, let fields, _): headerFields = fields
+        case .malformed(_, _, let reason): throw ImportError(line: 1, "cannot read the header: \(reason)")
+        }
+        var header: [String] = []
+        for (k, f) in headerFields.enumerated() {
+            guard let s = String(bytes: f, encoding: .utf8) else {
+                throw ImportError(line: 1, "header column \(k + 1) is not valid UTF-8")
+            }
+            header.append(ImportText.clean(s).lowercased())
+        }
+        var index: [CameraField: Int] = [:]
+        for field in CameraField.allCases {
+            let name = ImportText.clean(mapping[field]).lowercased()
+            let hits = header.indices.filter { header[$0] == name }
+            if hits.count > 1 { throw ImportError(line: 1, "column '\(mapping[field])' appears \(hits.count) times in the header") }
+            if let k = hits.first { index[field] = k }
+        }
+        for field in CSVMapping.requiredFields where index[field] == nil {
+            throw ImportError(line: 1, "required column '\(mapping[field])' (\(field.rawValue)) is missing from the header")
+        }
+
+        var rows: [ImportRow] = []
+        while let item = reader.next() {
+            switch item {
+            case .malformed(let line, let column, let reason):
+                let field = column.map { $0 < header.count ? mapping.name(ofColumn: $0, header: headerFields) : "record" } ?? "record"
+                rows.append(ImportRow(number: line, result: .failure(ImportRowError(number: line, field: field, reason: reason))))
+            case .record(let line, let fields, let lastLine):
+                if fields.count != header.count {
+                    let reason = "has \(fields.count) field\(fields.count == 1 ? "" : "s"), the header has \(header.count)"
+                    if lastLine > line {
+                        // Probably a stray quote that swallowed the following lines: read them again.
+                        reader.resync(afterLineOf: line)
+                        rows.append(ImportRow(number: line, result: .failure(ImportRowError(
+                            number: line, field: "record", reason: reason + " (a quoted field ran on to line \(lastLine); is a quote missing?)"))))
+                    } else {
+                        rows.append(ImportRow(number: line, result: .failure(ImportRowError(number: line, field: "record", reason: reason))))
+                    }
+                    continue
+                }
+                do {
+                    let d = try row(fields, line: line, index: index, mapping: mapping, jurisdiction: jurisdiction)
+                    rows.append(ImportRow(number: line, result: .success(d)))
+                } catch {
+                    rows.append(ImportRow(number: line, result: .failure(error)))
+                }
+            }
+        }
+        return rows
+    }
+
+    private static func row(_ fields: [[UInt8]], line: Int, index: [CameraField: Int], mapping: CSVMapping,
+                            jurisdiction: Jurisdiction?) throws(ImportRowError) -> CameraDraft {
+        let reader = DraftReader(number: line, name: { mapping[$0] })
+        // Decode every mapped field first so that bad UTF-8 is reported on its column.
+        var values: [CameraField: String] = [:]
+        for (field, k) in index {
+            guard let s = String(bytes: fields[k], encoding: .utf8) else {
+                throw reader.fail(field, "is not valid UTF-8 text")
+            }
+            values[field] = s
+        }
+        return try reader.draft({ field in values[field].map(RawValue.text) }, jurisdiction: jurisdiction)
+    }
+}
+
+extension CSVMapping {
+    /// The header's name of column `k` (as written), for messages.
+    fileprivate func name(ofColumn k: Int, header: [[UInt8]]) -> String {
+        String(bytes: header[k], encoding: .utf8).map(ImportText.clean) ?? "column \(k + 1)"
+    }
+}
+
+/// Splits CSV bytes into records, tracking physical line numbers, and resynchronising after a
+/// malformed record (see ``CSVImporter``).
+struct CSVRecordReader {
+    /// One record, or a record that could not be split.
+    enum Item {
+        /// Fields of a record that started on `line` and ended on `lastLine`.
+        case record(line: Int, fields: [[UInt8]], lastLine: Int)
+        /// A record starting on `line` that could not be split; `column` is the 0-based column
+        /// where the bad quoted field began.
+        case malformed(line: Int, column: Int?, reason: String)
+    }
+
+    private let b: [UInt8]
+    private let sep: UInt8
+    private var i = 0
+    private var line = 1
+    /// Where the last record started (byte offset and line), for ``resync(afterLineOf:)``.
+    private var recordStart = 0
+
+    private static let quote = UInt8(ascii: "\""), cr = UInt8(ascii: "\r"), lf = UInt8(ascii: "\n")
+
+    init(bytes: [UInt8], separator: UInt8) {
+        b = bytes
+        sep = separator
+        if b.starts(with: [0xEF, 0xBB, 0xBF]) { i = 3 }
+    }
+
+    /// Moves past a line end at `i` (CRLF, LF or CR), counting the line.
+    private mutating func skipLineEnd() {
+        if b[i] == Self.cr, i + 1 < b.count, b[i + 1] == Self.lf { i += 2 } else { i += 1 }
+        line += 1
+    }
+
+    /// Continues reading at the physical line after the one the last record started on.
+    mutating func resync(afterLineOf startLine: Int) {
+        i = recordStart
+        line = startLine
+        while i < b.count, b[i] != Self.cr, b[i] != Self.lf { i += 1 }
+        if i < b.count { skipLineEnd() }
+    }
+
+    /// The next record, or `nil` at the end of the data.
+    mutating func next() -> Item? {
+        // Skip empty and blank lines.
+        while i < b.count {
+            var k = i
+            while k < b.count, b[k] == UInt8(ascii: " ") || b[k] == UInt8(ascii: "\t") { k += 1 }
+            guard k == b.count || b[k] == Self.cr || b[k] == Self.lf else { break }
+            i = k
+            if i < b.count { skipLineEnd() }
+        }
+        guard i < b.count else { return nil }
+        recordStart = i
+        let startLine = line
+        var fields: [[UInt8]] = []
+        while true {
+            var field: [UInt8] = []
+            if b[i] == Self.quote {
+                let openLine = line
+                i += 1
+                var closed = false
+                while i < b.count {
+                    let c = b[i]
+                    if c == Self.quote {
+                        if i + 1 < b.count, b[i + 1] == Self.quote {
+                            field.append(Self.quote)
+                            i += 2
+                            continue
+                        }
+                        i += 1
+                        closed = true
+                        break
+                    }
+                    if c == Self.lf || (c == Self.cr && !(i + 1 < b.count && b[i + 1] == Self.lf)) { line += 1 }
+                    field.append(c)
+                    i += 1
+                }
+                if !closed {
+                    resync(afterLineOf: startLine)
+                    return .malformed(line: startLine, column: fields.count,
+                                      reason: "unterminated quoted field (the quote opened on line \(openLine) never closes)")
+                }
+                if i < b.count, b[i] != sep, b[i] != Self.cr, b[i] != Self.lf {
+                    let closeLine = line
+                    resync(afterLineOf: startLine)
+                    return .malformed(line: startLine, column: fields.count,
+                                      reason: "unexpected text after the closing quote on line \(closeLine) (a quote inside a quoted field must be doubled)")
+                }
+            } else {
+                while i < b.count, b[i] != sep, b[i] != Self.cr, b[i] != Self.lf {
+                    field.append(b[i])
+                    i += 1
+                }
+            }
+            fields.append(field)
+            if i < b.count, b[i] == sep {
+                i += 1
+                if i == b.count { fields.append([]) }   // a trailing separator at the end of the data
+                else { continue }
+            }
+            let lastLine = line
+            if i < b.count { skipLineEnd() }
+            return .record(line: startLine, fields: fields, lastLine: lastLine)
+        }
+    }
+}
