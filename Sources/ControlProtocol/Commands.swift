@@ -56,6 +56,16 @@ public enum Command: Sendable, Equatable {
     case cameraStatus(id: String, status: String, reason: String?, version: Int?, by: String?)
     /// `CAMERA LIST` with filters and a cursor.
     case cameraList(CameraListQuery)
+    /// `CAMERA EXPORT format=csv|geojson` with the filters of `CAMERA LIST`: one page of the file.
+    case cameraExport(format: String, sectors: Bool, query: CameraListQuery)
+    /// `IMPORT BEGIN format=… [options]`: starts an upload on this connection.
+    case importBegin(format: String, options: [String: String])
+    /// `IMPORT DATA <base64>`: the next chunk of the file.
+    case importData(base64: String)
+    /// `IMPORT COMMIT`: parses, validates and loads the uploaded file; answers with the report.
+    case importCommit
+    /// `IMPORT ABORT`: drops the upload.
+    case importAbort
 }
 
 /// Filters and paging of `CAMERA LIST`.
@@ -149,7 +159,7 @@ public enum CommandTable {
                     summary: "One camera with all its fields.") { args, _, _ throws(ProtocolError) in
             .cameraGet(id: try Values.cameraID(args[0]))
         },
-    ] + LifecycleCommands.specs + [
+    ] + LifecycleCommands.specs + ImportCommands.specs + [
         CommandSpec(words: ["STATS"], arguments: [], optionalArguments: 0, options: [],
                     summary: "Camera count, index build time, uptime, connections and requests served.") { _, _, _ in .stats },
         CommandSpec(words: ["QUIT"], arguments: [], optionalArguments: 0, options: [],

@@ -53,6 +53,34 @@ enum LifecycleCommands {
         options.filter { !except.contains($0.key) }
     }
 
+    static func listOptions(maxLimit: Int) -> [OptionSpec] {
+        [opt("ward", "<text>", "Only this ward."), opt("status", "<status>", "Only this status."),
+         opt("owner", "<owner-id>", "Only this owner's cameras."), opt("site", "<kind>", "Only this kind of site."),
+         opt("after", "<cursor>", "The next_cursor of the previous page."),
+         opt("limit", "<n>", "Page size, 1–\(maxLimit).")]
+    }
+
+    static func listQuery(_ options: [String: String], maxLimit: Int) throws(ProtocolError) -> CameraListQuery {
+        var q = CameraListQuery()
+        q.ward = options["ward"]
+        if let s = options["status"] {
+            guard ["pending", "active", "offline", "retired"].contains(s.lowercased()) else {
+                throw ProtocolError(.invalidValue, "status must be pending, active, offline or retired", field: "status")
+            }
+            q.status = s.lowercased()
+        }
+        if let o = options["owner"] { q.owner = try ownerID(o, field: "owner") }
+        if let s = options["site"] {
+            guard ["intersection", "alley", "street", "building", "other"].contains(s.lowercased()) else {
+                throw ProtocolError(.invalidValue, "site must be intersection, alley, street, building or other", field: "site")
+            }
+            q.site = s.lowercased()
+        }
+        if let a = options["after"] { q.after = try Values.cameraID(a, field: "after") }
+        if let l = options["limit"] { q.limit = try Values.int(l, field: "limit", range: 1...maxLimit) }
+        return q
+    }
+
     static let specs: [CommandSpec] = [
         CommandSpec(words: ["OWNER", "ADD"], arguments: [], optionalArguments: 0,
                     options: ownerFields.map { ["kind", "name", "phone", "address", "ward"].contains($0.name) ? opt($0.name, $0.placeholder, $0.summary, required: true) : $0 },
@@ -101,30 +129,23 @@ enum LifecycleCommands {
             return .cameraStatus(id: try Values.cameraID(args[0]), status: status, reason: options["reason"],
                                  version: try version(options, required: false), by: options["by"])
         },
+        CommandSpec(words: ["CAMERA", "EXPORT"], arguments: [], optionalArguments: 0,
+                    options: [opt("format", "<csv|geojson>", "File format (CSV re-imports as it is; GeoJSON for QGIS).", required: true),
+                              opt("sectors", "<yes|no>", "GeoJSON: add each camera's field-of-view sector polygon.")] + listOptions(maxLimit: 5000),
+                    summary: "One page of an export file (text; the first page has the header, the last the footer; follow next_cursor).") { _, options, _ throws(ProtocolError) in
+            let format = options["format"]!.lowercased()
+            guard ["csv", "geojson"].contains(format) else {
+                throw ProtocolError(.invalidValue, "format must be csv or geojson", field: "format")
+            }
+            let sectors = ["yes", "true", "1"].contains(options["sectors"]?.lowercased() ?? "no")
+            var q = try listQuery(options, maxLimit: 5000)
+            if options["limit"] == nil { q.limit = 1000 }
+            return .cameraExport(format: format, sectors: sectors, query: q)
+        },
         CommandSpec(words: ["CAMERA", "LIST"], arguments: [], optionalArguments: 0,
-                    options: [opt("ward", "<text>", "Only this ward."), opt("status", "<status>", "Only this status."),
-                              opt("owner", "<owner-id>", "Only this owner's cameras."), opt("site", "<kind>", "Only this kind of site."),
-                              opt("after", "<cursor>", "The next_cursor of the previous page."),
-                              opt("limit", "<n>", "Page size, 1–1000 (default 100).")],
+                    options: listOptions(maxLimit: 1000),
                     summary: "Lists cameras by id with filters, a page at a time (next_cursor).") { _, options, _ throws(ProtocolError) in
-            var q = CameraListQuery()
-            q.ward = options["ward"]
-            if let s = options["status"] {
-                guard ["pending", "active", "offline", "retired"].contains(s.lowercased()) else {
-                    throw ProtocolError(.invalidValue, "status must be pending, active, offline or retired", field: "status")
-                }
-                q.status = s.lowercased()
-            }
-            if let o = options["owner"] { q.owner = try ownerID(o, field: "owner") }
-            if let s = options["site"] {
-                guard ["intersection", "alley", "street", "building", "other"].contains(s.lowercased()) else {
-                    throw ProtocolError(.invalidValue, "site must be intersection, alley, street, building or other", field: "site")
-                }
-                q.site = s.lowercased()
-            }
-            if let a = options["after"] { q.after = try Values.cameraID(a, field: "after") }
-            if let l = options["limit"] { q.limit = try Values.int(l, field: "limit", range: 1...1000) }
-            return .cameraList(q)
+            .cameraList(try listQuery(options, maxLimit: 1000))
         },
     ]
 }

@@ -54,6 +54,10 @@ public struct ProtocolError: Error, Equatable, Sendable, CustomStringConvertible
         public static let likelyDuplicate = Code("likely_duplicate")
         /// The id is already taken.
         public static let alreadyExists = Code("already_exists")
+        /// `IMPORT DATA`/`COMMIT` without `IMPORT BEGIN` on this connection.
+        public static let noUpload = Code("no_upload")
+        /// An uploaded file that cannot be read at all (no header, not JSON, …).
+        public static let badFile = Code("bad_file")
         /// The server cannot serve the request now (e.g. the database is down for a write).
         public static let unavailable = Code("unavailable")
         /// A bug or an unexpected failure inside the server.

@@ -126,9 +126,10 @@ public final class ControlServer: Service, Sendable {
         }
         do {
             try await connection.executeThenClose { inbound, outbound in
+                let session = ConnectionSession()
                 do {
                     for try await line in inbound {
-                        let reply = await service.respond(to: Array(line.readableBytesView))
+                        let reply = await service.respond(to: Array(line.readableBytesView), session: session)
                         var buffer = channel.allocator.buffer(capacity: reply.json.count + 1)
                         buffer.writeBytes(reply.json)
                         buffer.writeInteger(UInt8(ascii: "\n"))

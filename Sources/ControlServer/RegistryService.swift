@@ -27,6 +27,20 @@ public struct Reply: Sendable {
     }
 }
 
+/// State of one connection: an upload in progress. Owned by the connection's task, which
+/// handles its requests one at a time.
+public final class ConnectionSession: @unchecked Sendable {
+    struct Upload {
+        var format: String
+        var options: [String: String]
+        var data: [UInt8] = []
+    }
+    var upload: Upload?
+    /// Largest upload accepted, in bytes.
+    static let maxUploadBytes = 256 << 20
+    public init() {}
+}
+
 /// The command handlers: arguments → operation → response, for every entry of the
 /// ``CommandTable``. Queries are served from the in-memory ``CameraIndex`` only; they never
 /// touch PostgreSQL.
@@ -71,7 +85,7 @@ public final class RegistryService: Sendable {
     }
 
     /// Answers one request line (raw bytes, without the newline).
-    public func respond(to line: [UInt8]) async -> Reply {
+    public func respond(to line: [UInt8], session: ConnectionSession = ConnectionSession()) async -> Reply {
         let command: Command
         do {
             command = try RequestParser.parse(line, limits: limits)
@@ -82,7 +96,7 @@ public final class RegistryService: Sendable {
         let name = Self.name(of: command)
         counters.withLockedValue { $0.requests += 1; $0.perCommand[name, default: 0] += 1 }
         do {
-            return try await handle(command)
+            return try await handle(command, session: session)
         } catch let e as ProtocolError {
             counters.withLockedValue { $0.errors += 1 }
             return .error(e)
@@ -119,6 +133,11 @@ public final class RegistryService: Sendable {
         case .cameraUpdate: return "CAMERA UPDATE"
         case .cameraStatus: return "CAMERA STATUS"
         case .cameraList: return "CAMERA LIST"
+        case .cameraExport: return "CAMERA EXPORT"
+        case .importBegin: return "IMPORT BEGIN"
+        case .importData: return "IMPORT DATA"
+        case .importCommit: return "IMPORT COMMIT"
+        case .importAbort: return "IMPORT ABORT"
         }
     }
 
@@ -191,12 +210,80 @@ public final class RegistryService: Sendable {
         }
     }
 
+    private func listPage(_ q: CameraListQuery) -> (ArraySlice<Camera>, Bool) {
+        let page = index.list(after: q.after, limit: q.limit + 1) { c in
+            (q.ward == nil || c.ward == q.ward) && (q.status == nil || c.status.rawValue == q.status)
+                && (q.owner == nil || c.ownerID == q.owner) && (q.site == nil || c.siteKind.rawValue == q.site)
+        }
+        return (page.prefix(q.limit), page.count > q.limit)
+    }
+
+    private func commitImport(_ upload: ConnectionSession.Upload) async throws -> Reply {
+        let store = try database()
+        let data = Data(upload.data)
+        let rows: [ImportRow]
+        do {
+            switch upload.format {
+            case "csv":
+                var mapping = CSVMapping(separator: upload.options["separator"]?.unicodeScalars.first ?? ",")
+                for field in CameraField.allCases {
+                    if let column = upload.options["col_\(field.rawValue)"] { mapping = mapping.with(field, column: column) }
+                }
+                rows = try CSVImporter.parse(data, mapping: mapping, jurisdiction: jurisdiction)
+            case "geojson": rows = try GeoJSONImporter.parse(data, jurisdiction: jurisdiction)
+            case "osm-json": rows = try OSMImporter.parseOverpassJSON(data, jurisdiction: jurisdiction)
+            default: rows = try OSMImporter.parseXML(data, jurisdiction: jurisdiction)
+            }
+        } catch let e as ImportError {
+            throw ProtocolError(.badFile, "the file cannot be read: \(e)")
+        }
+        let now = Date()
+        var good: [(number: Int, camera: Camera)] = []
+        var rejected: [ImportRowError] = []
+        for row in rows {
+            switch row.result {
+            case .failure(let e): rejected.append(e)
+            case .success(let draft):
+                let problems = draft.validate(jurisdiction: jurisdiction)
+                if problems.isEmpty {
+                    good.append((row.number, draft.camera(now: now)))
+                } else {
+                    rejected += problems.map { ImportRowError(number: row.number, field: $0.field, reason: $0.reason) }
+                }
+            }
+        }
+        let allOrNothing = ["yes", "true"].contains(upload.options["all_or_nothing"]?.lowercased() ?? "")
+        let actor = upload.options["by"] ?? "import"
+        let goodRows = good, earlier = rejected
+        let report = try await store.withConnection { c in
+            try CameraImport.importRows(goodRows, earlierRejections: earlier, allOrNothing: allOrNothing, actor: actor, on: c)
+        }
+        for camera in report.imported { index.upsert(camera) }
+        scheduleRebuildIfNeeded()
+        return ok { w in
+            w.field("committed", report.committed)
+            w.field("rows", rows.count)
+            w.field("imported", report.imported.count)
+            w.field("rejected_count", report.rejected.count)
+            w.key("rejected")
+            w.array { a in
+                for e in report.rejected.prefix(1000) {
+                    a.object { o in
+                        o.field("number", e.number)
+                        o.field("field", e.field)
+                        o.field("reason", e.reason)
+                    }
+                }
+            }
+        }
+    }
+
     private func database() throws -> PostgresClient {
         guard let store else { throw ProtocolError(.unavailable, "this daemon has no database for writes") }
         return store
     }
 
-    private func handle(_ command: Command) async throws -> Reply {
+    private func handle(_ command: Command, session: ConnectionSession) async throws -> Reply {
         switch command {
         case .ping:
             return ok { $0.field("pong", true) }
@@ -277,13 +364,51 @@ public final class RegistryService: Sendable {
             return try await write {
                 try CameraWrites.setStatus(id: id, to: target, reason: reason, expectedVersion: version, actor: by ?? "registrar", on: $0)
             }
-        case .cameraList(let q):
-            let page = index.list(after: q.after, limit: q.limit + 1) { c in
-                (q.ward == nil || c.ward == q.ward) && (q.status == nil || c.status.rawValue == q.status)
-                    && (q.owner == nil || c.ownerID == q.owner) && (q.site == nil || c.siteKind.rawValue == q.site)
+        case .importBegin(let format, let options):
+            session.upload = .init(format: format, options: options)
+            return ok { $0.field("format", format) }
+        case .importData(let text):
+            guard session.upload != nil else { throw ProtocolError(.noUpload, "no upload in progress; send IMPORT BEGIN first") }
+            guard let bytes = Data(base64Encoded: text) else {
+                throw ProtocolError(.invalidValue, "the chunk is not valid base64", field: "base64")
             }
-            let more = page.count > q.limit
-            let shown = page.prefix(q.limit)
+            guard session.upload!.data.count + bytes.count <= ConnectionSession.maxUploadBytes else {
+                session.upload = nil
+                throw ProtocolError(.outOfRange, "the upload is larger than \(ConnectionSession.maxUploadBytes >> 20) MiB; dropped")
+            }
+            session.upload!.data.append(contentsOf: bytes)
+            return ok { $0.field("bytes", session.upload!.data.count) }
+        case .importAbort:
+            let had = session.upload != nil
+            session.upload = nil
+            return ok { $0.field("aborted", had) }
+        case .importCommit:
+            guard let upload = session.upload else { throw ProtocolError(.noUpload, "no upload in progress; send IMPORT BEGIN first") }
+            session.upload = nil
+            return try await commitImport(upload)
+        case .cameraExport(let format, let sectors, let q):
+            let (shown, more) = listPage(q)
+            var text = ""
+            if format == "csv" {
+                let csv = CSVExporter()
+                if q.after == nil { text += csv.header() }
+                for c in shown { text += csv.row(c) }
+            } else {
+                var geo = GeoJSONExporter()
+                if q.after == nil { text += geo.header() } else if !shown.isEmpty { text += ",\n" }
+                for c in shown {
+                    let ring = sectors ? (try? c.sector().lonLatRing().map { (lat: $0.lat, lon: $0.lon) }) : nil
+                    text += geo.feature(c, sector: ring)
+                }
+                if !more { text += geo.footer() }
+            }
+            return ok { w in
+                w.field("count", shown.count)
+                w.field("text", text)
+                w.field("next_cursor", more ? shown.last?.id : nil)
+            }
+        case .cameraList(let q):
+            let (shown, more) = listPage(q)
             return ok { w in
                 w.field("count", shown.count)
                 w.key("cameras")

@@ -12,19 +12,43 @@ import Foundation
 /// A camera field as the import and export formats name it (the CSV default column names and
 /// the GeoJSON property names).
 public enum CameraField: String, CaseIterable, Sendable, Hashable {
-    case id, lat, lon
+    /// ``Camera/id``.
+    case id
+    /// ``Camera/lat``.
+    case lat
+    /// ``Camera/lon``.
+    case lon
+    /// ``Camera/siteKind``.
     case siteKind = "site_kind"
-    case address, ward, heading, fov
+    /// ``Camera/address``.
+    case address
+    /// ``Camera/ward``.
+    case ward
+    /// ``Camera/heading``.
+    case heading
+    /// ``Camera/fov``.
+    case fov
+    /// ``Camera/range`` (metres).
     case range = "range_m"
+    /// ``Camera/mountHeight`` (metres).
     case mountHeight = "mount_height_m"
+    /// ``Camera/ownerKind``.
     case ownerKind = "owner_kind"
+    /// ``Camera/ownerName``.
     case ownerName = "owner_name"
+    /// ``Camera/ownerPhone``.
     case ownerPhone = "owner_phone"
+    /// ``Camera/schedule``.
     case schedule
+    /// ``Camera/retentionDays``.
     case retentionDays = "retention_days"
+    /// ``Camera/status``.
     case status
+    /// ``Camera/createdAt``.
     case createdAt = "created_at"
+    /// ``Camera/updatedAt``.
     case updatedAt = "updated_at"
+    /// ``Camera/version``.
     case version
 
     /// The field for a ``FieldError/field`` name of ``Camera/validate()`` (`range`,

@@ -75,16 +75,32 @@ public enum OSMImporter {
         parser.delegate = delegate
         let ok = parser.parse()
         if let e = delegate.failure { throw e }
-        guard ok else {
-            let message = parser.parserError.map { ($0 as NSError).localizedDescription } ?? "unknown error"
-            throw ImportError(line: parser.lineNumber, "malformed XML: \(message)")
+        // Foundation on Linux returns true from parse() for some errors (extra content after
+        // the root, a document cut short) but still reports them: check both.
+        if let e = delegate.xmlError ?? parser.parserError {
+            throw ImportError(line: delegate.xmlErrorLine ?? parser.lineNumber, "malformed XML: \(xmlErrorText(e))")
         }
+        guard ok else { throw ImportError(line: parser.lineNumber, "malformed XML") }
         guard delegate.sawRoot else { throw ImportError("not OSM XML: there is no <osm> element") }
         // Foundation on Linux may report success for a document cut short; the root must close.
         guard delegate.closedRoot else {
             throw ImportError(line: parser.lineNumber, "malformed XML: the document ends before </osm> (is the file truncated?)")
         }
         return delegate.nodes.flatMap { rows($0, jurisdiction: jurisdiction) }
+    }
+
+    /// A readable text for an `XMLParser` error (Foundation on Linux has no descriptions).
+    private static func xmlErrorText(_ e: Error) -> String {
+        let ns = e as NSError
+        let known: [Int: String] = [
+            4: "the document is empty", 5: "the document ends too early or has content after the root element",
+            26: "undeclared entity", 38: "unescaped '<' in an attribute value", 39: "an attribute has no value",
+            41: "an attribute is not quoted", 65: "a space is needed between attributes", 68: "a name is expected",
+            73: "'>' expected", 76: "an end tag does not match its start tag", 111: "an entity reference loop",
+        ]
+        let text = ns.localizedDescription
+        if !text.isEmpty, !text.contains("(null)"), !text.hasPrefix("The operation could") { return text }
+        return (known[ns.code] ?? "error") + " (XMLParser code \(ns.code))"
     }
 
     // MARK: Mapping
@@ -292,6 +308,9 @@ private final class OSMXMLDelegate: NSObject, XMLParserDelegate {
     var failure: ImportError?
     var sawRoot = false
     var closedRoot = false
+    /// The first error the parser reported, and its line.
+    var xmlError: Error?
+    var xmlErrorLine: Int?
     private var depth = 0
     private var current: OSMImporter.OSMNode?
 
@@ -323,6 +342,13 @@ private final class OSMXMLDelegate: NSObject, XMLParserDelegate {
             if let k = attributes["k"], let v = attributes["v"] { current?.tags[k] = v }
         default:
             break
+        }
+    }
+
+    func parser(_ parser: XMLParser, parseErrorOccurred parseError: Error) {
+        if xmlError == nil {
+            xmlError = parseError
+            xmlErrorLine = parser.lineNumber
         }
     }
 

@@ -137,7 +137,8 @@ struct Camreg: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "camreg",
         abstract: "Client for camregd, the security-camera registry.",
-        subcommands: [Ping.self, Near.self, CameraCommand.self, Stats.self, Help.self, Raw.self])
+        subcommands: [Ping.self, Near.self, CameraCommand.self, OwnerCommand.self, Import.self, Export.self,
+                      Stats.self, Help.self, Raw.self])
 }
 
 struct Ping: ParsableCommand {
@@ -172,23 +173,335 @@ struct Near: ParsableCommand {
 }
 
 struct CameraCommand: ParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "camera", abstract: "Camera records.",
-                                                    subcommands: [Get.self])
+    static let configuration = CommandConfiguration(commandName: "camera", abstract: "Camera records and their life cycle.",
+                                                    subcommands: [Get.self, Register.self, Verify.self, Update.self, Status.self, List.self])
     struct Get: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Shows one camera.")
         @OptionGroup var options: ClientOptions
         @Argument(help: "Camera id, e.g. BC-00042.") var id: String
         func run() throws {
-            try exchange(options, "CAMERA GET \(Tokenizer.quote(id))") { o in
-                let c = o["camera"] as? [String: Any] ?? [:]
-                let keys = ["id", "status", "site", "address", "ward", "lat", "lon", "heading_deg", "fov_deg", "range_m",
-                            "mount_height_m", "owner_kind", "owner_name", "owner_phone", "schedule", "retention_days",
-                            "created_at", "updated_at", "version"]
-                let width = keys.map(\.count).max()!
-                for k in keys {
-                    print(k.padding(toLength: width, withPad: " ", startingAt: 0) + "  " + text(c[k]))
+            try exchange(options, "CAMERA GET \(Tokenizer.quote(id))", render: printCamera)
+        }
+    }
+
+    struct Register: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Registers a camera for an owner (status pending).")
+        @OptionGroup var options: ClientOptions
+        @OptionGroup var fields: CameraFieldOptions
+        @Option(help: "Camera id (default: the next BC-<n>).") var id: String?
+        @Flag(help: "Register even if it looks like a duplicate of one of the owner's cameras.") var distinct = false
+        @Option(help: "Who registers it.") var by: String?
+        func run() throws {
+            var line = "CAMERA REGISTER" + fields.options
+            if let id { line += " id=\(Tokenizer.quote(id))" }
+            if distinct { line += " distinct=yes" }
+            if let by { line += " by=\(Tokenizer.quote(by))" }
+            try exchange(options, line, render: printCamera)
+        }
+    }
+
+    struct Verify: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Verifies a pending camera (pending → active).")
+        @OptionGroup var options: ClientOptions
+        @Argument(help: "Camera id.") var id: String
+        @Option(help: "Who verified it.") var by: String
+        @Option(help: "Expected version.") var version: Int?
+        func run() throws {
+            var line = "CAMERA VERIFY \(Tokenizer.quote(id)) by=\(Tokenizer.quote(by))"
+            if let version { line += " version=\(version)" }
+            try exchange(options, line, render: printCamera)
+        }
+    }
+
+    struct Update: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Changes a camera's fields (needs the version you read last).")
+        @OptionGroup var options: ClientOptions
+        @Argument(help: "Camera id.") var id: String
+        @Option(help: "The camera's version as read last.") var version: Int
+        @OptionGroup var fields: CameraFieldOptions
+        func run() throws {
+            try exchange(options, "CAMERA UPDATE \(Tokenizer.quote(id)) version=\(version)" + fields.options, render: printCamera)
+        }
+    }
+
+    struct Status: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Sets the status: active ↔ offline, any → retired (with --reason).")
+        @OptionGroup var options: ClientOptions
+        @Argument(help: "Camera id.") var id: String
+        @Argument(help: "active, offline or retired.") var status: String
+        @Option(help: "Why (required for retired).") var reason: String?
+        @Option(help: "Expected version.") var version: Int?
+        func run() throws {
+            var line = "CAMERA STATUS \(Tokenizer.quote(id)) \(Tokenizer.quote(status))"
+            if let reason { line += " reason=\(Tokenizer.quote(reason))" }
+            if let version { line += " version=\(version)" }
+            try exchange(options, line, render: printCamera)
+        }
+    }
+
+    struct List: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Lists cameras with filters (all pages, or one with --limit).")
+        @OptionGroup var options: ClientOptions
+        @OptionGroup var filters: ListFilters
+        @Option(help: "Only this many (one page).") var limit: Int?
+        func run() throws {
+            var cursor: String? = nil
+            var rows: [[String]] = []
+            repeat {
+                var line = "CAMERA LIST" + filters.options + " limit=\(min(limit ?? 1000, 1000))"
+                if let cursor { line += " after=\(cursor)" }
+                var next: String? = nil
+                try exchange(options, line) { o in
+                    for c in o["cameras"] as? [[String: Any]] ?? [] {
+                        rows.append([text(c["id"]), text(c["status"]), text(c["site"]), text(c["ward"]), text(c["owner_name"]), text(c["address"])])
+                    }
+                    next = o["next_cursor"] as? String
                 }
+                cursor = (limit == nil && !options.json) ? next : nil
+            } while cursor != nil
+            if !options.json {
+                printTable(["ID", "STATUS", "SITE", "WARD", "OWNER", "ADDRESS"], rows)
+                print("\(rows.count) camera\(rows.count == 1 ? "" : "s")")
             }
+        }
+    }
+}
+
+/// Filters of `camera list` and `export`.
+struct ListFilters: ParsableArguments {
+    @Option(help: "Only this ward.") var ward: String?
+    @Option(help: "Only this status.") var status: String?
+    @Option(help: "Only this owner's cameras (owner id).") var owner: Int?
+    @Option(help: "Only this kind of site.") var site: String?
+
+    var options: String {
+        var s = ""
+        if let ward { s += " ward=\(Tokenizer.quote(ward))" }
+        if let status { s += " status=\(Tokenizer.quote(status))" }
+        if let owner { s += " owner=\(owner)" }
+        if let site { s += " site=\(Tokenizer.quote(site))" }
+        return s
+    }
+}
+
+/// The fields of a camera as flags; only those given are sent.
+struct CameraFieldOptions: ParsableArguments {
+    @Option(help: "Owner id (camreg owner add prints it).") var owner: Int?
+    @Option(help: "Latitude.") var lat: String?
+    @Option(help: "Longitude.") var lon: String?
+    @Option(help: "intersection, alley, street, building or other.") var site: String?
+    @Option(help: "Street address.") var address: String?
+    @Option(help: "Ward or commune.") var ward: String?
+    @Option(help: "Direction faced in degrees, or none.") var heading: String?
+    @Option(help: "Field of view in degrees.") var fov: String?
+    @Option(help: "Range in metres.") var range: String?
+    @Option(help: "Mount height in metres.") var mountHeight: String?
+    @Option(help: "Owner kind.") var ownerKind: String?
+    @Option(help: "Contact name.") var ownerName: String?
+    @Option(help: "Contact phone.") var ownerPhone: String?
+    @Option(help: "24/7 or HH:MM-HH:MM.") var schedule: String?
+    @Option(help: "Retention in days.") var retention: String?
+
+    var options: String {
+        let pairs: [(String, String?)] = [
+            ("owner", owner.map(String.init)), ("lat", lat), ("lon", lon), ("site", site), ("address", address), ("ward", ward),
+            ("heading", heading), ("fov", fov), ("range", range), ("mount_height", mountHeight), ("owner_kind", ownerKind),
+            ("owner_name", ownerName), ("owner_phone", ownerPhone), ("schedule", schedule), ("retention", retention),
+        ]
+        return pairs.compactMap { k, v in v.map { " \(k)=\(Tokenizer.quote($0))" } }.joined()
+    }
+}
+
+/// Prints the camera of a `{"camera":{…}}` answer, one field a line.
+func printCamera(_ o: [String: Any]) {
+    let c = o["camera"] as? [String: Any] ?? [:]
+    let keys = ["id", "status", "site", "address", "ward", "lat", "lon", "heading_deg", "fov_deg", "range_m",
+                "mount_height_m", "owner_id", "owner_kind", "owner_name", "owner_phone", "schedule", "retention_days",
+                "verified_by", "verified_at", "status_reason", "created_at", "updated_at", "version"]
+    let width = keys.map(\.count).max()!
+    for k in keys {
+        print(k.padding(toLength: width, withPad: " ", startingAt: 0) + "  " + text(c[k]))
+    }
+}
+
+struct OwnerCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "owner", abstract: "Camera owners.",
+                                                    subcommands: [Add.self, Get.self, Update.self])
+
+    struct Fields: ParsableArguments {
+        @Option(help: "household, business, boarding_house, company or public.") var kind: String?
+        @Option(help: "Name.") var name: String?
+        @Option(help: "Vietnamese phone number.") var phone: String?
+        @Option(help: "E-mail.") var email: String?
+        @Option(help: "Postal address.") var address: String?
+        @Option(help: "Ward or commune.") var ward: String?
+        @Option(help: "Consent to share footage: yes or no.") var consent: String?
+        @Option(help: "Consent valid until (YYYY-MM-DD).") var consentUntil: String?
+        @Option(help: "Consent note.") var consentNote: String?
+        var options: String {
+            let pairs: [(String, String?)] = [("kind", kind), ("name", name), ("phone", phone), ("email", email), ("address", address),
+                                              ("ward", ward), ("consent", consent), ("consent_until", consentUntil), ("consent_note", consentNote)]
+            return pairs.compactMap { k, v in v.map { " \(k)=\(Tokenizer.quote($0))" } }.joined()
+        }
+    }
+
+    static func printOwner(_ o: [String: Any]) {
+        let w = o["owner"] as? [String: Any] ?? [:]
+        let consent = w["consent"] as? [String: Any] ?? [:]
+        for (k, v) in [("id", w["id"]), ("kind", w["kind"]), ("name", w["name"]), ("phone", w["phone_display"] ?? w["phone"]),
+                       ("email", w["email"]), ("address", w["address"]), ("ward", w["ward"]), ("consent", consent["granted"]),
+                       ("consent_until", consent["valid_until"]), ("consent_in_force", consent["in_force"]), ("cameras", w["cameras"]),
+                       ("version", w["version"])] {
+            print(k.padding(toLength: 17, withPad: " ", startingAt: 0) + text(v))
+        }
+    }
+
+    struct Add: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Adds an owner; prints the id.")
+        @OptionGroup var options: ClientOptions
+        @OptionGroup var fields: Fields
+        func run() throws { try exchange(options, "OWNER ADD" + fields.options, render: OwnerCommand.printOwner) }
+    }
+
+    struct Get: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Shows an owner.")
+        @OptionGroup var options: ClientOptions
+        @Argument(help: "Owner id.") var id: Int
+        func run() throws { try exchange(options, "OWNER GET \(id)", render: OwnerCommand.printOwner) }
+    }
+
+    struct Update: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Changes an owner (needs the version read last).")
+        @OptionGroup var options: ClientOptions
+        @Argument(help: "Owner id.") var id: Int
+        @Option(help: "The owner's version as read last.") var version: Int
+        @OptionGroup var fields: Fields
+        func run() throws { try exchange(options, "OWNER UPDATE \(id) version=\(version)" + fields.options, render: OwnerCommand.printOwner) }
+    }
+}
+
+struct Import: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Imports cameras from CSV, GeoJSON or OpenStreetMap (Overpass JSON, OSM XML).",
+        discussion: "Good rows are imported and each bad one is reported with its line or feature number; with --all-or-nothing nothing is imported if any row is bad.")
+    @OptionGroup var options: ClientOptions
+    @Argument(help: "The file.") var file: String
+    @Option(help: "csv, geojson, osm-json or osm-xml (default: from the file name).") var format: String?
+    @Flag(help: "Import nothing if any row is bad.") var allOrNothing = false
+    @Option(help: "CSV separator.") var separator: String?
+    @Option(name: .customLong("column"), parsing: .upToNextOption,
+            help: "CSV column for a field, as field=Header (e.g. --column lat=Latitude lon=Longitude id=ID).") var columns: [String] = []
+    @Option(help: "Who imports.") var by: String?
+
+    func run() throws {
+        guard let data = FileManager.default.contents(atPath: file) else { throw CLIError("cannot read \(file)") }
+        let lower = file.lowercased()
+        let fmt = format ?? (lower.hasSuffix(".csv") ? "csv" : lower.hasSuffix(".geojson") ? "geojson"
+            : lower.hasSuffix(".osm") || lower.hasSuffix(".xml") ? "osm-xml" : lower.hasSuffix(".json") ? "osm-json" : "csv")
+        var begin = "IMPORT BEGIN format=\(fmt)"
+        if allOrNothing { begin += " all_or_nothing=yes" }
+        if let separator { begin += " separator=\(Tokenizer.quote(separator))" }
+        if let by { begin += " by=\(Tokenizer.quote(by))" }
+        for c in columns {
+            let parts = c.split(separator: "=", maxSplits: 1).map(String.init)
+            guard parts.count == 2 else { throw ValidationError("--column takes field=Header, not \(c)") }
+            begin += " col_\(parts[0])=\(Tokenizer.quote(parts[1]))"
+        }
+        let client = try ControlClient(path: options.socket, timeout: max(options.timeout, 600))
+        defer { client.close() }
+        func send(_ line: String) throws -> [String: Any] {
+            let t = try client.request(line)
+            guard let o = (try? JSONSerialization.jsonObject(with: Data(t.utf8))) as? [String: Any] else { throw CLIError("bad answer: \(t.prefix(200))") }
+            if o["ok"] as? Bool != true {
+                let e = o["error"] as? [String: Any] ?? [:]
+                if options.json { print(t) } else { FileHandle.standardError.write(Data("error [\(text(e["code"]))]: \(text(e["message"]))\n".utf8)) }
+                throw ExitCode(2)
+            }
+            return o
+        }
+        _ = try send(begin)
+        let start = Date()
+        let bytes = [UInt8](data)
+        let chunk = 45_000
+        var sent = 0, lines = 0
+        var lastDraw = Date.distantPast
+        let interactive = !options.json && isatty(2) == 1
+        while sent < bytes.count {
+            let part = bytes[sent..<min(sent + chunk, bytes.count)]
+            _ = try send("IMPORT DATA data=" + Data(part).base64EncodedString())
+            sent += part.count
+            lines += part.reduce(0) { $0 + ($1 == 0x0A ? 1 : 0) }
+            let elapsed = Date().timeIntervalSince(start)
+            if interactive && elapsed > 1 && Date().timeIntervalSince(lastDraw) > 0.1 {
+                lastDraw = Date()
+                let share = Double(sent) / Double(bytes.count)
+                let bar = String(repeating: "█", count: Int(share * 30)) + String(repeating: "░", count: 30 - Int(share * 30))
+                FileHandle.standardError.write(Data(String(format: "\r%@ %3.0f%%  %d rows/s ", bar, share * 100, Int(Double(lines) / elapsed)).utf8))
+            }
+        }
+        if interactive && Date().timeIntervalSince(start) > 1 { FileHandle.standardError.write(Data("\r\u{1B}[K".utf8)) }
+        let clientCommit = try client.request("IMPORT COMMIT")
+        guard let o = (try? JSONSerialization.jsonObject(with: Data(clientCommit.utf8))) as? [String: Any] else { throw CLIError("bad answer") }
+        if options.json { print(clientCommit) }
+        guard o["ok"] as? Bool == true else {
+            let e = o["error"] as? [String: Any] ?? [:]
+            if !options.json { FileHandle.standardError.write(Data("error [\(text(e["code"]))]: \(text(e["message"]))\n".utf8)) }
+            throw ExitCode(2)
+        }
+        if !options.json {
+            let elapsed = Date().timeIntervalSince(start)
+            let imported = (o["imported"] as? NSNumber)?.intValue ?? 0
+            let rows = (o["rows"] as? NSNumber)?.intValue ?? 0
+            let rejected = o["rejected"] as? [[String: Any]] ?? []
+            if !rejected.isEmpty {
+                printTable(["ROW", "FIELD", "REASON"], rejected.map { [text($0["number"]), text($0["field"]), text($0["reason"])] }, rightAligned: [0])
+            }
+            print(String(format: "%@: %d rows read, %d imported, %d refused in %.1f s (%d rows/s)%@", file, rows, imported,
+                         (o["rejected_count"] as? NSNumber)?.intValue ?? rejected.count, elapsed, Int(Double(rows) / max(elapsed, 0.001)),
+                         (o["committed"] as? Bool == true) ? "" : " — nothing imported (--all-or-nothing)"))
+        }
+        if (o["rejected_count"] as? NSNumber)?.intValue ?? 0 > 0 { throw ExitCode(3) }
+    }
+}
+
+struct Export: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Exports cameras as CSV (re-importable) or GeoJSON (QGIS), streamed page by page.")
+    @OptionGroup var options: ClientOptions
+    @Option(help: "csv or geojson.") var format: String = "csv"
+    @Flag(help: "GeoJSON: add field-of-view sector polygons.") var sectors = false
+    @Option(name: .shortAndLong, help: "Output file (default: standard output).") var output: String?
+    @OptionGroup var filters: ListFilters
+    func run() throws {
+        let out: FileHandle
+        if let output {
+            guard FileManager.default.createFile(atPath: output, contents: nil), let h = FileHandle(forWritingAtPath: output) else {
+                throw CLIError("cannot write \(output)")
+            }
+            out = h
+        } else {
+            out = FileHandle.standardOutput
+        }
+        let client = try ControlClient(path: options.socket, timeout: options.timeout)
+        defer { client.close() }
+        var cursor: String? = nil
+        var total = 0
+        repeat {
+            var line = "CAMERA EXPORT format=\(Tokenizer.quote(format))" + filters.options + (sectors ? " sectors=yes" : "")
+            if let cursor { line += " after=\(cursor)" }
+            let t = try client.request(line)
+            guard let o = (try? JSONSerialization.jsonObject(with: Data(t.utf8))) as? [String: Any] else { throw CLIError("bad answer") }
+            guard o["ok"] as? Bool == true else {
+                let e = o["error"] as? [String: Any] ?? [:]
+                FileHandle.standardError.write(Data("error [\(text(e["code"]))]: \(text(e["message"]))\n".utf8))
+                throw ExitCode(2)
+            }
+            out.write(Data((o["text"] as? String ?? "").utf8))
+            total += (o["count"] as? NSNumber)?.intValue ?? 0
+            cursor = o["next_cursor"] as? String
+        } while cursor != nil
+        if output != nil {
+            try? out.close()
+            FileHandle.standardError.write(Data("\(total) cameras written to \(output!)\n".utf8))
         }
     }
 }

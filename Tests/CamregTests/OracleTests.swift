@@ -12,6 +12,18 @@ struct OracleTests {
 
     /// A database with the demo inventory and a PostGIS copy of the positions.
     static func postgisDemo() async throws -> (PostgresConnection, [Camera]) {
+        let (config, cameras) = try await PostGISDemo.shared.prepare()
+        return (try PostgresConnection(configuration: config), cameras)
+    }
+}
+
+/// Sets up PostGIS and the oracle table once (tests run in parallel).
+actor PostGISDemo {
+    static let shared = PostGISDemo()
+    private var done: (PostgresConfiguration, [Camera])?
+
+    func prepare() async throws -> (PostgresConfiguration, [Camera]) {
+        if let done { return done }
         let (config, cameras) = try await DemoDatabase.shared.get()
         let c = try PostgresConnection(configuration: config)
         try c.query("CREATE EXTENSION IF NOT EXISTS postgis")
@@ -21,8 +33,12 @@ struct OracleTests {
             CREATE INDEX IF NOT EXISTS oracle_cams_g ON oracle_cams USING gist (g);
             ANALYZE oracle_cams;
             """)
-        return (c, cameras)
+        done = (config, cameras)
+        return (config, cameras)
     }
+}
+
+extension OracleTests {
 
     @Test func nearEqualsSTDWithinOn2000RandomQueries() async throws {
         let (pg, cameras) = try await Self.postgisDemo()

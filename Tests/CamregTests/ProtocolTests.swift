@@ -141,7 +141,9 @@ struct ProtocolTests {
 
     @Test func helpComesFromTheCommandTable() {
         let names = CommandTable.all.map(\.name)
-        #expect(names == ["PING", "HELP", "NEAR", "CAMERA GET", "STATS", "QUIT"])
+        for expected in ["PING", "HELP", "NEAR", "CAMERA GET", "STATS", "QUIT", "OWNER ADD", "CAMERA REGISTER", "CAMERA LIST"] {
+            #expect(names.contains(expected))
+        }
         #expect(Set(names).count == names.count)
         for spec in CommandTable.all {
             #expect(!spec.summary.isEmpty)

@@ -1,0 +1,182 @@
+import Foundation
+import Postgres
+import Registry
+import RegistryStore
+import Testing
+
+/// Uploads `data` over the socket with IMPORT BEGIN/DATA/COMMIT; returns the COMMIT answer.
+func upload(_ client: TestClient, _ data: [UInt8], begin: String, chunk: Int = 1000) async throws -> [String: Any] {
+    let b = try await client.request(begin)
+    guard b["ok"] as? Bool == true else { return b }
+    var i = 0
+    while i < data.count {
+        let part = Data(data[i..<min(i + chunk, data.count)])
+        let r = try await client.request("IMPORT DATA data=" + part.base64EncodedString())
+        guard r["ok"] as? Bool == true else { return r }
+        i += chunk
+    }
+    return try await client.request("IMPORT COMMIT")
+}
+
+@Suite("Bulk import and export over the socket")
+struct ImportSocketTests {
+    static let messyCSV: String = {
+        let header = "id,lat,lon,site_kind,address,ward,heading,fov,range_m,retention_days,owner_phone\r\n"
+        let rows = [
+            "BC-90001,11.1201,106.6001,alley,\"Số 12/3, Hẻm 12, Đường NA3\",Phường Mỹ Phước,90,80,40,30,0912345678",  // line 2 ok
+            "BC-90002,12.9000,106.6001,alley,Số 1,Phường Mỹ Phước,90,80,40,30,",                                   // 3 outside the town
+            "BC-90003,11.1202,106.6002,alley,,Phường Mỹ Phước,90,80,40,30,",                                        // 4 empty address
+            "BC-90004,abc,106.6003,alley,Số 4,Phường Mỹ Phước,90,80,40,30,",                                        // 5 wrong type
+            "BC-90005,11.1204,106.6004,alley,\"Số 5, broken,Phường Mỹ Phước,90,80,40,30,",                          // 6 broken quote
+            "BC-90006,11.1205,106.6005,intersection,\"Ngã tư Sở Sao\",Phường Hòa Lợi,,360,60,90,",                // 7 ok
+            "BC-90007,11.1206,106.6006,alley,Số 7,Phường Tân Định,400,80,40,30,",                                   // 8 heading out of range
+            "BC-90001,11.1207,106.6007,alley,Số 8,Phường Tân Định,10,80,40,30,",                                    // 9 repeated id
+            "BC-00042,11.1208,106.6008,alley,Số 9,Phường Tân Định,10,80,40,30,",                                    // 10 id exists
+        ]
+        return "\u{FEFF}" + header + rows.joined(separator: "\r\n") + "\r\n"
+    }()
+
+    @Test func csvWithBadRowsImportsTheGoodOnesAndReportsEachBadOne() async throws {
+        let (store, index, pg) = try await writableRegistry("imp")
+        try await withTestServer(index: index, store: store) { path, _ in
+            let c = try await TestClient(path: path)
+            let r = try await upload(c, Array(Self.messyCSV.utf8), begin: "IMPORT BEGIN format=csv by=tester", chunk: 97)
+            #expect(r["ok"] as? Bool == true, "\(r)")
+            #expect(r["committed"] as? Bool == true)
+            #expect((r["imported"] as? NSNumber)?.intValue == 2)
+            let rejected = (r["rejected"] as? [[String: Any]] ?? []).compactMap { ($0["number"] as? NSNumber)?.intValue }
+            #expect(Set(rejected) == [3, 4, 5, 6, 8, 9, 10], "\(r)")
+            // Imported cameras are live and keep their Vietnamese text exactly.
+            let got = try await c.request("CAMERA GET BC-90006")
+            #expect(field(got, "camera", "address") as? String == "Ngã tư Sở Sao")
+            #expect(field(got, "camera", "ward") as? String == "Phường Hòa Lợi")
+            let near = try await c.request("NEAR 11.1201 106.6001 radius=2")
+            #expect((near["cameras"] as? [[String: Any]])?.first?["id"] as? String == "BC-90001")
+            #expect(errorCode(try await c.request("IMPORT COMMIT")) == "no_upload")
+            #expect(errorCode(try await c.request("IMPORT DATA data=!!!")) == "no_upload")
+        }
+        #expect(try pg.query("SELECT count(*) FROM camera_changes WHERE kind = 'import' AND actor = 'tester'").scalar() == "2")
+        await store.shutdown()
+    }
+
+    @Test func allOrNothingImportsNone() async throws {
+        let (store, index, pg) = try await writableRegistry("aon2")
+        try await withTestServer(index: index, store: store) { path, _ in
+            let c = try await TestClient(path: path)
+            let r = try await upload(c, Array(Self.messyCSV.utf8), begin: "IMPORT BEGIN format=csv all_or_nothing=yes")
+            #expect(r["committed"] as? Bool == false)
+            #expect((r["imported"] as? NSNumber)?.intValue == 0)
+            #expect(((r["rejected"] as? [Any])?.count ?? 0) >= 6)
+            #expect(errorCode(try await c.request("CAMERA GET BC-90001")) == "not_found")
+            // A clean file with all_or_nothing goes in whole.
+            let clean = "id,lat,lon,address,ward\nBC-91001,11.12,106.60,Số 1,Phường Mỹ Phước\nBC-91002,11.13,106.61,Số 2,Phường Mỹ Phước\n"
+            let ok = try await upload(c, Array(clean.utf8), begin: "IMPORT BEGIN format=csv all_or_nothing=yes")
+            #expect((ok["imported"] as? NSNumber)?.intValue == 2)
+            // A file that cannot be read at all.
+            #expect(errorCode(try await upload(c, Array("{not json".utf8), begin: "IMPORT BEGIN format=geojson")) == "bad_file")
+        }
+        #expect(try pg.query("SELECT count(*) FROM cameras WHERE id LIKE 'BC-90%'").scalar() == "0")
+        #expect(try pg.query("SELECT count(*) FROM cameras WHERE id LIKE 'BC-91%'").scalar() == "2")
+        await store.shutdown()
+    }
+
+    @Test func columnMappingAndOSM() async throws {
+        let (store, index, _) = try await writableRegistry("osm", demo: false)
+        try await withTestServer(index: index, store: store) { path, _ in
+            let c = try await TestClient(path: path)
+            let csv = "ID;Latitude;Longitude;Địa chỉ;Phường\nX-1;11.10;106.60;Số 1;Phường Thới Hòa\n"
+            let r = try await upload(c, Array(csv.utf8), begin: #"IMPORT BEGIN format=csv separator=";" col_id=ID col_lat=Latitude col_lon=Longitude col_address="Địa chỉ" col_ward=Phường"#)
+            #expect((r["imported"] as? NSNumber)?.intValue == 1, "\(r)")
+            let osm = """
+                {"elements":[
+                 {"type":"node","id":101,"lat":11.11,"lon":106.61,"tags":{"man_made":"surveillance","surveillance:type":"camera","camera:direction":"90-270","camera:angle":"15","height":"4 m","addr:street":"Đường NA3","addr:housenumber":"7"}},
+                 {"type":"node","id":102,"lat":11.12,"lon":106.62,"tags":{"man_made":"surveillance","camera:direction":"NE"}},
+                 {"type":"node","id":103,"lat":11.13,"lon":106.63,"tags":{"man_made":"surveillance","camera:direction":"0;180"}},
+                 {"type":"node","id":104,"lat":11.14,"lon":106.64,"tags":{"amenity":"bench"}}
+                ]}
+                """
+            let o = try await upload(c, Array(osm.utf8), begin: "IMPORT BEGIN format=osm-json")
+            #expect((o["imported"] as? NSNumber)?.intValue == 4, "\(o)")
+            let range = try await c.request("CAMERA GET OSM-101")
+            #expect((field(range, "camera", "heading_deg") as? NSNumber)?.doubleValue == 180)
+            #expect((field(range, "camera", "fov_deg") as? NSNumber)?.doubleValue == 180)  // the range, not camera:angle
+            #expect((field(range, "camera", "mount_height_m") as? NSNumber)?.doubleValue == 4)
+            #expect((field(try await c.request("CAMERA GET OSM-102"), "camera", "heading_deg") as? NSNumber)?.doubleValue == 45)
+            #expect(field(try await c.request("CAMERA GET OSM-103-1"), "camera", "id") as? String == "OSM-103-1")
+            #expect(field(try await c.request("CAMERA GET OSM-103-2"), "camera", "id") as? String == "OSM-103-2")
+            #expect(errorCode(try await c.request("CAMERA GET OSM-104")) == "not_found")
+        }
+        await store.shutdown()
+    }
+
+    @Test func exportThenImportRoundTripsTheRegistry() async throws {
+        let (store, index, _) = try await writableRegistry("exp")
+        let (store2, index2, pg2) = try await writableRegistry("exp2", demo: false)
+        for format in ["csv", "geojson"] {
+            // Export page by page.
+            let file: String = try await withTestServer(index: index, store: store) { path, _ in
+                let c = try await TestClient(path: path)
+                var text = "", cursor: String? = nil
+                repeat {
+                    let r = try await c.request("CAMERA EXPORT format=\(format) limit=500" + (cursor.map { " after=\($0)" } ?? ""))
+                    text += r["text"] as? String ?? ""
+                    cursor = r["next_cursor"] as? String
+                } while cursor != nil
+                return text
+            }
+            if format == "geojson" {
+                let o = try #require(try JSONSerialization.jsonObject(with: Data(file.utf8)) as? [String: Any])
+                #expect((o["features"] as? [Any])?.count == 1202)
+            }
+            try pg2.query("DELETE FROM camera_changes")
+            try pg2.query("DELETE FROM cameras")
+            let fresh = try CameraIndex(cameras: [])
+            try await withTestServer(index: fresh, store: store2) { path, _ in
+                let c = try await TestClient(path: path)
+                let r = try await upload(c, Array(file.utf8), begin: "IMPORT BEGIN format=\(format) all_or_nothing=yes", chunk: 40_000)
+                #expect((r["imported"] as? NSNumber)?.intValue == 1202, "\(format): \(r)")
+            }
+            let original = DemoInventory.generate().cameras
+            let back = try CameraRepository.all(on: pg2)
+            #expect(back.count == original.count)
+            for (a, b) in zip(original, back) {
+                var b2 = b
+                b2.ownerID = nil
+                #expect(a.id == b.id && a.lat == b.lat && a.lon == b.lon && a.heading == b.heading && a.fov == b.fov, "\(format) \(a.id)")
+                #expect(a.address == b.address && a.ward == b.ward && a.schedule == b.schedule && a.status == b.status, "\(format) \(a.id)")
+                #expect(a.ownerName == b.ownerName && a.ownerPhone == b.ownerPhone && a.retentionDays == b.retentionDays, "\(format) \(a.id)")
+                #expect(abs(a.createdAt.timeIntervalSince(b.createdAt)) < 1e-5 && a.version == b.version, "\(format) \(a.id)")
+            }
+            _ = index2
+        }
+        await store.shutdown()
+        await store2.shutdown()
+    }
+
+    @Test func cliImportAndExport() async throws {
+        let (store, index, _) = try await writableRegistry("cli")
+        let dir = try shortTempDirectory("ie")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        try Self.messyCSV.write(toFile: dir + "/in.csv", atomically: true, encoding: .utf8)
+        try await withTestServer(index: index, store: store) { path, _ in
+            let imp = try await runCLI(["import", dir + "/in.csv", "--socket", path])
+            #expect(imp.status == 3, "\(imp.output)")  // some rows refused
+            #expect(imp.output.contains("2 imported") && imp.output.contains("7 refused"), "\(imp.output)")
+            let exp = try await runCLI(["export", "--format", "geojson", "--sectors", "--ward", "Phường Hòa Lợi", "-o", dir + "/out.geojson", "--socket", path])
+            #expect(exp.status == 0, "\(exp.output)")
+            let data = try #require(FileManager.default.contents(atPath: dir + "/out.geojson"))
+            let o = try #require(try JSONSerialization.jsonObject(with: data) as? [String: Any])
+            let features = o["features"] as? [[String: Any]] ?? []
+            let points = features.filter { ($0["geometry"] as? [String: Any])?["type"] as? String == "Point" }
+            let sectors = features.filter { ($0["geometry"] as? [String: Any])?["type"] as? String == "Polygon" }
+            #expect(points.count == DemoInventory.generate().cameras.filter { $0.ward == "Phường Hòa Lợi" }.count + 1)
+            #expect(sectors.count == points.count)
+            let reg = try await runCLI(["camera", "register", "--lat", "11.15", "--lon", "106.61", "--site", "alley", "--address", "Số 1",
+                                        "--ward", "Phường Mỹ Phước", "--heading", "45", "--socket", path])
+            #expect(reg.status == 0 && reg.output.contains("pending"), "\(reg.output)")
+            let list = try await runCLI(["camera", "list", "--status", "pending", "--site", "alley", "--socket", path])
+            #expect(list.status == 0 && list.output.contains("camera"), "\(list.output)")
+        }
+        await store.shutdown()
+    }
+}
