@@ -58,6 +58,8 @@ public enum Command: Sendable, Equatable {
     case cameraList(CameraListQuery)
     /// `CAMERA EXPORT format=csv|geojson` with the filters of `CAMERA LIST`: one page of the file.
     case cameraExport(format: String, sectors: Bool, query: CameraListQuery)
+    /// The incident commands (`INCIDENT …`, `INCIDENTS …`), see ``IncidentCommand``.
+    case incident(IncidentCommand)
     /// `IMPORT BEGIN format=… [options]`: starts an upload on this connection.
     case importBegin(format: String, options: [String: String])
     /// `IMPORT DATA <base64>`: the next chunk of the file.
@@ -159,7 +161,7 @@ public enum CommandTable {
                     summary: "One camera with all its fields.") { args, _, _ throws(ProtocolError) in
             .cameraGet(id: try Values.cameraID(args[0]))
         },
-    ] + LifecycleCommands.specs + ImportCommands.specs + [
+    ] + LifecycleCommands.specs + ImportCommands.specs + IncidentCommands.specs + [
         CommandSpec(words: ["STATS"], arguments: [], optionalArguments: 0, options: [],
                     summary: "Camera count, index build time, uptime, connections and requests served.") { _, _, _ in .stats },
         CommandSpec(words: ["QUIT"], arguments: [], optionalArguments: 0, options: [],

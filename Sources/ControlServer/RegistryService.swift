@@ -134,6 +134,7 @@ public final class RegistryService: Sendable {
         case .cameraStatus: return "CAMERA STATUS"
         case .cameraList: return "CAMERA LIST"
         case .cameraExport: return "CAMERA EXPORT"
+        case .incident(let c): return "INCIDENT " + String(describing: c).prefix { $0 != "(" }.uppercased()
         case .importBegin: return "IMPORT BEGIN"
         case .importData: return "IMPORT DATA"
         case .importCommit: return "IMPORT COMMIT"
@@ -278,7 +279,7 @@ public final class RegistryService: Sendable {
         }
     }
 
-    private func database() throws -> PostgresClient {
+    func database() throws -> PostgresClient {
         guard let store else { throw ProtocolError(.unavailable, "this daemon has no database for writes") }
         return store
     }
@@ -364,6 +365,8 @@ public final class RegistryService: Sendable {
             return try await write {
                 try CameraWrites.setStatus(id: id, to: target, reason: reason, expectedVersion: version, actor: by ?? "registrar", on: $0)
             }
+        case .incident(let c):
+            return try await handleIncident(c)
         case .importBegin(let format, let options):
             session.upload = .init(format: format, options: options)
             return ok { $0.field("format", format) }
@@ -418,7 +421,7 @@ public final class RegistryService: Sendable {
         }
     }
 
-    private func ok(_ body: (inout JSONWriter) -> Void) -> Reply {
+    func ok(_ body: (inout JSONWriter) -> Void) -> Reply {
         var w = JSONWriter()
         w.object { o in
             o.field("ok", true)
