@@ -22,12 +22,15 @@ public struct NearQuery: Sendable, Equatable {
     public var radius: Double
     /// At most this many cameras, nearest first.
     public var limit: Int
+    /// Incident time, `sees=` and `order=`.
+    public var search: SearchOptions
 
-    public init(lat: Double, lon: Double, radius: Double, limit: Int) {
+    public init(lat: Double, lon: Double, radius: Double, limit: Int, search: SearchOptions = .init()) {
         self.lat = lat
         self.lon = lon
         self.radius = radius
         self.limit = limit
+        self.search = search
     }
 }
 
@@ -37,6 +40,12 @@ public enum Command: Sendable, Equatable {
     case ping
     case help(topic: String?)
     case near(NearQuery)
+    /// `NEAREST <lat> <lon> k=<n> [max=<m>]`: exactly the k closest cameras.
+    case nearest(NearestQuery)
+    /// `ALONG route=… width=<m>`: cameras along an escape route, in route order.
+    case along(AlongQuery)
+    /// `WITHIN polygon=…`: cameras inside an area.
+    case within(WithinQuery)
     case cameraGet(id: String)
     case stats
     case quit
@@ -147,7 +156,7 @@ public enum CommandTable {
                                    summary: "Search radius in metres (> 0, at most the server's maximum, 50000 by default)."),
                         OptionSpec(name: "limit", placeholder: "<n>", required: false,
                                    summary: "At most this many cameras (1–10000, default 100)."),
-                    ],
+                    ] + SearchCommands.searchOptions,
                     summary: "Cameras within a radius of a point, nearest first (ellipsoidal distance).") { args, options, limits throws(ProtocolError) in
             let lat = try Values.double(args[0], field: "lat", range: -90...90)
             let lon = try Values.double(args[1], field: "lon", range: -180...180)
@@ -155,8 +164,9 @@ public enum CommandTable {
             let limit = try options["limit"].map { v throws(ProtocolError) in
                 try Values.int(v, field: "limit", range: 1...limits.maxLimit)
             } ?? limits.defaultLimit
-            return .near(NearQuery(lat: lat, lon: lon, radius: radius, limit: limit))
+            return .near(NearQuery(lat: lat, lon: lon, radius: radius, limit: limit, search: try SearchCommands.search(options)))
         },
+    ] + SearchCommands.specs + [
         CommandSpec(words: ["CAMERA", "GET"], arguments: ["id"], optionalArguments: 0, options: [],
                     summary: "One camera with all its fields.") { args, _, _ throws(ProtocolError) in
             .cameraGet(id: try Values.cameraID(args[0]))

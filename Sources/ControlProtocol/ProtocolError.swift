@@ -54,6 +54,18 @@ public struct ProtocolError: Error, Equatable, Sendable, CustomStringConvertible
         public static let likelyDuplicate = Code("likely_duplicate")
         /// The id is already taken.
         public static let alreadyExists = Code("already_exists")
+        /// A time that is not ISO-8601 (`2022-06-26T06:40+07:00`).
+        public static let badTime = Code("bad_time")
+        /// A time without a UTC offset (ambiguous: write +07:00 or Z).
+        public static let timeWithoutOffset = Code("time_without_offset")
+        /// `from` is after `to`.
+        public static let badTimeWindow = Code("bad_time_window")
+        /// A time window longer than the server's maximum (7 days by default).
+        public static let timeWindowTooLong = Code("time_window_too_long")
+        /// An empty, invalid (e.g. self-intersecting, with GEOS's reason) or unreadable geometry.
+        public static let invalidGeometry = Code("invalid_geometry")
+        /// A route with fewer than 2 points.
+        public static let routeTooShort = Code("route_too_short")
         /// `IMPORT DATA`/`COMMIT` without `IMPORT BEGIN` on this connection.
         public static let noUpload = Code("no_upload")
         /// An uploaded file that cannot be read at all (no header, not JSON, …).

@@ -55,13 +55,30 @@ public final class RegistryService: Sendable {
     public let jurisdiction: Jurisdiction
     /// Delta size at which a write starts a background rebuild of the index snapshot.
     public let rebuildThreshold: Int
+    /// Longest incident time window accepted by searches, in seconds (7 days by default).
+    public let maxTimeWindow: TimeInterval
+    private let consentBox = NIOLockedValueBox([Int64: Consent]())
+    /// Owners' consent by owner id, kept in memory for searches (loaded at start, updated by writes).
+    var consents: [Int64: Consent] { consentBox.withLockedValue { $0 } }
+
+    /// Replaces the consent cache (at start-up, from `owners`).
+    public func loadConsents(_ all: [Int64: Consent]) {
+        consentBox.withLockedValue { $0 = all }
+    }
+
+    func remember(_ owner: Owner) {
+        guard let id = owner.id else { return }
+        consentBox.withLockedValue { $0[id] = owner.consent }
+    }
     private let startedAt = Date()
     private let counters = NIOLockedValueBox(ServerCounters())
     private let logger: Logger
 
     public init(index: CameraIndex, limits: ProtocolLimits = .init(), store: PostgresClient? = nil,
                 jurisdiction: Jurisdiction = .benCat, rebuildThreshold: Int = 512,
+                maxTimeWindow: TimeInterval = 7 * 86_400,
                 logger: Logger = Logger(label: "camreg.service")) {
+        self.maxTimeWindow = maxTimeWindow
         self.index = index
         self.limits = limits
         self.store = store
@@ -122,6 +139,9 @@ public final class RegistryService: Sendable {
         case .ping: return "PING"
         case .help: return "HELP"
         case .near: return "NEAR"
+        case .nearest: return "NEAREST"
+        case .along: return "ALONG"
+        case .within: return "WITHIN"
         case .cameraGet: return "CAMERA GET"
         case .stats: return "STATS"
         case .quit: return "QUIT"
@@ -295,7 +315,13 @@ public final class RegistryService: Sendable {
         case .help(let topic):
             return try help(topic)
         case .near(let q):
-            return try near(q)
+            return try handleNear(q)
+        case .nearest(let q):
+            return try handleNearest(q)
+        case .along(let q):
+            return try handleAlong(q)
+        case .within(let q):
+            return try handleWithin(q)
         case .cameraGet(let id):
             guard let camera = index.camera(id: id) else {
                 throw ProtocolError(.notFound, "no camera with id \(id)", field: "id")
@@ -310,6 +336,7 @@ public final class RegistryService: Sendable {
             let (draft, errors) = FieldInput.draftOwner(fields, now: Date())
             guard errors.isEmpty else { throw RegistryError(.validation, "the owner is not valid", fields: errors) }
             let owner = try await database().withConnection { try OwnerRepository.add(draft, on: $0) }
+            remember(owner)
             return ownerReply(owner, cameras: 0)
         case .ownerGet(let id):
             let (owner, count) = try await database().withConnection { c -> (Owner?, Int) in
@@ -325,6 +352,7 @@ public final class RegistryService: Sendable {
                     if !errors.isEmpty { throw RegistryError(.validation, "the update is not valid", fields: errors) }
                 }
             }
+            remember(owner)
             return ownerReply(owner, cameras: nil)
         case .cameraRegister(let fields):
             var (draft, errors) = FieldInput.draftCamera(fields, now: Date())
@@ -350,7 +378,20 @@ public final class RegistryService: Sendable {
         case .cameraUpdate(let id, let version, let fields):
             let jurisdiction = self.jurisdiction
             return try await write { c in
-                try CameraWrites.update(id: id, expectedVersion: version, actor: fields["by"] ?? "registrar", on: c) { cam in
+                var owner: Owner? = nil
+                if let o = fields["owner"], let ownerID = Int64(o) {
+                    owner = try OwnerRepository.get(id: ownerID, on: c)
+                    if owner == nil {
+                        throw RegistryError(.validation, "no such owner", fields: [FieldError("owner", "no owner with id \(ownerID)")])
+                    }
+                }
+                return try CameraWrites.update(id: id, expectedVersion: version, actor: fields["by"] ?? "registrar", on: c) { cam in
+                    if let owner {
+                        // A new owner brings its contact details unless they are given too.
+                        if fields["owner_kind"] == nil { cam.ownerKind = owner.kind }
+                        if fields["owner_name"] == nil { cam.ownerName = owner.name }
+                        if fields["owner_phone"] == nil { cam.ownerPhone = owner.phone }
+                    }
                     var errors = FieldInput.apply(fields, to: &cam)
                     if errors.isEmpty, fields["lat"] != nil || fields["lon"] != nil, let outside = jurisdiction.check(cam) {
                         errors.append(outside)
@@ -373,7 +414,7 @@ public final class RegistryService: Sendable {
         case .importData(let text):
             guard session.upload != nil else { throw ProtocolError(.noUpload, "no upload in progress; send IMPORT BEGIN first") }
             guard let bytes = Data(base64Encoded: text) else {
-                throw ProtocolError(.invalidValue, "the chunk is not valid base64", field: "base64")
+                throw ProtocolError(.invalidValue, "the chunk is not valid base64", field: "data")
             }
             guard session.upload!.data.count + bytes.count <= ConnectionSession.maxUploadBytes else {
                 session.upload = nil
@@ -467,20 +508,6 @@ public final class RegistryService: Sendable {
         }
     }
 
-    private func near(_ q: NearQuery) throws -> Reply {
-        let hits = try index.near(lat: q.lat, lon: q.lon, radius: q.radius, limit: q.limit)
-        var w = JSONWriter(capacity: 128 + hits.count * 256)
-        w.object { o in
-            o.field("ok", true)
-            o.field("count", hits.count)
-            o.key("cameras")
-            o.array { a in
-                for h in hits { CameraJSON.hit(h, into: &a) }
-            }
-        }
-        return Reply(json: w.bytes, close: false)
-    }
-
     private func stats() -> Reply {
         let c = counters.withLockedValue { $0 }
         let snapshot = index.snapshot
@@ -504,22 +531,6 @@ public final class RegistryService: Sendable {
 
 /// How cameras are written in responses.
 enum CameraJSON {
-    /// A `NEAR` hit: the fields an investigator needs first.
-    static func hit(_ h: NearHit, into w: inout JSONWriter) {
-        let c = h.camera
-        w.object { o in
-            o.field("id", c.id)
-            o.field("lat", c.lat)
-            o.field("lon", c.lon)
-            o.key("distance_m"); o.value(h.distance, decimals: 3)
-            o.key("bearing_deg"); o.value(h.bearing, decimals: 1)
-            o.field("site", c.siteKind.rawValue)
-            o.field("address", c.address)
-            o.field("ward", c.ward)
-            o.field("status", c.status.rawValue)
-        }
-    }
-
     /// Every field of a camera.
     static func full(_ c: Camera, into w: inout JSONWriter) {
         w.object { o in

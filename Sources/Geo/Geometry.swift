@@ -103,3 +103,26 @@ public final class Geometry: @unchecked Sendable {
         return r == 1
     }
 }
+
+extension Geometry {
+    /// Reads a GeoJSON geometry (RFC 7946, lon/lat); GEOS's message is reported as a parse error.
+    public static func geoJSON(_ text: String, context: GEOSContext = .current) throws -> Geometry {
+        guard let reader = GEOSGeoJSONReader_create_r(context.handle) else { throw context.takeError("GeoJSON reader") }
+        defer { GEOSGeoJSONReader_destroy_r(context.handle, reader) }
+        guard let g = GEOSGeoJSONReader_readGeometry_r(context.handle, reader, text) else {
+            throw GeoError(.parse, context.takeError("cannot read GeoJSON").message)
+        }
+        return try Geometry(context: context, taking: g, "GeoJSON")
+    }
+
+    /// The centroid (x, y).
+    public func centroid() throws -> (x: Double, y: Double) {
+        guard let c = GEOSGetCentroid_r(context.handle, raw) else { throw context.takeError("centroid") }
+        defer { GEOSGeom_destroy_r(context.handle, c) }
+        var x = 0.0, y = 0.0
+        guard GEOSGeomGetX_r(context.handle, c, &x) == 1, GEOSGeomGetY_r(context.handle, c, &y) == 1 else {
+            throw context.takeError("centroid coordinates")
+        }
+        return (x, y)
+    }
+}

@@ -54,6 +54,16 @@ public enum OwnerRepository {
         }
     }
 
+    /// Every owner's consent, by owner id (for the search answers).
+    public static func allConsents(on c: PostgresConnection) throws -> [Int64: Consent] {
+        var out: [Int64: Consent] = [:]
+        for r in try c.query("SELECT \(selectList) FROM owners").rows {
+            let o = decode(r)
+            if let id = o.id { out[id] = o.consent }
+        }
+        return out
+    }
+
     /// Number of cameras each owner holds that are not retired.
     public static func cameraCount(ownerID: Int64, on c: PostgresConnection) throws -> Int {
         Int(try c.query("SELECT count(*) FROM cameras WHERE owner_id = $1 AND status <> 'retired'", [String(ownerID)]).scalar() ?? "0") ?? 0

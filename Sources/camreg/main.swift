@@ -137,7 +137,7 @@ struct Camreg: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "camreg",
         abstract: "Client for camregd, the security-camera registry.",
-        subcommands: [Ping.self, Near.self, CameraCommand.self, OwnerCommand.self, Import.self, Export.self,
+        subcommands: [Ping.self, Near.self, Nearest.self, Along.self, Within.self, CameraCommand.self, OwnerCommand.self, Import.self, Export.self,
                       Stats.self, Help.self, Raw.self])
 }
 
@@ -149,26 +149,96 @@ struct Ping: ParsableCommand {
     }
 }
 
+/// The incident time and ranking options of the investigator searches.
+struct SearchFlags: ParsableArguments {
+    @Option(help: "Incident time, ISO-8601 with offset (2022-06-26T06:40+07:00).") var at: String?
+    @Option(help: "Start of the incident window.") var from: String?
+    @Option(help: "End of the incident window.") var to: String?
+    @Flag(help: "Only cameras whose field of view covers the incident.") var seesOnly = false
+    @Option(help: "distance or urgency (seeing cameras with the soonest-expiring footage first).") var order: String?
+
+    var options: String {
+        var s = ""
+        if let at { s += " at=\(Tokenizer.quote(at))" }
+        if let from { s += " from=\(Tokenizer.quote(from))" }
+        if let to { s += " to=\(Tokenizer.quote(to))" }
+        if seesOnly { s += " sees=only" }
+        if let order { s += " order=\(Tokenizer.quote(order))" }
+        return s
+    }
+}
+
+/// Prints the cameras of a search answer as a table.
+func printHits(_ o: [String: Any], what: String) {
+    let cams = o["cameras"] as? [[String: Any]] ?? []
+    let timed = o["from"] != nil
+    let rows = cams.enumerated().map { i, c in
+        [String(i + 1), text(c["id"]), number(c["distance_m"], decimals: 1), number(c["bearing_deg"], decimals: 0),
+         (c["sees"] as? Bool) == true ? "yes" : "no"] + (timed ? [text(c["footage"]), text(c["expires_at"]).prefix(16).description] : [])
+            + [text(c["site"]), text(c["status"]), text(c["owner_name"]), text(c["owner_phone"]), text(c["address"])]
+    }
+    printTable(["#", "ID", "DIST m", "BRG°", "SEES"] + (timed ? ["FOOTAGE", "EXPIRES (UTC)"] : []) + ["SITE", "STATUS", "OWNER", "PHONE", "ADDRESS"],
+               rows, rightAligned: [0, 2, 3])
+    print("\(cams.count) camera\(cams.count == 1 ? "" : "s") \(what)")
+}
+
 struct Near: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Cameras within a radius of a point, nearest first.")
+    static let configuration = CommandConfiguration(abstract: "Cameras within a radius of a point, nearest first (or by urgency).")
     @OptionGroup var options: ClientOptions
     @Argument(help: "Latitude (WGS84 degrees).") var lat: String
     @Argument(help: "Longitude (WGS84 degrees).") var lon: String
     @Option(name: .long, help: "Radius in metres.") var radius: String
     @Option(name: .long, help: "At most this many cameras.") var limit: String?
+    @OptionGroup var search: SearchFlags
 
     func run() throws {
         var line = "NEAR \(Tokenizer.quote(lat)) \(Tokenizer.quote(lon)) radius=\(Tokenizer.quote(radius))"
         if let limit { line += " limit=\(Tokenizer.quote(limit))" }
-        try exchange(options, line) { o in
-            let cams = o["cameras"] as? [[String: Any]] ?? []
-            let rows = cams.enumerated().map { i, c in
-                [String(i + 1), text(c["id"]), number(c["distance_m"], decimals: 1), number(c["bearing_deg"], decimals: 0),
-                 text(c["site"]), text(c["status"]), text(c["ward"]), text(c["address"])]
-            }
-            printTable(["#", "ID", "DIST m", "BRG°", "SITE", "STATUS", "WARD", "ADDRESS"], rows, rightAligned: [0, 2, 3])
-            print("\(cams.count) camera\(cams.count == 1 ? "" : "s") within \(radius) m of \(lat), \(lon)")
-        }
+        try exchange(options, line + search.options) { o in printHits(o, what: "within \(radius) m of \(lat), \(lon)") }
+    }
+}
+
+struct Nearest: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Exactly the k cameras closest to a point.")
+    @OptionGroup var options: ClientOptions
+    @Argument(help: "Latitude.") var lat: String
+    @Argument(help: "Longitude.") var lon: String
+    @Option(help: "How many.") var k: String = "10"
+    @Option(help: "Only within this many metres.") var max: String?
+    @OptionGroup var search: SearchFlags
+    func run() throws {
+        var line = "NEAREST \(Tokenizer.quote(lat)) \(Tokenizer.quote(lon)) k=\(Tokenizer.quote(k))"
+        if let max { line += " max=\(Tokenizer.quote(max))" }
+        try exchange(options, line + search.options) { o in printHits(o, what: "nearest to \(lat), \(lon)") }
+    }
+}
+
+struct Along: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Cameras along an escape route, in route order.")
+    @OptionGroup var options: ClientOptions
+    @Option(help: "The route: lat,lon;lat,lon;… or WKT LINESTRING(lon lat, …).") var route: String
+    @Option(help: "Corridor half-width in metres.") var width: String
+    @Option(help: "One time per route point, separated by ';'.") var times: String?
+    @Option(help: "At most this many cameras.") var limit: String?
+    @OptionGroup var search: SearchFlags
+    func run() throws {
+        var line = "ALONG route=\(Tokenizer.quote(route)) width=\(Tokenizer.quote(width))"
+        if let times { line += " times=\(Tokenizer.quote(times))" }
+        if let limit { line += " limit=\(Tokenizer.quote(limit))" }
+        try exchange(options, line + search.options) { o in printHits(o, what: "within \(width) m of the route") }
+    }
+}
+
+struct Within: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Cameras inside an area (WKT or GeoJSON polygon).")
+    @OptionGroup var options: ClientOptions
+    @Option(help: "WKT POLYGON((lon lat, …)) or a GeoJSON geometry.") var polygon: String
+    @Option(help: "At most this many cameras.") var limit: String?
+    @OptionGroup var search: SearchFlags
+    func run() throws {
+        var line = "WITHIN polygon=\(Tokenizer.quote(polygon))"
+        if let limit { line += " limit=\(Tokenizer.quote(limit))" }
+        try exchange(options, line + search.options) { o in printHits(o, what: "inside the area") }
     }
 }
 
@@ -219,8 +289,10 @@ struct CameraCommand: ParsableCommand {
         @Argument(help: "Camera id.") var id: String
         @Option(help: "The camera's version as read last.") var version: Int
         @OptionGroup var fields: CameraFieldOptions
+        @Option(help: "Who changes it.") var by: String?
         func run() throws {
-            try exchange(options, "CAMERA UPDATE \(Tokenizer.quote(id)) version=\(version)" + fields.options, render: printCamera)
+            try exchange(options, "CAMERA UPDATE \(Tokenizer.quote(id)) version=\(version)" + fields.options
+                + (by.map { " by=\(Tokenizer.quote($0))" } ?? ""), render: printCamera)
         }
     }
 
@@ -231,8 +303,10 @@ struct CameraCommand: ParsableCommand {
         @Argument(help: "active, offline or retired.") var status: String
         @Option(help: "Why (required for retired).") var reason: String?
         @Option(help: "Expected version.") var version: Int?
+        @Option(help: "Who changes it.") var by: String?
         func run() throws {
             var line = "CAMERA STATUS \(Tokenizer.quote(id)) \(Tokenizer.quote(status))"
+            if let by { line += " by=\(Tokenizer.quote(by))" }
             if let reason { line += " reason=\(Tokenizer.quote(reason))" }
             if let version { line += " version=\(version)" }
             try exchange(options, line, render: printCamera)

@@ -118,6 +118,7 @@ struct Camregd: AsyncParsableCommand {
             limits.maxRadius = maxRadius
             let jurisdiction = try jurisdictionWkt.map { try Jurisdiction(name: "configured jurisdiction", wkt: $0) } ?? .benCat
             let service = RegistryService(index: index, limits: limits, store: client, jurisdiction: jurisdiction, logger: logger)
+            service.loadConsents(try await client.withConnection { try OwnerRepository.allConsents(on: $0) })
             let server = ControlServer(socketPath: socketPath, service: service, logger: logger)
             let group = ServiceGroup(configuration: .init(
                 services: [.init(service: server)],

@@ -150,7 +150,8 @@ struct ProtocolTests {
             #expect(spec.synopsis.hasPrefix(spec.name))
             #expect(CommandTable.spec(named: spec.name.lowercased())?.name == spec.name)
         }
-        #expect(CommandTable.spec(named: "NEAR")?.synopsis == "NEAR <lat> <lon> radius=<m> [limit=<n>]")
+        #expect(CommandTable.spec(named: "NEAR")?.synopsis.hasPrefix("NEAR <lat> <lon> radius=<m> [limit=<n>] [at=<time>]") == true)
+        #expect(CommandTable.spec(named: "NEAREST")?.synopsis.hasPrefix("NEAREST <lat> <lon> k=<n> [max=<m>]") == true)
     }
 
     @Test func randomGarbageNeverCrashes() {

@@ -1,0 +1,161 @@
+/// How results are ranked.
+public enum SearchOrder: String, Sendable, Equatable {
+    /// Nearest first (route order for `ALONG`).
+    case distance
+    /// Cameras that see the incident and whose footage expires soonest first, then by distance.
+    case urgency
+}
+
+/// Options shared by the investigator searches: the incident's time (`at=` or `from=`/`to=`,
+/// ISO-8601 with an offset; parsed and checked by the server), `sees=only` and `order=`.
+public struct SearchOptions: Sendable, Equatable {
+    public var at: String?
+    public var from: String?
+    public var to: String?
+    /// Keep only cameras whose field of view covers the incident.
+    public var seesOnly: Bool
+    public var order: SearchOrder
+    public init(at: String? = nil, from: String? = nil, to: String? = nil, seesOnly: Bool = false, order: SearchOrder = .distance) {
+        self.at = at
+        self.from = from
+        self.to = to
+        self.seesOnly = seesOnly
+        self.order = order
+    }
+}
+
+/// `NEAREST`: the k closest cameras.
+public struct NearestQuery: Sendable, Equatable {
+    public var lat: Double
+    public var lon: Double
+    public var k: Int
+    public var maxDistance: Double?
+    public var search: SearchOptions
+}
+
+/// A route: points, or WKT text to be read by the server.
+public enum RouteInput: Sendable, Equatable {
+    case points([RoutePoint])
+    case wkt(String)
+}
+
+/// One vertex of a route.
+public struct RoutePoint: Sendable, Equatable {
+    public var lat: Double
+    public var lon: Double
+}
+
+/// `ALONG`: cameras within `width` metres of a route.
+public struct AlongQuery: Sendable, Equatable {
+    public var route: RouteInput
+    public var width: Double
+    /// One time per vertex (`times="t1;t2;…"`), for per-camera time windows.
+    public var times: [String]?
+    public var limit: Int
+    public var search: SearchOptions
+}
+
+/// `WITHIN`: cameras inside a polygon (WKT or a GeoJSON geometry).
+public struct WithinQuery: Sendable, Equatable {
+    public var polygon: String
+    public var limit: Int
+    public var search: SearchOptions
+}
+
+enum SearchCommands {
+    static func opt(_ name: String, _ placeholder: String, _ summary: String, required: Bool = false) -> OptionSpec {
+        OptionSpec(name: name, placeholder: placeholder, required: required, summary: summary)
+    }
+
+    static let searchOptions: [OptionSpec] = [
+        opt("at", "<time>", "Incident time, ISO-8601 with offset (2022-06-26T06:40+07:00): adds footage state."),
+        opt("from", "<time>", "Start of the incident window (with to=)."),
+        opt("to", "<time>", "End of the incident window (with from=)."),
+        opt("sees", "<only|all>", "only: keep cameras whose field of view covers the incident."),
+        opt("order", "<distance|urgency>", "urgency: cameras that see it with the soonest-expiring footage first."),
+    ]
+
+    static func search(_ options: [String: String]) throws(ProtocolError) -> SearchOptions {
+        var s = SearchOptions(at: options["at"], from: options["from"], to: options["to"])
+        if s.at != nil && (s.from != nil || s.to != nil) {
+            throw ProtocolError(.invalidValue, "give at= or from=/to=, not both", field: "at")
+        }
+        if (s.from == nil) != (s.to == nil) {
+            throw ProtocolError(.missingOption, "from= and to= go together", field: s.from == nil ? "from" : "to")
+        }
+        if let v = options["sees"] {
+            switch v.lowercased() {
+            case "only": s.seesOnly = true
+            case "all": s.seesOnly = false
+            default: throw ProtocolError(.invalidValue, "sees must be only or all", field: "sees")
+            }
+        }
+        if let v = options["order"] {
+            guard let o = SearchOrder(rawValue: v.lowercased()) else {
+                throw ProtocolError(.invalidValue, "order must be distance or urgency", field: "order")
+            }
+            s.order = o
+        }
+        return s
+    }
+
+    static func limit(_ options: [String: String], _ limits: ProtocolLimits) throws(ProtocolError) -> Int {
+        try options["limit"].map { v throws(ProtocolError) in try Values.int(v, field: "limit", range: 1...limits.maxLimit) } ?? limits.defaultLimit
+    }
+
+    /// `lat,lon;lat,lon;…` or WKT `LINESTRING(lon lat, …)`.
+    static func route(_ text: String) throws(ProtocolError) -> RouteInput {
+        let trimmed = text.drop { $0 == " " }
+        if trimmed.uppercased().hasPrefix("LINESTRING") { return .wkt(String(trimmed)) }
+        var points: [RoutePoint] = []
+        for (i, pair) in text.split(separator: ";", omittingEmptySubsequences: false).enumerated() {
+            let parts = pair.split(separator: ",", omittingEmptySubsequences: false)
+            guard parts.count == 2 else {
+                throw ProtocolError(.invalidValue, "route point \(i + 1) must be lat,lon (route=\"11.14,106.60;11.15,106.61\" or a WKT LINESTRING)", field: "route")
+            }
+            let lat = try Values.double(String(parts[0]), field: "route", range: -90...90)
+            let lon = try Values.double(String(parts[1]), field: "route", range: -180...180)
+            points.append(RoutePoint(lat: lat, lon: lon))
+        }
+        guard points.count >= 2 else {
+            throw ProtocolError(.routeTooShort, "a route needs at least 2 points, got \(points.count)", field: "route")
+        }
+        return .points(points)
+    }
+
+    static let specs: [CommandSpec] = [
+        CommandSpec(words: ["NEAREST"], arguments: ["lat", "lon"], optionalArguments: 0,
+                    options: [opt("k", "<n>", "How many cameras (1–10000).", required: true),
+                              opt("max", "<m>", "Only cameras within this many metres.")] + searchOptions,
+                    summary: "Exactly the k cameras closest to a point (ellipsoidal distance), however far they are.") { args, options, limits throws(ProtocolError) in
+            let lat = try Values.double(args[0], field: "lat", range: -90...90)
+            let lon = try Values.double(args[1], field: "lon", range: -180...180)
+            let k = try Values.int(options["k"]!, field: "k", range: 1...limits.maxLimit)
+            let max = try options["max"].map { v throws(ProtocolError) in try Values.radius(v, limits: limits, field: "max") }
+            return .nearest(NearestQuery(lat: lat, lon: lon, k: k, maxDistance: max, search: try search(options)))
+        },
+        CommandSpec(words: ["ALONG"], arguments: [], optionalArguments: 0,
+                    options: [opt("route", "<lat,lon;lat,lon;…|LINESTRING(…)>", "The route (at least 2 points).", required: true),
+                              opt("width", "<m>", "Corridor half-width in metres.", required: true),
+                              opt("times", "<t1;t2;…>", "A time per vertex (ISO-8601 with offset): each camera gets its own window."),
+                              opt("limit", "<n>", "At most this many cameras (default 100).")] + searchOptions,
+                    summary: "Cameras within a corridor along an escape route, in route order, each with its own time window.") { _, options, limits throws(ProtocolError) in
+            let route = try route(options["route"]!)
+            let width = try Values.radius(options["width"]!, limits: limits, field: "width")
+            var times: [String]? = nil
+            if let t = options["times"] {
+                times = t.split(separator: ";", omittingEmptySubsequences: false).map(String.init)
+                if case .points(let p) = route, p.count != times!.count {
+                    throw ProtocolError(.invalidValue, "times needs one time per route point (\(p.count)), got \(times!.count)", field: "times")
+                }
+            }
+            return .along(AlongQuery(route: route, width: width, times: times, limit: try limit(options, limits), search: try search(options)))
+        },
+        CommandSpec(words: ["WITHIN"], arguments: [], optionalArguments: 0,
+                    options: [opt("polygon", "<WKT|GeoJSON>", "The area: WKT POLYGON((lon lat, …)) or a GeoJSON Polygon geometry.", required: true),
+                              opt("limit", "<n>", "At most this many cameras (default 100).")] + searchOptions,
+                    summary: "Cameras inside an area.") { _, options, limits throws(ProtocolError) in
+            .within(WithinQuery(polygon: options["polygon"]!, limit: try limit(options, limits), search: try search(options)))
+        },
+    ]
+}

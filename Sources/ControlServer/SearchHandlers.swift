@@ -1,0 +1,243 @@
+import ControlProtocol
+import Foundation
+import Geo
+import Registry
+
+/// One camera in an investigator's answer: where it is relative to the incident, whether it
+/// sees it, and whether its footage still exists.
+struct SearchHit {
+    var camera: Camera
+    var distance: Double
+    var bearing: Double
+    var sees: Bool
+    var footage: FootageStatus?
+    /// The camera's own time window (ALONG with per-vertex times), when it differs from the query's.
+    var window: IncidentWindow?
+    /// Metres along the route (ALONG).
+    var alongMetres: Double?
+}
+
+extension RegistryService {
+    /// The incident window of a search (nil when no time was given), checked: offsets are
+    /// mandatory, `from ≤ to`, and the window is at most ``maxTimeWindow``.
+    func incidentWindow(_ s: SearchOptions) throws -> IncidentWindow? {
+        if let at = s.at { return IncidentWindow(instant: try Self.time(at, field: "at")) }
+        guard let f = s.from, let t = s.to else { return nil }
+        return try window(from: Self.time(f, field: "from"), to: Self.time(t, field: "to"))
+    }
+
+    func window(from: Date, to: Date) throws -> IncidentWindow {
+        guard let w = IncidentWindow(from: from, to: to) else {
+            throw ProtocolError(.badTimeWindow, "from must not be after to", field: "from")
+        }
+        guard to.timeIntervalSince(from) <= maxTimeWindow else {
+            throw ProtocolError(.timeWindowTooLong, "the time window is longer than the maximum of \(Int(maxTimeWindow / 3600)) hours", field: "to")
+        }
+        return w
+    }
+
+    /// An ISO-8601 time with a mandatory offset.
+    static func time(_ text: String, field: String) throws -> Date {
+        if let d = IncidentTime.parse(text) { return d }
+        if IncidentTime.parse(text + "Z") != nil {
+            throw ProtocolError(.timeWithoutOffset, "\(field) has no UTC offset; write e.g. \(text)+07:00 or \(text)Z", field: field)
+        }
+        throw ProtocolError(.badTime, "\(field) must be an ISO-8601 time with an offset, like 2022-06-26T06:40+07:00", field: field)
+    }
+
+    /// Footage for a camera and window (nil when no time was asked for).
+    func footage(_ c: Camera, _ w: IncidentWindow?, now: Date) -> FootageStatus? {
+        w.map { c.footage(during: $0, now: now) }
+    }
+
+    func handleNear(_ q: NearQuery) throws -> Reply {
+        let w = try incidentWindow(q.search)
+        let now = Date()
+        // With sees=only, look past the limit: the nearest cameras may not see the point.
+        let found = try index.near(lat: q.lat, lon: q.lon, radius: q.radius, limit: q.search.seesOnly ? limits.maxLimit * 10 : q.limit)
+        let hits = found.map { h in
+            SearchHit(camera: h.camera, distance: h.distance, bearing: h.bearing,
+                      sees: (try? h.camera.sector().sees(lat: q.lat, lon: q.lon)) ?? false, footage: footage(h.camera, w, now: now))
+        }
+        return render(hits, search: q.search, window: w, limit: q.limit)
+    }
+
+    func handleNearest(_ q: NearestQuery) throws -> Reply {
+        let w = try incidentWindow(q.search)
+        let now = Date()
+        let found = try index.nearest(lat: q.lat, lon: q.lon, k: q.k, maxDistance: q.maxDistance)
+        let hits = found.map { h in
+            SearchHit(camera: h.camera, distance: h.distance, bearing: h.bearing,
+                      sees: (try? h.camera.sector().sees(lat: q.lat, lon: q.lon)) ?? false, footage: footage(h.camera, w, now: now))
+        }
+        return render(hits, search: q.search, window: w, limit: q.k)
+    }
+
+    func handleAlong(_ q: AlongQuery) throws -> Reply {
+        let w = try incidentWindow(q.search)
+        let now = Date()
+        let points: [(lat: Double, lon: Double)]
+        let line: Geometry
+        switch q.route {
+        case .points(let p):
+            points = p.map { ($0.lat, $0.lon) }
+            line = try Geometry.wkt("LINESTRING(" + p.map { "\($0.lon) \($0.lat)" }.joined(separator: ", ") + ")")
+        case .wkt(let text):
+            do { line = try Geometry.wkt(text) } catch let e as GeoError {
+                throw ProtocolError(.invalidGeometry, "route: \(e.message)", field: "route")
+            }
+            guard line.typeName == "LineString" else {
+                throw ProtocolError(.invalidGeometry, "route must be a LINESTRING, not \(line.typeName)", field: "route")
+            }
+            points = try Self.coordinates(of: line).map { ($0.1, $0.0) }
+            guard points.count >= 2 else { throw ProtocolError(.routeTooShort, "a route needs at least 2 points", field: "route") }
+            if let t = q.times, t.count != points.count {
+                throw ProtocolError(.invalidValue, "times needs one time per route point (\(points.count)), got \(t.count)", field: "times")
+            }
+        }
+        for p in points where !(-90...90).contains(p.lat) || !(-180...180).contains(p.lon) {
+            throw ProtocolError(.outOfRange, "route point (\(p.lat), \(p.lon)) is outside lat −90…90 / lon −180…180", field: "route")
+        }
+        // Vertex times → cumulative distance and time, for each camera's own window.
+        var vertexTimes: [Date]? = nil
+        if let t = q.times {
+            vertexTimes = try t.enumerated().map { try Self.time($0.element, field: "times[\($0.offset + 1)]") }
+            for (a, b) in zip(vertexTimes!, vertexTimes!.dropFirst()) where b < a {
+                throw ProtocolError(.badTimeWindow, "route times must not go back in time", field: "times")
+            }
+            _ = try window(from: vertexTimes!.first!, to: vertexTimes!.last!)
+        }
+        var cumulative: [Double] = [0]
+        for (a, b) in zip(points, points.dropFirst()) {
+            cumulative.append(cumulative.last! + Geodesic.wgs84.distance(lat1: a.lat, lon1: a.lon, lat2: b.lat, lon2: b.lon))
+        }
+        let found = try index.along(route: points, width: q.width)
+        var hits: [SearchHit] = []
+        for h in found {
+            var own = w
+            if let vt = vertexTimes {
+                let i = h.segmentIndex
+                let segment = cumulative[i + 1] - cumulative[i]
+                let frac = segment > 0 ? min(1, max(0, (h.alongMetres - cumulative[i]) / segment)) : 0
+                let t = vt[i].addingTimeInterval(vt[i + 1].timeIntervalSince(vt[i]) * frac)
+                // The suspect passes the closest point at t; allow a minute either side.
+                own = IncidentWindow(from: t.addingTimeInterval(-60), to: t.addingTimeInterval(60))
+            }
+            let g = Geodesic.wgs84.inverse(lat1: h.camera.lat, lon1: h.camera.lon, lat2: h.closestLat, lon2: h.closestLon)
+            let sees = (try? h.camera.sector().intersects(line)) ?? false
+            hits.append(SearchHit(camera: h.camera, distance: h.distance, bearing: (g.azimuth1 + 360).truncatingRemainder(dividingBy: 360),
+                                  sees: sees, footage: footage(h.camera, own, now: now), window: vertexTimes == nil ? nil : own,
+                                  alongMetres: h.alongMetres))
+        }
+        return render(hits, search: q.search, window: w, limit: q.limit, routeOrder: true)
+    }
+
+    func handleWithin(_ q: WithinQuery) throws -> Reply {
+        let w = try incidentWindow(q.search)
+        let now = Date()
+        let polygon: Geometry
+        do {
+            let text = q.polygon.trimmingCharacters(in: .whitespaces)
+            polygon = text.hasPrefix("{") ? try Geometry.geoJSON(text) : try Geometry.wkt(text)
+        } catch let e as GeoError {
+            throw ProtocolError(.invalidGeometry, "polygon: \(e.message)", field: "polygon")
+        }
+        do {
+            try CameraIndex.validateSearchPolygon(polygon)
+        } catch let e as GeoError {
+            throw ProtocolError(.invalidGeometry, "polygon: \(e.message)", field: "polygon")
+        }
+        let centre = try polygon.centroid()
+        let cams = try index.within(polygon: polygon)
+        var hits: [SearchHit] = []
+        for c in cams {
+            let g = Geodesic.wgs84.inverse(lat1: c.lat, lon1: c.lon, lat2: centre.y, lon2: centre.x)
+            let sees = (try? c.sector().intersects(polygon)) ?? false
+            // Inside the area: distance 0; the bearing points to the area's centroid.
+            hits.append(SearchHit(camera: c, distance: 0, bearing: (g.azimuth1 + 360).truncatingRemainder(dividingBy: 360),
+                                  sees: sees, footage: footage(c, w, now: now)))
+        }
+        return render(hits, search: q.search, window: w, limit: q.limit, routeOrder: true)
+    }
+
+    static func coordinates(of g: Geometry) throws -> [(Double, Double)] {
+        // Read "LINESTRING (x y, x y)" back from WKT: simple and exact with trimmed output.
+        let text = try g.wkt()
+        guard let open = text.firstIndex(of: "("), let close = text.lastIndex(of: ")") else { return [] }
+        return text[text.index(after: open)..<close].split(separator: ",").compactMap { pair in
+            let xy = pair.split(separator: " ").compactMap { Double($0) }
+            return xy.count >= 2 ? (xy[0], xy[1]) : nil
+        }
+    }
+
+    /// The common answer: filter (sees=only), rank (order=), cut to `limit`, render.
+    func render(_ input: [SearchHit], search: SearchOptions, window: IncidentWindow?, limit: Int, routeOrder: Bool = false) -> Reply {
+        var hits = search.seesOnly ? input.filter(\.sees) : input
+        if search.order == .urgency {
+            func key(_ h: SearchHit) -> (Int, Double) {
+                let urgent = h.sees && h.footage?.state == .available
+                return (urgent ? 0 : 1, urgent ? h.footage?.expiresAt?.timeIntervalSince1970 ?? .infinity : 0)
+            }
+            hits.sort { a, b in
+                let ka = key(a), kb = key(b)
+                if ka != kb { return ka < kb }
+                if a.distance != b.distance { return a.distance < b.distance }
+                return a.camera.id < b.camera.id
+            }
+        } else if !routeOrder {
+            hits.sort { $0.distance != $1.distance ? $0.distance < $1.distance : $0.camera.id < $1.camera.id }
+        }
+        if hits.count > limit { hits.removeSubrange(limit...) }
+        let now = Date()
+        let consents = self.consents
+        return ok { w in
+            w.field("count", hits.count)
+            if let window {
+                w.field("from", ISO8601Text.format(window.from))
+                w.field("to", ISO8601Text.format(window.to))
+            }
+            w.key("cameras")
+            w.array { a in
+                for h in hits {
+                    let c = h.camera
+                    a.object { o in
+                        o.field("id", c.id)
+                        o.field("lat", c.lat)
+                        o.field("lon", c.lon)
+                        o.key("distance_m"); o.value(h.distance, decimals: 3)
+                        o.key("bearing_deg"); o.value(h.bearing, decimals: 1)
+                        if let along = h.alongMetres { o.key("along_m"); o.value(along, decimals: 1) }
+                        o.field("sees", h.sees)
+                        o.field("footage", h.footage?.state.rawValue ?? "unknown")
+                        o.field("expires_at", h.footage?.expiresAt.map(ISO8601Text.format))
+                        if let win = h.window {
+                            o.field("window_from", ISO8601Text.format(win.from))
+                            o.field("window_to", ISO8601Text.format(win.to))
+                        }
+                        o.field("site", c.siteKind.rawValue)
+                        o.field("address", c.address)
+                        o.field("ward", c.ward)
+                        o.field("status", c.status.rawValue)
+                        o.field("heading_deg", c.heading)
+                        o.field("fov_deg", c.fov)
+                        o.field("range_m", c.range)
+                        o.field("retention_days", c.retentionDays)
+                        o.field("schedule", c.schedule.description)
+                        o.field("owner_kind", c.ownerKind.rawValue)
+                        o.field("owner_name", c.ownerName)
+                        o.field("owner_phone", c.ownerPhone)
+                        o.field("consent", Self.consentState(c.ownerID.flatMap { consents[$0] }, now: now))
+                    }
+                }
+            }
+        }
+    }
+
+    /// `granted`, `lapsed` (granted but past its date), `withdrawn` (not granted) or `unknown`
+    /// (no registered owner).
+    static func consentState(_ consent: Consent?, now: Date) -> String {
+        guard let consent else { return "unknown" }
+        if consent.isInForce(at: now) { return "granted" }
+        return consent.granted ? "lapsed" : "withdrawn"
+    }
+}
