@@ -100,6 +100,11 @@ public struct CameraListQuery: Sendable, Equatable {
 
 /// One option a command takes.
 public struct OptionSpec: Sendable {
+    /// Shorthand used by the command tables.
+    static func opt(_ name: String, _ placeholder: String, _ summary: String, required: Bool = false) -> OptionSpec {
+        OptionSpec(name: name, placeholder: placeholder, required: required, summary: summary)
+    }
+
     /// The option name (lower case), as in `name=value`.
     public let name: String
     /// What the value looks like, for help (`<m>`).

@@ -3,7 +3,7 @@
 /// phone numbers) is checked by the registry, which reports every bad field at once.
 enum LifecycleCommands {
     static func opt(_ name: String, _ placeholder: String, _ summary: String, required: Bool = false) -> OptionSpec {
-        OptionSpec(name: name, placeholder: placeholder, required: required, summary: summary)
+        OptionSpec.opt(name, placeholder, summary, required: required)
     }
 
     /// The fields of a camera, as options.

@@ -64,7 +64,7 @@ public struct WithinQuery: Sendable, Equatable {
 
 enum SearchCommands {
     static func opt(_ name: String, _ placeholder: String, _ summary: String, required: Bool = false) -> OptionSpec {
-        OptionSpec(name: name, placeholder: placeholder, required: required, summary: summary)
+        OptionSpec.opt(name, placeholder, summary, required: required)
     }
 
     static let searchOptions: [OptionSpec] = [

@@ -55,22 +55,22 @@ extension RegistryService {
         let now = Date()
         // With sees=only, look past the limit: the nearest cameras may not see the point.
         let found = try index.near(lat: q.lat, lon: q.lon, radius: q.radius, limit: q.search.seesOnly ? limits.maxLimit * 10 : q.limit)
-        let hits = found.map { h in
+        return render(pointHits(found, lat: q.lat, lon: q.lon, window: w, now: now), search: q.search, window: w, limit: q.limit)
+    }
+
+    /// Search hits for a point incident: `sees` by the exact sector test, footage for the window.
+    func pointHits(_ found: [NearHit], lat: Double, lon: Double, window w: IncidentWindow?, now: Date) -> [SearchHit] {
+        found.map { h in
             SearchHit(camera: h.camera, distance: h.distance, bearing: h.bearing,
-                      sees: (try? h.camera.sector().sees(lat: q.lat, lon: q.lon)) ?? false, footage: footage(h.camera, w, now: now))
+                      sees: (try? h.camera.sector().sees(lat: lat, lon: lon)) ?? false, footage: footage(h.camera, w, now: now))
         }
-        return render(hits, search: q.search, window: w, limit: q.limit)
     }
 
     func handleNearest(_ q: NearestQuery) throws -> Reply {
         let w = try incidentWindow(q.search)
         let now = Date()
         let found = try index.nearest(lat: q.lat, lon: q.lon, k: q.k, maxDistance: q.maxDistance)
-        let hits = found.map { h in
-            SearchHit(camera: h.camera, distance: h.distance, bearing: h.bearing,
-                      sees: (try? h.camera.sector().sees(lat: q.lat, lon: q.lon)) ?? false, footage: footage(h.camera, w, now: now))
-        }
-        return render(hits, search: q.search, window: w, limit: q.k)
+        return render(pointHits(found, lat: q.lat, lon: q.lon, window: w, now: now), search: q.search, window: w, limit: q.k)
     }
 
     func handleAlong(_ q: AlongQuery) throws -> Reply {
