@@ -137,7 +137,7 @@ struct Camreg: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "camreg",
         abstract: "Client for camregd, the security-camera registry.",
-        subcommands: [Ping.self, Near.self, Nearest.self, Along.self, Within.self, CameraCommand.self, OwnerCommand.self, Import.self, Export.self,
+        subcommands: [Ping.self, Near.self, Nearest.self, Along.self, Within.self, IncidentCommandGroup.self, CameraCommand.self, OwnerCommand.self, Import.self, Export.self,
                       Stats.self, Help.self, Raw.self])
 }
 
@@ -621,5 +621,127 @@ struct Raw: ParsableCommand {
         var o = options
         o.json = true
         try exchange(o, line) { _ in }
+    }
+}
+
+
+/// Prints one incident and its linked cameras.
+func printIncident(_ o: [String: Any]) {
+    let i = o["incident"] as? [String: Any] ?? [:]
+    let g = i["geometry"] as? [String: Any] ?? [:]
+    for (k, v) in [("id", i["id"]), ("case", i["case"]), ("kind", i["kind"]), ("from", i["from"]), ("to", i["to"]),
+                   ("geometry", g["wkt"]), ("radius_m", i["radius_m"]), ("description", i["description"]), ("cameras", i["camera_count"])] {
+        print(k.padding(toLength: 12, withPad: " ", startingAt: 0) + text(v))
+    }
+    let cams = i["cameras"] as? [[String: Any]] ?? []
+    if !cams.isEmpty {
+        printTable(["ID", "DIST m", "SEES", "FOOTAGE", "EXPIRES", "PHONE", "ADDRESS"], cams.map {
+            [text($0["id"]), number($0["distance_m"], decimals: 1), ($0["sees"] as? Bool) == true ? "yes" : "no", text($0["footage"]),
+             text($0["expires_at"]), text($0["owner_phone"]), text($0["address"])]
+        }, rightAligned: [1])
+    }
+}
+
+struct IncidentCommandGroup: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "incident", abstract: "Incidents and their candidate cameras.",
+                                                    subcommands: [Add.self, Get.self, List.self, ImportFile.self])
+
+    struct Add: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Records an incident and links the cameras that may have seen it.")
+        @OptionGroup var options: ClientOptions
+        @Option(name: .customLong("case"), help: "Case id.") var caseID: String
+        @Option(help: "Kind (robbery, theft, …).") var kind: String
+        @Option(help: "Time, ISO-8601 with offset.") var at: String?
+        @Option(help: "Window start.") var from: String?
+        @Option(help: "Window end.") var to: String?
+        @Option(help: "A point: lat,lon.") var point: String?
+        @Option(help: "WKT geometry (lon lat order): POINT, LINESTRING or POLYGON.") var wkt: String?
+        @Option(help: "Link cameras within this many metres.") var radius: String?
+        @Option(help: "Description.") var description: String?
+        func run() throws {
+            var line = "INCIDENT ADD case=\(Tokenizer.quote(caseID)) kind=\(Tokenizer.quote(kind))"
+            for (k, v) in [("at", at), ("from", from), ("to", to), ("point", point), ("wkt", wkt), ("radius", radius), ("description", description)] {
+                if let v { line += " \(k)=\(Tokenizer.quote(v))" }
+            }
+            try exchange(options, line, render: printIncident)
+        }
+    }
+
+    struct Get: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Shows an incident with its candidate cameras.")
+        @OptionGroup var options: ClientOptions
+        @Argument(help: "Incident id.") var id: Int
+        func run() throws { try exchange(options, "INCIDENT GET \(id)", render: printIncident) }
+    }
+
+    struct List: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Lists incidents by case, kind and time.")
+        @OptionGroup var options: ClientOptions
+        @Option(name: .customLong("case"), help: "Case id.") var caseID: String?
+        @Option(help: "Kind.") var kind: String?
+        @Option(help: "From (ISO-8601 with offset).") var from: String?
+        @Option(help: "To.") var to: String?
+        @Option(help: "Page size.") var limit: Int?
+        @Option(help: "Next page: the last id shown.") var after: Int?
+        func run() throws {
+            var line = "INCIDENT LIST"
+            for (k, v) in [("case", caseID), ("kind", kind), ("from", from), ("to", to), ("limit", limit.map(String.init)), ("after", after.map(String.init))] {
+                if let v { line += " \(k)=\(Tokenizer.quote(v))" }
+            }
+            try exchange(options, line) { o in
+                let list = o["incidents"] as? [[String: Any]] ?? []
+                printTable(["ID", "CASE", "KIND", "FROM", "TO", "DESCRIPTION"], list.map {
+                    [text($0["id"]), text($0["case"]), text($0["kind"]), text($0["from"]), text($0["to"]), text($0["description"])]
+                }, rightAligned: [0])
+                print("\(list.count) incident\(list.count == 1 ? "" : "s")" + (o["next_cursor"] is NSNull || o["next_cursor"] == nil ? "" : " (more: --after \(text(o["next_cursor"])))"))
+            }
+        }
+    }
+
+    struct ImportFile: ParsableCommand {
+        static let configuration = CommandConfiguration(commandName: "import", abstract: "Imports incidents from CSV or GeoJSON.")
+        @OptionGroup var options: ClientOptions
+        @Argument(help: "The file.") var file: String
+        @Option(help: "csv or geojson (default: from the file name).") var format: String?
+        @Option(name: .customLong("case"), help: "Case id for every row without one.") var caseID: String?
+        @Option(help: "Kind for every row without one.") var kind: String?
+        @Option(help: "Link cameras within this many metres.") var radius: String?
+        @Flag(help: "Import nothing if any row is bad.") var allOrNothing = false
+        func run() throws {
+            guard let data = FileManager.default.contents(atPath: file) else { throw CLIError("cannot read \(file)") }
+            let fmt = format ?? (file.lowercased().hasSuffix("json") ? "geojson" : "csv")
+            var begin = "INCIDENT IMPORT BEGIN format=\(fmt)"
+            for (k, v) in [("case", caseID), ("kind", kind), ("radius", radius)] { if let v { begin += " \(k)=\(Tokenizer.quote(v))" } }
+            if allOrNothing { begin += " all_or_nothing=yes" }
+            let client = try ControlClient(path: options.socket, timeout: max(options.timeout, 600))
+            defer { client.close() }
+            func send(_ line: String) throws -> [String: Any] {
+                let t = try client.request(line)
+                guard let o = (try? JSONSerialization.jsonObject(with: Data(t.utf8))) as? [String: Any] else { throw CLIError("bad answer: \(t.prefix(200))") }
+                guard o["ok"] as? Bool == true else {
+                    let e = o["error"] as? [String: Any] ?? [:]
+                    if options.json { print(t) } else { FileHandle.standardError.write(Data("error [\(text(e["code"]))]: \(text(e["message"]))\n".utf8)) }
+                    throw ExitCode(2)
+                }
+                if options.json && line.hasPrefix("INCIDENT IMPORT COMMIT") { print(t) }
+                return o
+            }
+            let token = text(try send(begin)["upload"])
+            let bytes = [UInt8](data)
+            var sent = 0
+            while sent < bytes.count {
+                let part = bytes[sent..<min(sent + 45_000, bytes.count)]
+                _ = try send("INCIDENT IMPORT DATA upload=\(token) data=" + Data(part).base64EncodedString())
+                sent += part.count
+            }
+            let o = try send("INCIDENT IMPORT COMMIT upload=\(token)")
+            if !options.json {
+                let rejected = o["rejected"] as? [[String: Any]] ?? []
+                if !rejected.isEmpty {
+                    printTable(["ROW", "FIELD", "REASON"], rejected.map { [text($0["number"]), text($0["field"]), text($0["reason"])] }, rightAligned: [0])
+                }
+                print("\(file): \(text(o["rows"])) rows, \(text(o["imported"])) incidents imported with \(text(o["links"])) camera links, \(text(o["rejected_count"])) refused")
+            }
+        }
     }
 }

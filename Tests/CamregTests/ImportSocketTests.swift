@@ -179,4 +179,23 @@ struct ImportSocketTests {
         }
         await store.shutdown()
     }
+
+    @Test func cliIncidents() async throws {
+        let (store, index, _) = try await writableRegistry("clinc")
+        try await withTestServer(index: index, store: store) { path, _ in
+            let add = try await runCLI(["incident", "add", "--case", "BC-2026-7", "--kind", "robbery", "--at", "2026-11-28T06:40+07:00",
+                                        "--point", "11.1470,106.6076", "--radius", "300", "--description", "Cướp giật", "--socket", path])
+            #expect(add.status == 0, "\(add.output)")
+            #expect(add.output.contains("BC-00252") && add.output.contains("Cướp giật"), "\(add.output)")
+            let list = try await runCLI(["incident", "list", "--case", "BC-2026-7", "--socket", path])
+            #expect(list.status == 0 && list.output.contains("1 incident"), "\(list.output)")
+            let get = try await runCLI(["incident", "get", "1", "--socket", path])
+            #expect(get.status == 0 && get.output.contains("BC-2026-7"), "\(get.output)")
+            let imp = try await runCLI(["incident", "import", sharedData.appendingPathComponent("sf-robbery-2019.csv").path, "--socket", path])
+            #expect(imp.status == 0 && imp.output.contains("951 incidents imported"), "\(imp.output)")
+            let bad = try await runCLI(["incident", "add", "--case", "X", "--kind", "theft", "--at", "2026-11-28T06:40", "--point", "11.1,106.6", "--socket", path])
+            #expect(bad.status != 0 && bad.output.contains("time_without_offset"), "\(bad.output)")
+        }
+        await store.shutdown()
+    }
 }
