@@ -174,7 +174,7 @@ public final class RegistryService: Sendable {
         case .unavailable: code = .unavailable
         default: code = .init(e.code.rawValue)
         }
-        return ProtocolError(code, e.description, fields: e.fields.map { .init(field: $0.field, reason: $0.reason) })
+        return ProtocolError(code, e.description, fields: e.fields.map { .init(field: FieldInput.optionName($0.field), reason: $0.reason) })
     }
 
     /// Runs a write on the database, then puts the committed camera into the index before the
@@ -348,7 +348,10 @@ public final class RegistryService: Sendable {
         case .ownerUpdate(let id, let version, let fields):
             let owner = try await database().withConnection { c in
                 try OwnerRepository.update(id: id, expectedVersion: version, on: c) { o in
-                    let errors = FieldInput.apply(fields, to: &o)
+                    var errors = FieldInput.apply(fields, to: &o)
+                    // Report every bad field at once: the unreadable ones and the out-of-range ones.
+                    let read = Set(errors.map(\.field))
+                    errors += o.normalized().validate().filter { !read.contains($0.field) }
                     if !errors.isEmpty { throw RegistryError(.validation, "the update is not valid", fields: errors) }
                 }
             }
@@ -393,6 +396,8 @@ public final class RegistryService: Sendable {
                         if fields["owner_phone"] == nil { cam.ownerPhone = owner.phone }
                     }
                     var errors = FieldInput.apply(fields, to: &cam)
+                    let read = Set(errors.map(\.field))
+                    errors += cam.validate().filter { !read.contains($0.field) && !read.contains(FieldInput.optionName($0.field)) }
                     if errors.isEmpty, fields["lat"] != nil || fields["lon"] != nil, let outside = jurisdiction.check(cam) {
                         errors.append(outside)
                     }

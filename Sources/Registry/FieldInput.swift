@@ -3,6 +3,12 @@ import Foundation
 /// Reads camera and owner fields given as text (control-socket options, CLI flags) into values,
 /// collecting one ``FieldError`` per bad field instead of stopping at the first.
 public enum FieldInput {
+    /// The request option that sets a field named by ``Camera/validate()`` (`retention_days` is
+    /// set by `retention=`); other names are the same.
+    public static func optionName(_ field: String) -> String {
+        field == "retention_days" ? "retention" : field
+    }
+
     /// Applies the camera fields present in `fields` to `camera`. Unknown keys are ignored (the
     /// command table already refused them). Returns every field that could not be read.
     public static func apply(_ fields: [String: String], to camera: inout Camera) -> [FieldError] {
