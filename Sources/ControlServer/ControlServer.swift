@@ -105,12 +105,15 @@ public final class ControlServer: Service, Sendable {
         logger.info("control socket closed")
     }
 
-    /// Closes the input side of every connection: each finishes what it has read, then ends.
-    /// Connections still open after the drain timeout are closed.
+    /// Closes the input side of every connection (after a 200 ms grace): each finishes what it
+    /// has read, then ends. Connections still open after the drain timeout are closed.
     private func quiesce() {
         let open = connections.withLockedValue { Array($0.values) }
         for channel in open {
-            channel.close(mode: .input, promise: nil)
+            // A short grace first: requests a client sent just before the signal are still in
+            // the socket buffer; closing the input at once would discard them (and reset the
+            // connection) although the client believes they were sent.
+            channel.eventLoop.scheduleTask(in: .milliseconds(200)) { channel.close(mode: .input, promise: nil) }
             channel.eventLoop.scheduleTask(in: drainTimeout) { channel.close(promise: nil) }
         }
     }
