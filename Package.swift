@@ -68,6 +68,12 @@ let package = Package(
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
 
+        // Benchmark: camregd vs PostGIS vs Redis GEO on the same radius queries (issue 6).
+        .executableTarget(name: "camreg-bench", dependencies: [
+            "Postgres", "Registry", "RegistryStore", "Geo",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        ]),
+
         .testTarget(name: "CamregTests", dependencies: [
             "ControlProtocol", "Postgres", "Geo", "Registry", "RegistryStore", "ControlServer",
             .product(name: "NIOCore", package: "swift-nio"),

@@ -1,0 +1,210 @@
+import Foundation
+import Postgres
+
+/// One connection to one system. Requests are prepared before timing (`requests[i]` for query
+/// `i`); `send` writes a batch of them without waiting, `receive` reads the next reply in order.
+protocol QueryClient: AnyObject {
+    func send(_ indices: ArraySlice<Int>) throws
+    /// The ids of the next reply: their digest, and the ids themselves when `collect` is set.
+    func receive(collect: Bool) throws -> (IDSetDigest, [String])
+}
+
+// MARK: - camregd: line-based JSON
+
+final class CamregClient: QueryClient {
+    let stream: UnixStream
+    let requests: [[UInt8]]
+
+    init(socket: String, requests: [[UInt8]]) throws {
+        stream = try UnixStream(path: socket)
+        self.requests = requests
+    }
+
+    static func request(_ q: BenchQuery) -> [UInt8] {
+        Array("NEAR \(q.lat) \(q.lon) radius=\(q.radius) limit=10000\n".utf8)
+    }
+
+    func send(_ indices: ArraySlice<Int>) throws {
+        if indices.count == 1 { return try stream.write(requests[indices.first!]) }
+        try stream.write(indices.flatMap { requests[$0] })
+    }
+
+    /// `{"ok":true,"count":…,"cameras":[{"id":"BC-…",…},…]}`: the ids are found by scanning for `{"id":"`.
+    func receive(collect: Bool) throws -> (IDSetDigest, [String]) {
+        try stream.withLine { line in
+            let okPrefix = Array(#"{"ok":true"#.utf8)
+            guard line.count >= okPrefix.count, line.starts(with: okPrefix) else {
+                throw BenchError("camregd: \(String(decoding: line.prefix(300), as: UTF8.self))")
+            }
+            let pat: [UInt8] = Array(#"{"id":""#.utf8)
+            var digest = IDSetDigest()
+            var ids: [String] = []
+            var i = 0
+            let n = line.count
+            while i + pat.count < n {
+                if line[i] == 0x7B /* { */ && line[i + 1] == 0x22 && line[i + 2] == 0x69 && line[i + 3] == 0x64
+                    && line[i + 4] == 0x22 && line[i + 5] == 0x3A && line[i + 6] == 0x22 {
+                    let s = i + 7
+                    var e = s
+                    while e < n && line[e] != 0x22 { e += 1 }
+                    let id = UnsafeBufferPointer(rebasing: line[s..<e])
+                    digest.add(id)
+                    if collect { ids.append(String(decoding: id, as: UTF8.self)) }
+                    i = e
+                } else {
+                    i += 1
+                }
+            }
+            return (digest, ids)
+        }
+    }
+
+    /// Sends `PING` and waits for its reply.
+    func ping() throws {
+        try stream.write(Array("PING\n".utf8))
+        try stream.withLine { line in
+            guard line.starts(with: Array(#"{"ok":true"#.utf8)) else { throw BenchError("camregd PING: \(String(decoding: line, as: UTF8.self))") }
+        }
+    }
+}
+
+// MARK: - Redis: a minimal RESP2 client
+
+indirect enum RESP {
+    case simple(String), error(String), integer(Int), bulk([UInt8]?), array([RESP]?)
+
+    var text: String? {
+        switch self {
+        case .simple(let s): return s
+        case .bulk(let b?): return String(decoding: b, as: UTF8.self)
+        default: return nil
+        }
+    }
+}
+
+final class RedisClient: QueryClient {
+    let stream: UnixStream
+    let requests: [[UInt8]]
+
+    init(socket: String, requests: [[UInt8]] = []) throws {
+        stream = try UnixStream(path: socket)
+        self.requests = requests
+    }
+
+    /// A command as a RESP array of bulk strings.
+    static func encode(_ args: [String]) -> [UInt8] {
+        var out = Array("*\(args.count)\r\n".utf8)
+        for a in args {
+            let b = Array(a.utf8)
+            out += Array("$\(b.count)\r\n".utf8)
+            out += b
+            out += [0x0D, 0x0A]
+        }
+        return out
+    }
+
+    static func request(_ q: BenchQuery, key: String) -> [UInt8] {
+        encode(["GEOSEARCH", key, "FROMLONLAT", "\(q.lon)", "\(q.lat)", "BYRADIUS", "\(q.radius)", "m", "WITHDIST", "ASC"])
+    }
+
+    func send(_ indices: ArraySlice<Int>) throws {
+        if indices.count == 1 { return try stream.write(requests[indices.first!]) }
+        try stream.write(indices.flatMap { requests[$0] })
+    }
+
+    func command(_ args: [String]) throws -> RESP {
+        try stream.write(Self.encode(args))
+        return try read()
+    }
+
+    /// Reads one reply of any type.
+    func read() throws -> RESP {
+        let (type, rest) = try stream.withLine { line -> (UInt8, String) in
+            guard !line.isEmpty else { throw BenchError("redis: empty reply line") }
+            return (line[0], String(decoding: line.dropFirst().prefix(while: { $0 != 0x0D }), as: UTF8.self))
+        }
+        switch type {
+        case UInt8(ascii: "+"): return .simple(rest)
+        case UInt8(ascii: "-"): return .error(rest)
+        case UInt8(ascii: ":"): return .integer(Int(rest) ?? 0)
+        case UInt8(ascii: "$"):
+            let n = Int(rest) ?? -1
+            if n < 0 { return .bulk(nil) }
+            return .bulk(try stream.withBytes(n + 2) { Array($0.prefix(n)) })
+        case UInt8(ascii: "*"):
+            let n = Int(rest) ?? -1
+            if n < 0 { return .array(nil) }
+            return .array(try (0..<n).map { _ in try read() })
+        default: throw BenchError("redis: unexpected reply type \(type)")
+        }
+    }
+
+    /// Reads a `GEOSEARCH … WITHDIST` reply (`*N` of `*2` [member, distance]) without building values.
+    func receive(collect: Bool) throws -> (IDSetDigest, [String]) {
+        func header() throws -> (UInt8, Int) {
+            try stream.withLine { line in
+                guard let t = line.first else { throw BenchError("redis: empty reply line") }
+                if t == UInt8(ascii: "-") { throw BenchError("redis: \(String(decoding: line, as: UTF8.self))") }
+                var v = 0, neg = false
+                for b in line.dropFirst() {
+                    if b == UInt8(ascii: "-") { neg = true } else if b >= 48 && b <= 57 { v = v * 10 + Int(b - 48) }
+                }
+                return (t, neg ? -v : v)
+            }
+        }
+        let (t, n) = try header()
+        guard t == UInt8(ascii: "*") else { throw BenchError("redis: expected an array") }
+        var digest = IDSetDigest()
+        var ids: [String] = []
+        for _ in 0..<max(n, 0) {
+            _ = try header()                                  // *2
+            let (_, len) = try header()                       // $len member
+            try stream.withBytes(len + 2) { b in
+                let id = UnsafeBufferPointer(rebasing: b[0..<len])
+                digest.add(id)
+                if collect { ids.append(String(decoding: id, as: UTF8.self)) }
+            }
+            let (_, dlen) = try header()                      // $len distance
+            try stream.withBytes(dlen + 2) { _ in }
+        }
+        return (digest, ids)
+    }
+}
+
+// MARK: - PostGIS through libpq (no pipelining in this slice)
+
+final class PostGISClient: QueryClient {
+    static let sql = "SELECT id FROM bench_cams WHERE ST_DWithin(g, ST_SetSRID(ST_MakePoint($1::float8, $2::float8), 4326)::geography, $3::float8)"
+    let connection: PostgresConnection
+    let requests: [[String?]]
+    private var pending: [Int] = []
+    private var next = 0
+
+    init(configuration: PostgresConfiguration, requests: [[String?]]) throws {
+        connection = try PostgresConnection(configuration: configuration)
+        self.requests = requests
+    }
+
+    static func request(_ q: BenchQuery) -> [String?] { ["\(q.lon)", "\(q.lat)", "\(q.radius)"] }
+
+    func send(_ indices: ArraySlice<Int>) throws {
+        guard indices.count == 1 else { throw BenchError("PostGIS pipelining is not supported in this slice") }
+        pending.append(indices.first!)
+    }
+
+    func receive(collect: Bool) throws -> (IDSetDigest, [String]) {
+        guard next < pending.count else { throw BenchError("PostGIS: receive without send") }
+        let i = pending[next]
+        next += 1
+        if next == pending.count { pending.removeAll(keepingCapacity: true); next = 0 }
+        let rows = try connection.query(Self.sql, requests[i]).rows
+        var digest = IDSetDigest()
+        var ids: [String] = []
+        for r in rows {
+            let id = r[0] ?? ""
+            digest.add(id.utf8)
+            if collect { ids.append(id) }
+        }
+        return (digest, ids)
+    }
+}

@@ -1,0 +1,97 @@
+import Foundation
+
+/// Everything measured in one run, as a text table and as JSON.
+struct Report {
+    let cameras: Int
+    let region: String
+    let queries: Int
+    let radii: [Double]
+    let seed: UInt64
+    var importSeconds = 0.0
+    var copySeconds = 0.0
+    var gistIndexSeconds = 0.0
+    var redisLoadSeconds = 0.0
+    var camregdColdStart = 0.0
+    var redisRDBLoad = 0.0
+    var camregdRSS = 0
+    var redisRSS = 0
+    var redisUsedMemory = 0
+    var runs: [RunResult] = []
+    var unsupported: [(String, Int, Int)] = []
+    var check = AgreementResult()
+
+    func run(_ s: String, _ c: Int, _ d: Int) -> RunResult? {
+        runs.first { $0.system == s && $0.connections == c && $0.depth == d }
+    }
+
+    func table() -> String {
+        var out = "camreg-bench: \(cameras) cameras, region \(region), \(queries) queries (radii \(radii.map { "\(Int($0)) m" }.joined(separator: ", "))), seed \(seed)\n"
+        out += "machine: \(ProcessInfo.processInfo.activeProcessorCount) cores\n\n"
+        out += "| system | conns | pipeline | queries/s | p50 µs | p99 µs | p99.9 µs | client CPU | camregd ÷ this |\n"
+        out += "|---|---:|---:|---:|---:|---:|---:|---:|---:|\n"
+        var settings: [(Int, Int)] = []
+        for r in runs where !settings.contains(where: { $0 == (r.connections, r.depth) }) { settings.append((r.connections, r.depth)) }
+        for (c, d) in settings {
+            for s in ["camregd", "redis", "postgis"] {
+                if let r = run(s, c, d) {
+                    let ratio = run("camregd", c, d).map { String(format: "%.2f×", $0.qps / r.qps) } ?? "–"
+                    out += String(format: "| %@ | %d | %d | %.0f | %.1f | %.1f | %.1f | %.1f %% | %@ |\n",
+                                  s as NSString, c, d, r.qps, r.p50, r.p99, r.p999, r.clientCPU * 100, (s == "camregd" ? "" : ratio) as NSString)
+                } else if unsupported.contains(where: { $0 == (s, c, d) }) {
+                    out += "| \(s) | \(c) | \(d) | not supported (no libpq pipelining in this slice) | | | | | |\n"
+                }
+            }
+        }
+        out += "\n"
+        out += String(format: "memory: camregd RSS %.1f MiB, Redis used_memory %.1f MiB (Redis RSS %.1f MiB); camregd RSS ÷ used_memory = %.2f\n",
+                      mib(camregdRSS), mib(redisUsedMemory), mib(redisRSS), Double(camregdRSS) / Double(max(1, redisUsedMemory)))
+        out += String(format: "cold start: camregd %.3f s (spawn → first PING answered, index built from PostgreSQL); Redis %.3f s (restart with RDB → first PONG); ratio %.2f\n",
+                      camregdColdStart, redisRDBLoad, camregdColdStart / max(1e-9, redisRDBLoad))
+        out += String(format: "import: CameraRepository.copyInsert %.3f s vs raw COPY into bench_cams %.3f s (+ GiST index %.3f s); COPY time ÷ import time = %.2f (COPY+index: %.2f); Redis GEOADD %.3f s\n",
+                      importSeconds, copySeconds, gistIndexSeconds, copySeconds / max(1e-9, importSeconds),
+                      (copySeconds + gistIndexSeconds) / max(1e-9, importSeconds), redisLoadSeconds)
+        out += "agreement: \(check.queriesIdentical)/\(check.queriesCompared) queries identical in all three"
+        for pair in check.boundaryDifferences.keys.sorted() {
+            out += String(format: "; %@: %d boundary differences (worst |d/r − 1| = %.5f)", pair as NSString,
+                          check.boundaryDifferences[pair]!, check.worstBoundaryRatio[pair] ?? 0)
+        }
+        if check.haversineExplained > 0 {
+            out += String(format: "; camregd/redis: %d more beyond %.1f %% (worst %.5f) that Redis's own haversine distance explains",
+                          check.haversineExplained, Agreement.tolerance * 100, check.worstHaversineRatio)
+        }
+        out += "; \(check.unexplained) unexplained"
+        if !check.inconsistentRuns.isEmpty { out += "; runs whose answers changed: \(check.inconsistentRuns.joined(separator: ", "))" }
+        out += "\n"
+        for e in check.examples { out += "  \(e)\n" }
+        return out
+    }
+
+    func json() throws -> Data {
+        let runList: [[String: Any]] = runs.map { r in
+            var d: [String: Any] = ["system": r.system, "connections": r.connections, "pipeline_depth": r.depth, "queries": r.queries,
+                                    "seconds": r.seconds, "qps": r.qps, "p50_us": r.p50, "p99_us": r.p99, "p999_us": r.p999,
+                                    "client_cpu_share": r.clientCPU]
+            if r.system != "camregd", let c = run("camregd", r.connections, r.depth) { d["camregd_qps_ratio"] = c.qps / r.qps }
+            return d
+        }
+        let obj: [String: Any] = [
+            "cameras": cameras, "region": region, "queries": queries, "radii_m": radii, "seed": seed,
+            "cores": ProcessInfo.processInfo.activeProcessorCount,
+            "runs": runList,
+            "unsupported": unsupported.map { ["system": $0.0, "connections": $0.1, "pipeline_depth": $0.2, "reason": "no libpq pipelining in this slice"] },
+            "memory": ["camregd_rss_bytes": camregdRSS, "redis_used_memory_bytes": redisUsedMemory, "redis_rss_bytes": redisRSS,
+                       "camregd_rss_over_redis_used_memory": Double(camregdRSS) / Double(max(1, redisUsedMemory))],
+            "cold_start": ["camregd_seconds": camregdColdStart, "redis_rdb_restart_seconds": redisRDBLoad,
+                           "ratio": camregdColdStart / max(1e-9, redisRDBLoad)],
+            "import": ["copy_insert_seconds": importSeconds, "raw_copy_seconds": copySeconds, "gist_index_seconds": gistIndexSeconds,
+                       "raw_copy_over_import": copySeconds / max(1e-9, importSeconds), "redis_geoadd_seconds": redisLoadSeconds],
+            "agreement": ["queries_compared": check.queriesCompared, "queries_identical": check.queriesIdentical,
+                          "boundary_differences": check.boundaryDifferences, "worst_boundary_ratio": check.worstBoundaryRatio,
+                          "unexplained": check.unexplained, "haversine_explained": check.haversineExplained, "worst_haversine_ratio": check.worstHaversineRatio, "examples": check.examples, "inconsistent_runs": check.inconsistentRuns,
+                          "tolerance": Agreement.tolerance],
+        ]
+        return try JSONSerialization.data(withJSONObject: obj, options: [.prettyPrinted, .sortedKeys])
+    }
+}
+
+func mib(_ b: Int) -> Double { Double(b) / 1_048_576 }

@@ -1,0 +1,98 @@
+import Foundation
+
+/// The result of sending the whole query list to one system with one client setting.
+struct RunResult: Sendable {
+    let system: String
+    let connections: Int
+    let depth: Int
+    let queries: Int
+    let seconds: Double
+    let p50: Double, p99: Double, p999: Double   // microseconds
+    let clientCPU: Double                        // share of all cores used by this process
+    let digests: [IDSetDigest]
+    var qps: Double { Double(queries) / seconds }
+}
+
+func monotonicNanos() -> UInt64 {
+    var ts = timespec()
+    clock_gettime(CLOCK_MONOTONIC, &ts)
+    return UInt64(ts.tv_sec) * 1_000_000_000 + UInt64(ts.tv_nsec)
+}
+
+func processCPUSeconds() -> Double {
+    var u = rusage()
+    getrusage(RUSAGE_SELF.rawValue, &u)
+    return Double(u.ru_utime.tv_sec) + Double(u.ru_utime.tv_usec) / 1e6 + Double(u.ru_stime.tv_sec) + Double(u.ru_stime.tv_usec) / 1e6
+}
+
+/// Shared, index-disjoint output of the client threads.
+final class RunBuffers: @unchecked Sendable {
+    var latencies: [UInt64]
+    var digests: [IDSetDigest]
+    var errors: [String] = []
+    let lock = NSLock()
+    init(count: Int) {
+        latencies = [UInt64](repeating: 0, count: count)
+        digests = [IDSetDigest](repeating: IDSetDigest(), count: count)
+    }
+}
+
+final class ClientBox: @unchecked Sendable {
+    let client: QueryClient
+    init(_ c: QueryClient) { client = c }
+}
+
+enum Runner {
+    /// Sends queries `0..<count` over `connections` clients (query `i` goes to client
+    /// `i % connections`), each on its own thread with blocking I/O, `depth` requests in flight
+    /// per connection (written together, replies read in order). A query's latency runs from
+    /// the write of its batch to the end of its reply.
+    static func run(system: String, count: Int, connections: Int, depth: Int,
+                    makeClient: (Int) throws -> QueryClient) throws -> RunResult {
+        let clients = try (0..<connections).map { ClientBox(try makeClient($0)) }
+        let out = RunBuffers(count: count)
+        let done = DispatchSemaphore(value: 0)
+        let cores = Double(ProcessInfo.processInfo.activeProcessorCount)
+        let cpu0 = processCPUSeconds()
+        let t0 = monotonicNanos()
+        for t in 0..<connections {
+            let box = clients[t]
+            let thread = Thread {
+                defer { done.signal() }
+                let mine = Array(stride(from: t, to: count, by: connections))
+                var i = 0
+                do {
+                    while i < mine.count {
+                        let batch = mine[i..<min(i + depth, mine.count)]
+                        let sent = monotonicNanos()
+                        try box.client.send(batch)
+                        for q in batch {
+                            let (digest, _) = try box.client.receive(collect: false)
+                            let now = monotonicNanos()
+                            out.latencies[q] = now - sent
+                            out.digests[q] = digest
+                        }
+                        i += batch.count
+                    }
+                } catch {
+                    out.lock.lock(); out.errors.append("\(error)"); out.lock.unlock()
+                }
+            }
+            thread.stackSize = 1 << 20
+            thread.start()
+        }
+        for _ in 0..<connections { done.wait() }
+        let seconds = Double(monotonicNanos() - t0) / 1e9
+        let cpu = processCPUSeconds() - cpu0
+        if let e = out.errors.first { throw BenchError("\(system): \(e)") }
+        let sorted = out.latencies.sorted()
+        func pct(_ p: Double) -> Double {
+            guard !sorted.isEmpty else { return 0 }
+            let k = min(sorted.count - 1, Int((p * Double(sorted.count)).rounded(.up)) - 1)
+            return Double(sorted[max(0, k)]) / 1000
+        }
+        return RunResult(system: system, connections: connections, depth: depth, queries: count, seconds: seconds,
+                         p50: pct(0.5), p99: pct(0.99), p999: pct(0.999), clientCPU: cpu / (seconds * cores),
+                         digests: out.digests)
+    }
+}

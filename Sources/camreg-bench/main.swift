@@ -1,0 +1,228 @@
+import ArgumentParser
+import Foundation
+import Postgres
+import Registry
+import RegistryStore
+
+/// camreg-bench: the same radius queries against camregd, PostGIS and Redis GEO (issue 6).
+struct CamregBench: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "camreg-bench",
+        abstract: "Compare camregd with PostGIS and Redis GEO on the same seeded radius queries.",
+        discussion: """
+            Starts a throwaway PostgreSQL cluster (with PostGIS), camregd and redis-server under a \
+            fresh /tmp folder, loads the same cameras into all three, sends one seeded query list \
+            to each with 1, 4 and 16 connections, with and without pipelining, checks that the \
+            answers agree, prints a table and stops everything it started.
+            """)
+
+    @Option(help: "Number of cameras (DemoInventory ids and attributes).")
+    var cameras: Int = BenCat.cameraCount
+
+    @Option(help: "Where cameras and query points lie: bencat (the demo layout) or large (110 × 130 km around Bến Cát, seeded clusters).")
+    var region: String = "bencat"
+
+    @Option(help: "Number of queries in the list sent to each system in each setting.")
+    var queries: Int = 10_000
+
+    @Option(help: "Query radii in metres, comma-separated.")
+    var radii: String = "200,500"
+
+    @Option(help: "Connection counts, comma-separated.")
+    var connections: String = "1,4,16"
+
+    @Option(help: "Pipelining depths (requests in flight per connection), comma-separated.")
+    var depths: String = "1,16"
+
+    @Option(help: "Seed of the camera positions (large region) and of the query list.")
+    var seed: UInt64 = 6
+
+    @Option(help: "Folder of the SQL migrations (default: as camregd finds them).")
+    var migrations: String?
+
+    @Option(help: "camregd binary (default: next to camreg-bench, else on PATH).")
+    var camregd: String?
+
+    @Option(help: "redis-server binary (default: on PATH).")
+    var redisServer: String?
+
+    @Option(help: "Write the results as JSON to this file.")
+    var jsonOut: String?
+
+    mutating func validate() throws {
+        guard cameras >= 1 else { throw ValidationError("--cameras must be at least 1") }
+        guard ["bencat", "large"].contains(region) else { throw ValidationError("--region must be bencat or large") }
+        guard queries >= 1 else { throw ValidationError("--queries must be at least 1") }
+    }
+
+    func run() throws {
+        Cleanup.shared.installSignalHandlers()
+        defer { Cleanup.shared.runAll() }
+        do {
+            try bench()
+        } catch {
+            FileHandle.standardError.write("camreg-bench: \(error)\n".data(using: .utf8)!)
+            Cleanup.shared.runAll()
+            throw ExitCode(1)
+        }
+    }
+
+    func log(_ s: String) { FileHandle.standardError.write("[bench] \(s)\n".data(using: .utf8)!) }
+
+    func bench() throws {
+        let radiusList = radii.split(separator: ",").compactMap { Double($0.trimmingCharacters(in: .whitespaces)) }
+        let connList = connections.split(separator: ",").compactMap { Int($0.trimmingCharacters(in: .whitespaces)) }
+        let depthList = depths.split(separator: ",").compactMap { Int($0.trimmingCharacters(in: .whitespaces)) }
+        guard let camregdPath = camregd ?? findExecutable("camregd") else { throw BenchError("camregd not found (build it, or pass --camregd)") }
+        guard let redisPath = redisServer ?? findExecutable("redis-server") else { throw BenchError("redis-server not found: apt-get install -y redis-server") }
+        let reg = region == "large" ? Region.large : Region.benCat
+        var report = Report(cameras: cameras, region: reg.name, queries: queries, radii: radiusList, seed: seed)
+
+        // 1. Data.
+        var t = monotonicNanos()
+        let cams = Workload.cameras(count: cameras, region: reg, seed: seed)
+        let searchable = cams.filter { $0.status != .retired }
+        let list = Workload.queries(count: queries, cameras: searchable, region: reg, radii: radiusList, seed: seed)
+        log("generated \(cams.count) cameras (\(searchable.count) not retired) and \(list.count) queries in \(secs(t)) s")
+
+        // 2. A throwaway folder and PostgreSQL cluster.
+        var template = Array("/tmp/cb-XXXXXX".utf8CString)
+        guard let p = mkdtemp(&template) else { throw BenchError("mkdtemp failed") }
+        let base = String(cString: p)
+        chmod(base, 0o711)   // the cluster may run as `postgres`
+        Cleanup.shared.add("remove \(base)") { try? FileManager.default.removeItem(atPath: base) }
+        let cluster = try EmbeddedCluster(dataDirectory: base + "/c")
+        Cleanup.shared.add("stop PostgreSQL") { try? cluster.stop() }
+        t = monotonicNanos()
+        try cluster.start()
+        log("PostgreSQL started in \(secs(t)) s at \(cluster.socketDirectory)")
+        let db = try PostgresConnection(configuration: cluster.configuration)
+        try db.query("CREATE EXTENSION IF NOT EXISTS postgis")
+        try Migrator(directory: migrations ?? Migrator.defaultDirectory()).apply(on: db)
+
+        // 3. Import through the repository vs a raw COPY into a plain PostGIS table.
+        t = monotonicNanos()
+        try db.transaction { c in _ = try CameraRepository.copyInsert(cams, on: c) }
+        report.importSeconds = secs(t)
+        try db.query("CREATE TABLE bench_cams (id text, g geography)")
+        t = monotonicNanos()
+        try db.transaction { c in
+            _ = try c.copyIn("COPY bench_cams (id, g) FROM STDIN") { send in
+                var chunk = ""
+                chunk.reserveCapacity(1 << 16)
+                for cam in cams {
+                    chunk += "\(cam.id)\tSRID=4326;POINT(\(cam.lon) \(cam.lat))\n"
+                    if chunk.utf8.count > 60_000 { try send(Array(chunk.utf8)); chunk.removeAll(keepingCapacity: true) }
+                }
+                if !chunk.isEmpty { try send(Array(chunk.utf8)) }
+            }
+        }
+        report.copySeconds = secs(t)
+        // camregd does not answer with retired cameras: leave them out of PostGIS (and Redis).
+        try db.query("DELETE FROM bench_cams b USING cameras c WHERE c.id = b.id AND c.status = 'retired'")
+        t = monotonicNanos()
+        try db.query("CREATE INDEX bench_cams_g ON bench_cams USING gist (g)")
+        report.gistIndexSeconds = secs(t)
+        try db.query("VACUUM ANALYZE bench_cams")
+        try db.query("ANALYZE cameras")
+        log("import \(report.importSeconds) s, COPY \(report.copySeconds) s + GiST \(report.gistIndexSeconds) s")
+
+        // 4. camregd on that cluster: cold start = spawn → first answered PING.
+        let sock = base + "/b.sock"
+        let url = "postgresql:///\(cluster.database)?host=\(cluster.socketDirectory)&port=\(cluster.port)&user=\(cluster.user)"
+        let daemonLog = base + "/camregd.log"
+        t = monotonicNanos()
+        let daemon = try ChildProcess([camregdPath, "--database-url", url, "--socket", sock, "--data-dir", base + "/d",
+                                       "--migrations", migrations ?? Migrator.defaultDirectory(), "--log-level", "warning"],
+                                      outputPath: daemonLog)
+        Cleanup.shared.add("stop camregd") { stopChild(daemon) }
+        report.camregdColdStart = try waitUntilAnswering(since: t, timeout: 900, child: daemon, log: daemonLog) {
+            try CamregClient(socket: sock, requests: []).ping(); return true
+        }
+        log("camregd answered PING after \(report.camregdColdStart) s")
+
+        // 5. Redis: GEOADD (pipelined), memory, then SAVE and a restart to time the RDB load.
+        let redis = RedisServer(binary: redisPath, dir: base)
+        Cleanup.shared.add("stop redis-server") { redis.stop() }
+        try redis.start()
+        let key = "cams"
+        do {
+            let rc = try RedisClient(socket: redis.socket)
+            t = monotonicNanos()
+            var inFlight = 0
+            for chunkStart in stride(from: 0, to: searchable.count, by: 500) {
+                var args = ["GEOADD", key]
+                for cam in searchable[chunkStart..<min(chunkStart + 500, searchable.count)] {
+                    args += ["\(cam.lon)", "\(cam.lat)", cam.id]
+                }
+                try rc.stream.write(RedisClient.encode(args))
+                inFlight += 1
+                if inFlight == 16 { for _ in 0..<inFlight { if case .error(let e) = try rc.read() { throw BenchError("GEOADD: \(e)") } }; inFlight = 0 }
+            }
+            for _ in 0..<inFlight { if case .error(let e) = try rc.read() { throw BenchError("GEOADD: \(e)") } }
+            report.redisLoadSeconds = secs(t)
+            guard case .integer(let n) = try rc.command(["ZCARD", key]), n == searchable.count else { throw BenchError("Redis holds the wrong number of points") }
+            guard case .simple = try rc.command(["SAVE"]) else { throw BenchError("Redis SAVE failed") }
+        }
+        redis.stop()
+        report.redisRDBLoad = try redis.start()
+        let rdbSize = (try? FileManager.default.attributesOfItem(atPath: base + "/bench.rdb")[.size] as? Int) ?? nil
+        log("Redis GEOADD \(report.redisLoadSeconds) s; restart with RDB (\(rdbSize ?? 0) bytes) answered PING after \(report.redisRDBLoad) s")
+
+        // 6. The same requests for everybody, prepared before timing.
+        let camregReq = list.map(CamregClient.request)
+        let redisReq = list.map { RedisClient.request($0, key: key) }
+        let pgReq = list.map(PostGISClient.request)
+        let pgConfig = cluster.configuration
+        let redisSock = redis.socket
+        let systems: [(String, Bool, (Int) throws -> QueryClient)] = [
+            ("camregd", true, { _ in try CamregClient(socket: sock, requests: camregReq) }),
+            ("redis", true, { _ in try RedisClient(socket: redisSock, requests: redisReq) }),
+            ("postgis", false, { _ in try PostGISClient(configuration: pgConfig, requests: pgReq) }),
+        ]
+        for (name, _, make) in systems {   // warm-up: caches, JIT-less plans, page cache
+            _ = try Runner.run(system: name, count: min(list.count, 1000), connections: 1, depth: 1, makeClient: make)
+        }
+        for conns in connList {
+            for depth in depthList {
+                for (name, pipelines, make) in systems {
+                    if depth > 1 && !pipelines {
+                        report.unsupported.append((name, conns, depth))
+                        continue
+                    }
+                    let r = try Runner.run(system: name, count: list.count, connections: conns, depth: depth, makeClient: make)
+                    log(String(format: "%-8@ c=%2d d=%2d  %9.0f q/s  p50 %8.1f µs  p99 %8.1f µs  p99.9 %8.1f µs  client CPU %4.1f %%",
+                               name as NSString, conns, depth, r.qps, r.p50, r.p99, r.p999, r.clientCPU * 100))
+                    report.runs.append(r)
+                }
+            }
+        }
+        report.camregdRSS = residentBytes(pid: daemon.pid) ?? 0
+        report.redisRSS = redis.child.flatMap { residentBytes(pid: $0.pid) } ?? 0
+        if case .bulk(let b?) = try RedisClient(socket: redis.socket).command(["INFO", "memory"]) {
+            for line in String(decoding: b, as: UTF8.self).split(whereSeparator: \.isNewline) where line.hasPrefix("used_memory:") {
+                report.redisUsedMemory = Int(line.dropFirst("used_memory:".count)) ?? 0
+            }
+        }
+
+        // 7. Agreement.
+        report.check = try Agreement.check(report: report, queries: list, cameras: cams,
+                                           camregd: try CamregClient(socket: sock, requests: camregReq),
+                                           redis: try RedisClient(socket: redisSock, requests: redisReq),
+                                           postgis: try PostGISClient(configuration: pgConfig, requests: pgReq))
+
+        // 8. Output.
+        print(report.table())
+        if let jsonOut {
+            try report.json().write(to: URL(fileURLWithPath: jsonOut))
+            log("wrote \(jsonOut)")
+        }
+        if report.check.unexplained > 0 {
+            throw BenchError("\(report.check.unexplained) disagreements are not explained by Redis's geohash/haversine boundary")
+        }
+    }
+}
+
+func secs(_ t0: UInt64) -> Double { (Double(monotonicNanos() - t0) / 1e9 * 1000).rounded() / 1000 }
+
+CamregBench.main()
