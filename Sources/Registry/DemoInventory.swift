@@ -194,13 +194,18 @@ public struct DemoInventory: Sendable, Equatable {
 
 // MARK: - Random numbers
 
-/// SplitMix64 (Steele, Lea & Flood 2014): tiny, fast, and good enough for demo data.
-struct DemoRNG {
+typealias DemoRNG = SeededRNG
+
+/// SplitMix64 (Steele, Lea & Flood 2014): a tiny, fast, seeded generator, good enough for demo
+/// data, benchmarks and tests; the same seed gives the same stream on every platform.
+public struct SeededRNG: RandomNumberGenerator, Sendable {
     private var state: UInt64
 
-    init(seed: UInt64) { state = seed }
+    /// A stream for `seed`.
+    public init(seed: UInt64) { state = seed }
 
-    mutating func next() -> UInt64 {
+    /// The next 64 random bits.
+    public mutating func next() -> UInt64 {
         state &+= 0x9E37_79B9_7F4A_7C15
         var z = state
         z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
@@ -209,13 +214,13 @@ struct DemoRNG {
     }
 
     /// Uniform in [0, 1).
-    mutating func unit() -> Double { Double(next() >> 11) * 0x1p-53 }
+    public mutating func unit() -> Double { Double(next() >> 11) * 0x1p-53 }
 
     /// Uniform in [a, b).
-    mutating func uniform(_ a: Double, _ b: Double) -> Double { a + (b - a) * unit() }
+    public mutating func uniform(_ a: Double, _ b: Double) -> Double { a + (b - a) * unit() }
 
     /// Uniform in 0..<n (n > 0).
-    mutating func int(_ n: Int) -> Int { Int(next() % UInt64(n)) }
+    public mutating func int(_ n: Int) -> Int { Int(next() % UInt64(n)) }
 
     /// Uniform in the closed range.
     mutating func int(in r: ClosedRange<Int>) -> Int { r.lowerBound + int(r.upperBound - r.lowerBound + 1) }

@@ -1,20 +1,10 @@
 import Foundation
 import Registry
 
-/// SplitMix64: the bench's own seeded stream (the demo's generator is internal to Registry).
-struct BenchRNG {
-    private var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-    mutating func unit() -> Double { Double(next() >> 11) * 0x1p-53 }
-    mutating func uniform(_ a: Double, _ b: Double) -> Double { a + (b - a) * unit() }
-    mutating func int(_ n: Int) -> Int { Int(next() % UInt64(n)) }
+/// The bench's seeded stream: the demo's SplitMix64, plus Gaussian draws.
+typealias BenchRNG = SeededRNG
+
+extension SeededRNG {
     /// Standard normal (Box–Muller).
     mutating func gaussian() -> Double {
         let u = max(unit(), 1e-300), v = unit()

@@ -178,15 +178,5 @@ func errorCode(_ o: [String: Any]) -> String? {
     (o["error"] as? [String: Any])?["code"] as? String
 }
 
-/// Deterministic random numbers for tests (SplitMix64).
-struct SeededRandom: RandomNumberGenerator {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}
+/// Deterministic random numbers for tests: the demo's SplitMix64.
+typealias SeededRandom = SeededRNG
