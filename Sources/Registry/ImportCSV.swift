@@ -57,6 +57,22 @@ public struct CSVMapping: Sendable, Equatable {
 /// bad quote opened (or `record`), and reading **resumes at the next physical line**, so the
 /// lines a stray quote would swallow are still read as records of their own. Nothing is
 /// dropped silently: every line ends up in a record or in an error.
+extension CSVRecordReader {
+    /// A reader over `data` positioned after its header line, and the header's raw fields.
+    /// Throws ``ImportError`` for an unusable separator, an empty file or an unreadable header.
+    static func afterHeader(_ data: Data, separator: Unicode.Scalar) throws -> (reader: CSVRecordReader, header: [[UInt8]]) {
+        guard separator.isASCII, !["\"", "\r", "\n"].contains(separator) else {
+            throw ImportError("the separator must be one ASCII character other than a quote or a line break")
+        }
+        var reader = CSVRecordReader(bytes: Array(data), separator: UInt8(separator.value))
+        guard let first = reader.next() else { throw ImportError(line: 1, "the file is empty (a header is required)") }
+        switch first {
+        case .record(_, let fields, _): return (reader, fields)
+        case .malformed(_, _, let reason): throw ImportError(line: 1, "cannot read the header: \(reason)")
+        }
+    }
+}
+
 public enum CSVImporter {
     /// One ``ImportRow`` per data record, in file order; ``ImportRow/number`` is the physical
     /// line the record starts on (the header is line 1). Throws ``ImportError`` when the
@@ -64,16 +80,9 @@ public enum CSVImporter {
     /// mapped column, or a required column is missing.
     public static func parse(_ data: Data, mapping: CSVMapping = .default,
                              jurisdiction: Jurisdiction? = nil) throws -> [ImportRow] {
-        guard mapping.separator.isASCII, !["\"", "\r", "\n"].contains(mapping.separator) else {
-            throw ImportError("the separator must be one ASCII character other than a quote or a line break")
-        }
-        var reader = CSVRecordReader(bytes: Array(data), separator: UInt8(mapping.separator.value))
-        guard let first = reader.next() else { throw ImportError(line: 1, "the file is empty (a header is required)") }
-        let headerFields: [[UInt8]]
-        switch first {
-        case .record(_, let fields, _): headerFields = fields
-        case .malformed(_, _, let reason): throw ImportError(line: 1, "cannot read the header: \(reason)")
-        }
+        let opened = try CSVRecordReader.afterHeader(data, separator: mapping.separator)
+        var reader = opened.reader
+        let headerFields = opened.header
         var header: [String] = []
         for (k, f) in headerFields.enumerated() {
             guard let s = String(bytes: f, encoding: .utf8) else {

@@ -121,16 +121,9 @@ public enum IncidentImporter {
     /// One input (or error) per CSV record; the number is the physical line the record starts
     /// on (the header is line 1). Throws ``ImportError`` for a file that cannot be read at all.
     public static func parseCSV(_ data: Data, options: IncidentImportOptions) throws -> [Result<IncidentRowInput, IncidentRowError>] {
-        guard options.separator.isASCII, !["\"", "\r", "\n"].contains(options.separator) else {
-            throw ImportError("the separator must be one ASCII character other than a quote or a line break")
-        }
-        var reader = CSVRecordReader(bytes: Array(data), separator: UInt8(options.separator.value))
-        guard let first = reader.next() else { throw ImportError(line: 1, "the file is empty (a header is required)") }
-        let headerFields: [[UInt8]]
-        switch first {
-        case .record(_, let fields, _): headerFields = fields
-        case .malformed(_, _, let reason): throw ImportError(line: 1, "cannot read the header: \(reason)")
-        }
+        let opened = try CSVRecordReader.afterHeader(data, separator: options.separator)
+        var reader = opened.reader
+        let headerFields = opened.header
         var header: [String] = []
         var original: [String] = []
         for (k, f) in headerFields.enumerated() {
