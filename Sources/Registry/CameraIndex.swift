@@ -49,8 +49,6 @@ public final class CameraIndex: Sendable {
         var snapshot: IndexSnapshot
         /// Changes since the snapshot: a camera (upserted) by id. Searches consult it first.
         var delta: [String: Camera]
-        /// Bumped on every change, so that a rebuild knows whether it raced with writers.
-        var generation: Int
     }
 
     private let state: NIOLockedValueBox<State>
@@ -59,7 +57,7 @@ public final class CameraIndex: Sendable {
 
     /// An index over `cameras`.
     public init(cameras: [Camera]) throws {
-        state = NIOLockedValueBox(State(snapshot: try IndexSnapshot(cameras: cameras), delta: [:], generation: 0))
+        state = NIOLockedValueBox(State(snapshot: try IndexSnapshot(cameras: cameras), delta: [:]))
     }
 
     private var current: State { state.withLockedValue { $0 } }
@@ -98,7 +96,6 @@ public final class CameraIndex: Sendable {
             let held = st.delta[camera.id] ?? st.snapshot.positions[camera.id].map { st.snapshot.cameras[$0] }
             if let held, held.version > camera.version { return }
             st.delta[camera.id] = camera
-            st.generation += 1
         }
     }
 
