@@ -8,6 +8,12 @@ public struct ProtocolLimits: Sendable, Equatable {
     public var defaultLimit = 100
     /// Largest `limit=`.
     public var maxLimit = 10_000
+    /// Largest area a `WITHIN` polygon may cover, in square metres (25 km² by default).
+    public var maxArea = 25_000_000.0
+    /// Longest `ALONG` route, in metres (30 km by default).
+    public var maxRouteLength = 30_000.0
+    /// Largest `width=` of `ALONG`, in metres.
+    public var maxRouteWidth = 1_000.0
 
     public init() {}
 }
@@ -77,6 +83,14 @@ public enum Command: Sendable, Equatable {
     case importCommit
     /// `IMPORT ABORT`: drops the upload.
     case importAbort
+    /// `AUTH <token>`: authenticates the connection.
+    case auth(token: String)
+    /// `WHOAMI`: the connection's identity.
+    case whoami
+    /// `TOKEN …` (admins).
+    case token(TokenCommand)
+    /// `AUDIT …` (admins).
+    case audit(AuditCommand)
 }
 
 /// Filters and paging of `CAMERA LIST`.
@@ -120,6 +134,8 @@ public struct OptionSpec: Sendable {
 public struct CommandSpec: Sendable {
     /// The command words, upper case (`["CAMERA", "GET"]`).
     public let words: [String]
+    /// Who may run it, whether it needs `case=`, and when it is audited.
+    public let access: Access
     /// Names of the positional arguments, for help (`["lat", "lon"]`).
     public let arguments: [String]
     /// How many of the trailing positional arguments are optional.
@@ -149,13 +165,13 @@ public struct CommandSpec: Sendable {
 public enum CommandTable {
     /// All commands, in the order `HELP` lists them.
     public static let all: [CommandSpec] = [
-        CommandSpec(words: ["PING"], arguments: [], optionalArguments: 0, options: [],
+        CommandSpec(words: ["PING"], access: .open, arguments: [], optionalArguments: 0, options: [],
                     summary: "Checks that the daemon answers.") { _, _, _ in .ping },
-        CommandSpec(words: ["HELP"], arguments: ["command"], optionalArguments: 1, options: [],
+        CommandSpec(words: ["HELP"], access: .open, arguments: ["command"], optionalArguments: 1, options: [],
                     summary: "Lists the commands, or describes one.") { args, _, _ in
             .help(topic: args.isEmpty ? nil : args.joined(separator: " ").uppercased())
         },
-        CommandSpec(words: ["NEAR"], arguments: ["lat", "lon"], optionalArguments: 0,
+        CommandSpec(words: ["NEAR"], access: .search, arguments: ["lat", "lon"], optionalArguments: 0,
                     options: [
                         OptionSpec(name: "radius", placeholder: "<m>", required: true,
                                    summary: "Search radius in metres (> 0, at most the server's maximum, 50000 by default)."),
@@ -171,15 +187,15 @@ public enum CommandTable {
             } ?? limits.defaultLimit
             return .near(NearQuery(lat: lat, lon: lon, radius: radius, limit: limit, search: try SearchCommands.search(options)))
         },
-    ] + SearchCommands.specs + [
-        CommandSpec(words: ["CAMERA", "GET"], arguments: ["id"], optionalArguments: 0, options: [],
+    ] + AccessCommands.specs + SearchCommands.specs + [
+        CommandSpec(words: ["CAMERA", "GET"], access: .cameraRead, arguments: ["id"], optionalArguments: 0, options: [],
                     summary: "One camera with all its fields.") { args, _, _ throws(ProtocolError) in
             .cameraGet(id: try Values.cameraID(args[0]))
         },
     ] + LifecycleCommands.specs + ImportCommands.specs + IncidentCommands.specs + [
-        CommandSpec(words: ["STATS"], arguments: [], optionalArguments: 0, options: [],
+        CommandSpec(words: ["STATS"], access: .staff, arguments: [], optionalArguments: 0, options: [],
                     summary: "Camera count, index build time, uptime, connections and requests served.") { _, _, _ in .stats },
-        CommandSpec(words: ["QUIT"], arguments: [], optionalArguments: 0, options: [],
+        CommandSpec(words: ["QUIT"], access: .open, arguments: [], optionalArguments: 0, options: [],
                     summary: "Closes the connection.") { _, _, _ in .quit },
     ]
 
@@ -194,10 +210,27 @@ public enum CommandTable {
 public enum RequestParser {
     /// Parses one line (raw bytes, without the newline).
     public static func parse(_ bytes: some Collection<UInt8>, limits: ProtocolLimits = .init()) throws(ProtocolError) -> Command {
+        try parseRequest(bytes, limits: limits).command
+    }
+
+    /// Parses one line into a ``Request``: the command, its table row and the envelope
+    /// options (`case=`, `purpose=`), which every command accepts.
+    public static func parseRequest(_ bytes: some Collection<UInt8>, limits: ProtocolLimits = .init()) throws(ProtocolError) -> Request {
         if bytes.count > limits.maxLineBytes {
             throw ProtocolError(.lineTooLong, "the request is longer than \(limits.maxLineBytes) bytes")
         }
-        return try parse(tokens: try Tokenizer.tokenize(bytes), limits: limits)
+        var tokens = try Tokenizer.tokenize(bytes)
+        var caseID: String?, purpose: String?
+        var seen: Set<String> = []
+        for (name, value) in tokens.options where EnvelopeOptions.names.contains(name) {
+            guard seen.insert(name).inserted else {
+                throw ProtocolError(.duplicateOption, "option \(name) is given twice", field: name)
+            }
+            if name == "case" { caseID = try EnvelopeOptions.caseID(value) } else { purpose = try EnvelopeOptions.purpose(value) }
+        }
+        tokens.options.removeAll { EnvelopeOptions.names.contains($0.name) }
+        let (command, spec) = try parse(tokens: tokens, limits: limits)
+        return Request(command: command, spec: spec, caseID: caseID, purpose: purpose)
     }
 
     /// Parses one line of text.
@@ -205,7 +238,7 @@ public enum RequestParser {
         try parse(Array(line.utf8), limits: limits)
     }
 
-    static func parse(tokens: TokenizedLine, limits: ProtocolLimits) throws(ProtocolError) -> Command {
+    static func parse(tokens: TokenizedLine, limits: ProtocolLimits) throws(ProtocolError) -> (Command, CommandSpec) {
         guard !tokens.words.isEmpty else {
             if tokens.options.isEmpty { throw ProtocolError(.emptyRequest, "the request is empty; try HELP") }
             throw ProtocolError(.unknownCommand, "a request starts with a command name; try HELP")
@@ -251,7 +284,7 @@ public enum RequestParser {
         for o in spec.options where o.required && options[o.name] == nil {
             throw ProtocolError(.missingOption, "\(spec.name) needs \(o.name)=\(o.placeholder); usage: \(spec.synopsis)", field: o.name)
         }
-        return try spec.build(args, options, limits)
+        return (try spec.build(args, options, limits), spec)
     }
 }
 

@@ -11,7 +11,7 @@ enum ImportCommands {
     static let formats = ["csv", "geojson", "osm-json", "osm-xml"]
 
     static let specs: [CommandSpec] = [
-        CommandSpec(words: ["IMPORT", "BEGIN"], arguments: [], optionalArguments: 0,
+        CommandSpec(words: ["IMPORT", "BEGIN"], access: .registrarUpload, arguments: [], optionalArguments: 0,
                     options: [
                         OptionSpec(name: "format", placeholder: "<csv|geojson|osm-json|osm-xml>", required: true, summary: "The file's format."),
                         OptionSpec(name: "all_or_nothing", placeholder: "<yes|no>", required: false,
@@ -34,15 +34,15 @@ enum ImportCommands {
             }
             return .importBegin(format: format, options: options)
         },
-        CommandSpec(words: ["IMPORT", "DATA"], arguments: [], optionalArguments: 0,
+        CommandSpec(words: ["IMPORT", "DATA"], access: .registrarUpload, arguments: [], optionalArguments: 0,
                     options: [OptionSpec(name: "data", placeholder: "<base64>", required: true,
                                          summary: "The next chunk of the file, base64 (the line stays under 64 KiB: ≤ 48,000 bytes a chunk).")],
                     summary: "Appends a chunk to the upload.") { _, options, _ in
             .importData(base64: options["data"]!)
         },
-        CommandSpec(words: ["IMPORT", "COMMIT"], arguments: [], optionalArguments: 0, options: [],
+        CommandSpec(words: ["IMPORT", "COMMIT"], access: .registrarWrite, arguments: [], optionalArguments: 0, options: [],
                     summary: "Loads the uploaded file in one transaction; reports imported and refused rows.") { _, _, _ in .importCommit },
-        CommandSpec(words: ["IMPORT", "ABORT"], arguments: [], optionalArguments: 0, options: [],
+        CommandSpec(words: ["IMPORT", "ABORT"], access: .registrarUpload, arguments: [], optionalArguments: 0, options: [],
                     summary: "Drops the upload.") { _, _, _ in .importAbort },
     ]
 }

@@ -162,7 +162,7 @@ enum IncidentCommands {
     static let uploadOption = opt("upload", "<token>", "The token INCIDENT IMPORT BEGIN returned.", required: true)
 
     static let specs: [CommandSpec] = [
-        CommandSpec(words: ["INCIDENT", "ADD"], arguments: [], optionalArguments: 0,
+        CommandSpec(words: ["INCIDENT", "ADD"], access: .incidentWrite, arguments: [], optionalArguments: 0,
                     options: [
                         opt("case", "<case-id>", "The case the incident belongs to.", required: true),
                         opt("kind", "<text>", "What happened (robbery, theft, traffic, …; stored lower case).", required: true),
@@ -202,11 +202,11 @@ enum IncidentCommands {
             return .incident(.add(IncidentAddRequest(caseID: caseID, kind: kind, at: options["at"], from: options["from"], to: options["to"],
                                                       point: p, wkt: options["wkt"], radius: radius, description: description)))
         },
-        CommandSpec(words: ["INCIDENT", "GET"], arguments: ["id"], optionalArguments: 0, options: [],
+        CommandSpec(words: ["INCIDENT", "GET"], access: .incidentRead, arguments: ["id"], optionalArguments: 0, options: [],
                     summary: "One incident with its candidate cameras.") { args, _, _ throws(ProtocolError) in
             .incident(.get(id: try incidentID(args[0])))
         },
-        CommandSpec(words: ["INCIDENT", "LIST"], arguments: [], optionalArguments: 0,
+        CommandSpec(words: ["INCIDENT", "LIST"], access: .incidentRead, arguments: [], optionalArguments: 0,
                     options: [opt("case", "<case-id>", "Only this case."), opt("kind", "<text>", "Only this kind.")] + timeFilter + [
                         opt("bbox", "<minLat,minLon,maxLat,maxLon>", "Only incidents whose geometry meets this box."),
                         opt("after", "<cursor>", "The next_cursor of the previous page."),
@@ -219,7 +219,7 @@ enum IncidentCommands {
                 after: try options["after"].map { v throws(ProtocolError) in try incidentID(v, field: "after") },
                 limit: try limit(options, limits))))
         },
-        CommandSpec(words: ["INCIDENTS", "NEAR"], arguments: ["lat", "lon"], optionalArguments: 0,
+        CommandSpec(words: ["INCIDENTS", "NEAR"], access: .incidentRead, arguments: ["lat", "lon"], optionalArguments: 0,
                     options: [opt("radius", "<m>", "Search radius in metres (to the incident's geometry).", required: true)] + timeFilter
                         + [opt("limit", "<n>", "At most this many incidents, nearest first (default 100).")],
                     summary: "Incidents within a radius of a point, nearest first.") { args, options, limits throws(ProtocolError) in
@@ -228,7 +228,7 @@ enum IncidentCommands {
             return .incident(.near(lat: lat, lon: lon, radius: try Values.radius(options["radius"]!, limits: limits),
                                    from: options["from"], to: options["to"], limit: try limit(options, limits)))
         },
-        CommandSpec(words: ["INCIDENTS", "FOR", "CAMERA"], arguments: ["id"], optionalArguments: 0,
+        CommandSpec(words: ["INCIDENTS", "FOR", "CAMERA"], access: .incidentRead, arguments: ["id"], optionalArguments: 0,
                     options: timeFilter + [opt("after", "<cursor>", "The next_cursor of the previous page."),
                                            opt("limit", "<n>", "Page size (default 100).")],
                     summary: "The incidents a camera was linked to as a candidate, by id, with the link.") { args, options, limits throws(ProtocolError) in
@@ -236,7 +236,7 @@ enum IncidentCommands {
                                  after: try options["after"].map { v throws(ProtocolError) in try incidentID(v, field: "after") },
                                  limit: try limit(options, limits)))
         },
-        CommandSpec(words: ["INCIDENT", "IMPORT", "BEGIN"], arguments: [], optionalArguments: 0,
+        CommandSpec(words: ["INCIDENT", "IMPORT", "BEGIN"], access: .incidentUpload, arguments: [], optionalArguments: 0,
                     options: [
                         opt("format", "<csv|geojson>", "The file's format.", required: true),
                         opt("case", "<case-id>", "Case id for rows without one."),
@@ -259,16 +259,16 @@ enum IncidentCommands {
             if let r = options["radius"] { _ = try Values.radius(r, limits: limits) }
             return .incident(.importBegin(format: format, options: options))
         },
-        CommandSpec(words: ["INCIDENT", "IMPORT", "DATA"], arguments: [], optionalArguments: 0,
+        CommandSpec(words: ["INCIDENT", "IMPORT", "DATA"], access: .incidentUpload, arguments: [], optionalArguments: 0,
                     options: [uploadOption, opt("data", "<base64>", "The next chunk of the file, base64.", required: true)],
                     summary: "Appends a chunk to an incident upload.") { _, options, _ throws(ProtocolError) in
             .incident(.importData(upload: try token(options), base64: options["data"]!))
         },
-        CommandSpec(words: ["INCIDENT", "IMPORT", "COMMIT"], arguments: [], optionalArguments: 0, options: [uploadOption],
+        CommandSpec(words: ["INCIDENT", "IMPORT", "COMMIT"], access: .incidentWrite, arguments: [], optionalArguments: 0, options: [uploadOption],
                     summary: "Loads the uploaded incidents and links their cameras in one transaction; reports refused rows.") { _, options, _ throws(ProtocolError) in
             .incident(.importCommit(upload: try token(options)))
         },
-        CommandSpec(words: ["INCIDENT", "IMPORT", "ABORT"], arguments: [], optionalArguments: 0, options: [uploadOption],
+        CommandSpec(words: ["INCIDENT", "IMPORT", "ABORT"], access: .incidentUpload, arguments: [], optionalArguments: 0, options: [uploadOption],
                     summary: "Drops an incident upload.") { _, options, _ throws(ProtocolError) in
             .incident(.importAbort(upload: try token(options)))
         },

@@ -82,21 +82,21 @@ enum LifecycleCommands {
     }
 
     static let specs: [CommandSpec] = [
-        CommandSpec(words: ["OWNER", "ADD"], arguments: [], optionalArguments: 0,
+        CommandSpec(words: ["OWNER", "ADD"], access: .registrarWrite, arguments: [], optionalArguments: 0,
                     options: ownerFields.map { ["kind", "name", "phone", "address", "ward"].contains($0.name) ? opt($0.name, $0.placeholder, $0.summary, required: true) : $0 },
                     summary: "Adds a camera owner; answers with its id.") { _, options, _ in
             .ownerAdd(fields: options)
         },
-        CommandSpec(words: ["OWNER", "GET"], arguments: ["id"], optionalArguments: 0, options: [],
+        CommandSpec(words: ["OWNER", "GET"], access: .ownerRead, arguments: ["id"], optionalArguments: 0, options: [],
                     summary: "One owner, with the number of cameras held.") { args, _, _ throws(ProtocolError) in
             .ownerGet(id: try ownerID(args[0]))
         },
-        CommandSpec(words: ["OWNER", "UPDATE"], arguments: ["id"], optionalArguments: 0,
+        CommandSpec(words: ["OWNER", "UPDATE"], access: .ownerWrite, arguments: ["id"], optionalArguments: 0,
                     options: [opt("version", "<n>", "The owner's version as read last.", required: true)] + ownerFields,
                     summary: "Changes an owner's fields (optimistic concurrency: a stale version is a conflict).") { args, options, _ throws(ProtocolError) in
             .ownerUpdate(id: try ownerID(args[0]), version: try version(options, required: true)!, fields: fieldsOnly(options, except: ["version"]))
         },
-        CommandSpec(words: ["CAMERA", "REGISTER"], arguments: [], optionalArguments: 0,
+        CommandSpec(words: ["CAMERA", "REGISTER"], access: .ownerWrite, arguments: [], optionalArguments: 0,
                     options: [opt("id", "<id>", "Camera id (default: the next BC-<n>).")]
                         + cameraFields.map { ["lat", "lon", "site", "address", "ward"].contains($0.name) ? opt($0.name, $0.placeholder, $0.summary, required: true) : $0 }
                         + [opt("distinct", "<yes|no>", "Register even if it looks like a duplicate of the owner's camera."),
@@ -105,20 +105,20 @@ enum LifecycleCommands {
             if let id = options["id"] { _ = try Values.cameraID(id) }
             return .cameraRegister(fields: options)
         },
-        CommandSpec(words: ["CAMERA", "VERIFY"], arguments: ["id"], optionalArguments: 0,
+        CommandSpec(words: ["CAMERA", "VERIFY"], access: .registrarWrite, arguments: ["id"], optionalArguments: 0,
                     options: [opt("by", "<name>", "Who verified it.", required: true), opt("version", "<n>", "Expected version (optional).")],
                     summary: "Verifies a pending camera: pending → active, recording who and when.") { args, options, _ throws(ProtocolError) in
             let by = options["by"]!.split(separator: " ").joined(separator: " ")
             guard !by.isEmpty else { throw ProtocolError(.invalidValue, "by must name who verified the camera", field: "by") }
             return .cameraVerify(id: try Values.cameraID(args[0]), by: by, version: try version(options, required: false))
         },
-        CommandSpec(words: ["CAMERA", "UPDATE"], arguments: ["id"], optionalArguments: 0,
+        CommandSpec(words: ["CAMERA", "UPDATE"], access: .ownerWrite, arguments: ["id"], optionalArguments: 0,
                     options: [opt("version", "<n>", "The camera's version as read last.", required: true)] + cameraFields
                         + [opt("by", "<name>", "Who changes it.")],
                     summary: "Changes a camera's fields (a stale version is a conflict and changes nothing).") { args, options, _ throws(ProtocolError) in
             .cameraUpdate(id: try Values.cameraID(args[0]), version: try version(options, required: true)!, fields: fieldsOnly(options, except: ["version"]))
         },
-        CommandSpec(words: ["CAMERA", "STATUS"], arguments: ["id", "status"], optionalArguments: 0,
+        CommandSpec(words: ["CAMERA", "STATUS"], access: .ownerWrite, arguments: ["id", "status"], optionalArguments: 0,
                     options: [opt("reason", "<text>", "Why (required for retired)."), opt("version", "<n>", "Expected version (optional)."),
                               opt("by", "<name>", "Who changes it.")],
                     summary: "Sets the status: active ↔ offline, any → retired (retired cameras are kept but never searched).") { args, options, _ throws(ProtocolError) in
@@ -129,7 +129,7 @@ enum LifecycleCommands {
             return .cameraStatus(id: try Values.cameraID(args[0]), status: status, reason: options["reason"],
                                  version: try version(options, required: false), by: options["by"])
         },
-        CommandSpec(words: ["CAMERA", "EXPORT"], arguments: [], optionalArguments: 0,
+        CommandSpec(words: ["CAMERA", "EXPORT"], access: .export, arguments: [], optionalArguments: 0,
                     options: [opt("format", "<csv|geojson>", "File format (CSV re-imports as it is; GeoJSON for QGIS).", required: true),
                               opt("sectors", "<yes|no>", "GeoJSON: add each camera's field-of-view sector polygon.")] + listOptions(maxLimit: 5000),
                     summary: "One page of an export file (text; the first page has the header, the last the footer; follow next_cursor).") { _, options, _ throws(ProtocolError) in
@@ -142,7 +142,7 @@ enum LifecycleCommands {
             if options["limit"] == nil { q.limit = 1000 }
             return .cameraExport(format: format, sectors: sectors, query: q)
         },
-        CommandSpec(words: ["CAMERA", "LIST"], arguments: [], optionalArguments: 0,
+        CommandSpec(words: ["CAMERA", "LIST"], access: .listing, arguments: [], optionalArguments: 0,
                     options: listOptions(maxLimit: 1000),
                     summary: "Lists cameras by id with filters, a page at a time (next_cursor).") { _, options, _ throws(ProtocolError) in
             .cameraList(try listQuery(options, maxLimit: 1000))

@@ -72,6 +72,25 @@ public struct ProtocolError: Error, Equatable, Sendable, CustomStringConvertible
         public static let badFile = Code("bad_file")
         /// The server cannot serve the request now (e.g. the database is down for a write).
         public static let unavailable = Code("unavailable")
+        /// The command needs an authenticated connection: send `AUTH <token>` first.
+        public static let unauthenticated = Code("unauthenticated")
+        /// The token is unknown, malformed or revoked.
+        public static let badToken = Code("bad_token")
+        /// The caller's role may not run this command, or not on this record.
+        public static let forbidden = Code("forbidden")
+        /// An investigator's request without `case=<id>`.
+        public static let caseRequired = Code("case_required")
+        /// A search broader than a configured bound (area, route length, result count…); the
+        /// message and `field` name the bound.
+        public static let requestTooBroad = Code("request_too_broad")
+        /// Too many requests for this identity; wait and retry (the message says how long).
+        public static let rateLimited = Code("rate_limited")
+        /// The server holds its maximum number of connections; this one is closed.
+        public static let tooManyConnections = Code("too_many_connections")
+        /// No request for longer than the idle timeout; the connection is closed.
+        public static let idleTimeout = Code("idle_timeout")
+        /// The audit log cannot be written, so the request (which must be audited) is refused.
+        public static let auditUnavailable = Code("audit_unavailable")
         /// A bug or an unexpected failure inside the server.
         public static let `internal` = Code("internal")
     }

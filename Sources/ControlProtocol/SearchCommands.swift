@@ -124,7 +124,7 @@ enum SearchCommands {
     }
 
     static let specs: [CommandSpec] = [
-        CommandSpec(words: ["NEAREST"], arguments: ["lat", "lon"], optionalArguments: 0,
+        CommandSpec(words: ["NEAREST"], access: .search, arguments: ["lat", "lon"], optionalArguments: 0,
                     options: [opt("k", "<n>", "How many cameras (1–10000).", required: true),
                               opt("max", "<m>", "Only cameras within this many metres.")] + searchOptions,
                     summary: "Exactly the k cameras closest to a point (ellipsoidal distance), however far they are.") { args, options, limits throws(ProtocolError) in
@@ -134,7 +134,7 @@ enum SearchCommands {
             let max = try options["max"].map { v throws(ProtocolError) in try Values.radius(v, limits: limits, field: "max") }
             return .nearest(NearestQuery(lat: lat, lon: lon, k: k, maxDistance: max, search: try search(options)))
         },
-        CommandSpec(words: ["ALONG"], arguments: [], optionalArguments: 0,
+        CommandSpec(words: ["ALONG"], access: .search, arguments: [], optionalArguments: 0,
                     options: [opt("route", "<lat,lon;lat,lon;…|LINESTRING(…)>", "The route (at least 2 points).", required: true),
                               opt("width", "<m>", "Corridor half-width in metres.", required: true),
                               opt("times", "<t1;t2;…>", "A time per vertex (ISO-8601 with offset): each camera gets its own window."),
@@ -151,7 +151,7 @@ enum SearchCommands {
             }
             return .along(AlongQuery(route: route, width: width, times: times, limit: try limit(options, limits), search: try search(options)))
         },
-        CommandSpec(words: ["WITHIN"], arguments: [], optionalArguments: 0,
+        CommandSpec(words: ["WITHIN"], access: .search, arguments: [], optionalArguments: 0,
                     options: [opt("polygon", "<WKT|GeoJSON>", "The area: WKT POLYGON((lon lat, …)) or a GeoJSON Polygon geometry.", required: true),
                               opt("limit", "<n>", "At most this many cameras (default 100).")] + searchOptions,
                     summary: "Cameras inside an area.") { _, options, limits throws(ProtocolError) in

@@ -4,12 +4,31 @@ import NIOConcurrencyHelpers
 import NIOCore
 import NIOExtras
 import NIOPosix
+import ControlProtocol
 import ServiceLifecycle
 
 /// Why the control socket could not be opened.
 public struct ControlServerError: Error, CustomStringConvertible, Sendable {
     public let message: String
     public var description: String { message }
+}
+
+/// Transport settings and limits of the control socket.
+public struct ControlServerOptions: Sendable {
+    /// Most connections open at once; the next one gets `too_many_connections` and is closed.
+    public var maxConnections = 1024
+    /// A connection with no request for this long is closed (`idle_timeout`); 0 disables.
+    public var idleTimeout: TimeAmount = .seconds(300)
+    /// A client that reads none of its answers for this long is disconnected (slow-reader
+    /// protection: at most the write buffer's high-water mark is held for it).
+    public var writeStallTimeout: TimeAmount = .seconds(30)
+    /// Group owning the Unix socket (mode 0660); nil keeps the daemon's group.
+    public var socketGroup: String?
+    /// Also listen on TCP (off by default); every command but PING, AUTH, HELP and QUIT then needs `AUTH`.
+    public var tcpHost: String = "127.0.0.1"
+    /// The TCP port; nil: no TCP listener.
+    public var tcpPort: Int?
+    public init() {}
 }
 
 /// The control socket: a line-based protocol over a Unix domain socket, served with SwiftNIO.
@@ -27,10 +46,18 @@ public final class ControlServer: Service, Sendable {
     private let drainTimeout: TimeAmount
     private let connections = NIOLockedValueBox([ObjectIdentifier: Channel]())
     private let ready = NIOLockedValueBox<[CheckedContinuation<Void, Never>]?>([])
+    /// Limits and transports.
+    public let options: ControlServerOptions
+    private let boundTCPPort = NIOLockedValueBox<Int?>(nil)
+
+    /// The TCP port actually bound (when TCP is on; port 0 picks a free one).
+    public var tcpPort: Int? { boundTCPPort.withLockedValue { $0 } }
 
     /// A server for `service` on `socketPath` (mode 0660; a stale socket file is replaced, a live one refused).
     public init(socketPath: String, service: RegistryService, group: EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
-                drainTimeout: TimeAmount = .seconds(10), logger: Logger = Logger(label: "camreg.control")) {
+                drainTimeout: TimeAmount = .seconds(10), options: ControlServerOptions = .init(),
+                logger: Logger = Logger(label: "camreg.control")) {
+        self.options = options
         self.socketPath = socketPath
         self.service = service
         self.group = group
@@ -66,43 +93,97 @@ public final class ControlServer: Service, Sendable {
 
     private func serve() async throws {
         try Self.prepareSocketPath(socketPath)
-        let maxLine = service.limits.maxLineBytes
         let server = try await ServerBootstrap(group: group)
             .serverChannelOption(.backlog, value: 256)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             // A client that sends its requests and then shuts down its side (`socat`, `nc -N`)
             // still gets its answers: input closed ends the request loop, not the connection.
             .childChannelOption(.allowRemoteHalfClosure, value: true)
+            .childChannelOption(.writeBufferWaterMark, value: .init(low: 64 << 10, high: 1 << 20))
             .bind(unixDomainSocketPath: socketPath, cleanupExistingSocketFile: false) { channel in
-                channel.eventLoop.makeCompletedFuture {
-                    try channel.pipeline.syncOperations.addHandler(
-                        ByteToMessageHandler(LineBasedFrameDecoder(), maximumBufferSize: maxLine + 2))
-                    return try NIOAsyncChannel<ByteBuffer, ByteBuffer>(wrappingChannelSynchronously: channel)
-                }
+                channel.eventLoop.makeCompletedFuture { try self.setUp(channel) }
             }
         guard chmod(socketPath, 0o660) == 0 else {
             let reason = String(cString: strerror(errno))
             try? await server.channel.close()
             throw ControlServerError(message: "cannot set mode 0660 on \(socketPath): \(reason)")
         }
+        if let name = options.socketGroup {
+            guard let g = getgrnam(name) else {
+                try? await server.channel.close()
+                throw ControlServerError(message: "socket group \(name) does not exist")
+            }
+            guard chown(socketPath, uid_t.max, g.pointee.gr_gid) == 0 else {
+                let reason = String(cString: strerror(errno))
+                try? await server.channel.close()
+                throw ControlServerError(message: "cannot give \(socketPath) to group \(name): \(reason)")
+            }
+        }
+        let tcp: NIOAsyncChannel<NIOAsyncChannel<ByteBuffer, ByteBuffer>, Never>?
+        if let port = options.tcpPort {
+            do {
+                tcp = try await ServerBootstrap(group: group)
+                    .serverChannelOption(.backlog, value: 256)
+                    .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+                    .childChannelOption(.allowRemoteHalfClosure, value: true)
+                    .childChannelOption(.writeBufferWaterMark, value: .init(low: 64 << 10, high: 1 << 20))
+                    .bind(host: options.tcpHost, port: port) { channel in
+                        channel.eventLoop.makeCompletedFuture { try self.setUp(channel) }
+                    }
+                boundTCPPort.withLockedValue { $0 = tcp?.channel.localAddress?.port }
+                logger.info("control TCP listening", metadata: ["host": "\(options.tcpHost)", "port": "\(tcpPort ?? port)"])
+            } catch {
+                try? await server.channel.close()
+                throw ControlServerError(message: "cannot listen on TCP \(options.tcpHost):\(port): \(error)")
+            }
+        } else {
+            tcp = nil
+        }
         logger.info("control socket listening", metadata: ["socket": "\(socketPath)"])
         markReady()
 
         try await withGracefulShutdownHandler {
-            try await server.executeThenClose { inbound in
-                try await withThrowingDiscardingTaskGroup { group in
-                    for try await connection in inbound {
-                        group.addTask { await self.serve(connection) }
+            try await withThrowingDiscardingTaskGroup { outer in
+                if let tcp {
+                    outer.addTask {
+                        try await tcp.executeThenClose { inbound in
+                            try await withThrowingDiscardingTaskGroup { group in
+                                for try await connection in inbound {
+                                    group.addTask { await self.serve(connection, tcp: true) }
+                                }
+                            }
+                        }
+                    }
+                }
+                try await server.executeThenClose { inbound in
+                    try await withThrowingDiscardingTaskGroup { group in
+                        for try await connection in inbound {
+                            group.addTask { await self.serve(connection, tcp: false) }
+                        }
                     }
                 }
             }
         } onGracefulShutdown: {
             self.logger.info("control socket: stopping accepting, draining connections")
             server.channel.close(promise: nil)
+            tcp?.channel.close(promise: nil)
             self.quiesce()
         }
         unlink(socketPath)
         logger.info("control socket closed")
+    }
+
+    /// The pipeline of a connection: capped line decoder, idle and slow-reader guards, async channel.
+    private func setUp(_ channel: Channel) throws -> NIOAsyncChannel<ByteBuffer, ByteBuffer> {
+        let sync = channel.pipeline.syncOperations
+        let activity = ConnectionActivity()
+        if options.idleTimeout > .zero {
+            try sync.addHandler(IdleStateHandler(readTimeout: options.idleTimeout))
+        }
+        try sync.addHandler(ConnectionGuard(activity: activity, service: service, writeStallTimeout: options.writeStallTimeout))
+        try sync.addHandler(ByteToMessageHandler(LineBasedFrameDecoder(), maximumBufferSize: service.limits.maxLineBytes + 2))
+        try sync.addHandler(activity)
+        return try NIOAsyncChannel<ByteBuffer, ByteBuffer>(wrappingChannelSynchronously: channel)
     }
 
     /// Closes the input side of every connection (after a 200 ms grace): each finishes what it
@@ -118,18 +199,32 @@ public final class ControlServer: Service, Sendable {
         }
     }
 
-    private func serve(_ connection: NIOAsyncChannel<ByteBuffer, ByteBuffer>) async {
+    private func serve(_ connection: NIOAsyncChannel<ByteBuffer, ByteBuffer>, tcp: Bool) async {
         let channel = connection.channel
         let id = ObjectIdentifier(channel)
-        connections.withLockedValue { $0[id] = channel }
+        let admitted = connections.withLockedValue { c -> Bool in
+            guard c.count < options.maxConnections else { return false }
+            c[id] = channel
+            return true
+        }
+        guard admitted else {
+            service.connectionRefused()
+            let e = ProtocolError(.tooManyConnections, "the server holds its maximum of \(options.maxConnections) connections; try again later")
+            var buffer = channel.allocator.buffer(capacity: 200)
+            buffer.writeString(e.json + "\n")
+            try? await channel.writeAndFlush(buffer)
+            try? await channel.close()
+            return
+        }
         service.connectionOpened()
         defer {
             connections.withLockedValue { $0[id] = nil }
             service.connectionClosed()
         }
+        let session = await self.session(for: channel, tcp: tcp)
+        let activity = try? await channel.pipeline.handler(type: ConnectionActivity.self).get()
         do {
             try await connection.executeThenClose { inbound, outbound in
-                let session = ConnectionSession()
                 do {
                     for try await line in inbound {
                         let reply = await service.respond(to: Array(line.readableBytesView), session: session)
@@ -137,6 +232,7 @@ public final class ControlServer: Service, Sendable {
                         buffer.writeBytes(reply.json)
                         buffer.writeInteger(UInt8(ascii: "\n"))
                         try await outbound.write(buffer)
+                        activity?.finished()
                         if reply.close { return }
                     }
                 } catch is ByteToMessageDecoderError.PayloadTooLargeError {
@@ -154,6 +250,27 @@ public final class ControlServer: Service, Sendable {
         } catch {
             logger.debug("connection ended with an error", metadata: ["error": "\(error)"])
         }
+    }
+
+    /// The session of a new connection: over the Unix socket, a peer running as the daemon's own
+    /// OS user is `admin` (when allowed); everyone else starts anonymous.
+    private func session(for channel: Channel, tcp: Bool) async -> ConnectionSession {
+        if tcp {
+            let peer = channel.remoteAddress.map { "tcp:\($0.ipAddress ?? "?"):\($0.port ?? 0)" } ?? "tcp:?"
+            return ConnectionSession(identity: .anonymous, peer: peer)
+        }
+        guard let provider = channel as? SocketOptionProvider,
+              let cred: PeerCredentials = try? await provider.unsafeGetSocketOption(
+                  level: SocketOptionLevel(SOL_SOCKET), name: SocketOptionName(SO_PEERCRED)).get()
+        else {
+            return ConnectionSession(identity: .anonymous, peer: "unix:unknown")
+        }
+        let peer = "unix:pid=\(cred.pid),uid=\(cred.uid)"
+        if service.access.peerAdmin, cred.uid == geteuid() {
+            return ConnectionSession(identity: Identity(name: "peer:uid=\(cred.uid)", label: "daemon user (peer credentials)", role: .admin),
+                                     peer: peer, peerMapped: true)
+        }
+        return ConnectionSession(identity: .anonymous, peer: peer)
     }
 
     /// Refuses a socket path that is too long or served by a live daemon; removes a stale one.
@@ -187,5 +304,80 @@ public final class ControlServer: Service, Sendable {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
         }
         return rc == 0
+    }
+}
+
+/// `struct ucred` of `SO_PEERCRED` (Linux): the peer's pid, uid and gid.
+struct PeerCredentials: Sendable {
+    var pid: Int32 = 0
+    var uid: UInt32 = 0
+    var gid: UInt32 = 0
+}
+
+/// Whether a request is being answered on a connection (the idle timer ignores busy ones).
+final class ConnectionActivity: ChannelInboundHandler, RemovableChannelHandler, @unchecked Sendable {
+    typealias InboundIn = ByteBuffer
+    typealias InboundOut = ByteBuffer
+    // Touched from the event loop (started) and the connection's task (finished): a lock.
+    private let busy = NIOLockedValueBox(0)
+
+    var isBusy: Bool { busy.withLockedValue { $0 > 0 } }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        busy.withLockedValue { $0 += 1 }
+        context.fireChannelRead(data)
+    }
+
+    /// One request has been answered.
+    func finished() { busy.withLockedValue { $0 = max(0, $0 - 1) } }
+}
+
+/// Closes idle connections (no request for the idle timeout while none is in flight) with an
+/// `idle_timeout` line, and disconnects clients that stop reading their answers for longer
+/// than the write-stall timeout.
+final class ConnectionGuard: ChannelDuplexHandler, @unchecked Sendable {
+    typealias InboundIn = ByteBuffer
+    typealias InboundOut = ByteBuffer
+    typealias OutboundIn = ByteBuffer
+    typealias OutboundOut = ByteBuffer
+
+    private let activity: ConnectionActivity
+    private let service: RegistryService
+    private let writeStallTimeout: TimeAmount
+    private var stallTimer: Scheduled<Void>?
+
+    init(activity: ConnectionActivity, service: RegistryService, writeStallTimeout: TimeAmount) {
+        self.activity = activity
+        self.service = service
+        self.writeStallTimeout = writeStallTimeout
+    }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if let e = event as? IdleStateHandler.IdleStateEvent, e == .read {
+            guard !activity.isBusy else { return }
+            service.idleClosed()
+            let err = ProtocolError(.idleTimeout, "no request for too long; closing")
+            var buffer = context.channel.allocator.buffer(capacity: 120)
+            buffer.writeString(err.json + "\n")
+            context.writeAndFlush(wrapOutboundOut(buffer)).whenComplete { _ in context.close(promise: nil) }
+            return
+        }
+        context.fireUserInboundEventTriggered(event)
+    }
+
+    func channelWritabilityChanged(context: ChannelHandlerContext) {
+        if context.channel.isWritable {
+            stallTimer?.cancel()
+            stallTimer = nil
+        } else if stallTimer == nil {
+            stallTimer = context.eventLoop.scheduleTask(in: writeStallTimeout) { [weak context] in
+                context?.close(promise: nil)
+            }
+        }
+        context.fireChannelWritabilityChanged()
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        stallTimer?.cancel()
     }
 }

@@ -367,9 +367,10 @@ extension RegistryService {
             if let c = camera {
                 o.field("lat", c.lat)
                 o.field("lon", c.lon)
-                o.field("address", c.address)
+                let pii = RequestContext.showsOwnerData(ownerID: c.ownerID)
+                o.field("address", pii ? c.address : nil)
                 o.field("status", c.status.rawValue)
-                o.field("owner_phone", c.ownerPhone)
+                o.field("owner_phone", pii ? c.ownerPhone : nil)
             }
         }
     }

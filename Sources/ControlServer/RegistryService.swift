@@ -13,6 +13,9 @@ struct ServerCounters: Sendable {
     var requests = 0
     var errors = 0
     var perCommand: [String: Int] = [:]
+    var rateLimited = 0
+    var refusedConnections = 0
+    var idleClosed = 0
 }
 
 /// What a handler produced for one request line: the JSON line and whether to close afterwards.
@@ -38,7 +41,19 @@ public final class ConnectionSession: @unchecked Sendable {
     var upload: Upload?
     /// Largest upload accepted, in bytes.
     static let maxUploadBytes = 256 << 20
-    public init() {}
+    /// Who is on the connection (changed by `AUTH`).
+    public var identity: Identity
+    /// Where the connection comes from, for the audit log (`unix:pid=…,uid=…`, `tcp:…`).
+    public let peer: String
+    /// The identity was given by peer credentials (the daemon's own OS user), not a token.
+    public let peerMapped: Bool
+
+    /// A session for a connection from `peer` starting as `identity`.
+    public init(identity: Identity = .anonymous, peer: String = "local", peerMapped: Bool = false) {
+        self.identity = identity
+        self.peer = peer
+        self.peerMapped = peerMapped
+    }
 }
 
 /// The command handlers: arguments → operation → response, for every entry of the
@@ -72,12 +87,22 @@ public final class RegistryService: Sendable {
     }
     private let startedAt = Date()
     private let counters = NIOLockedValueBox(ServerCounters())
-    private let logger: Logger
+    let logger: Logger
+    /// Access-control settings (peer mapping, rate limit, audit spool).
+    public let access: AccessSettings
+    let rateLimiter: RateLimiter
+    /// The audit log; nil for a daemon without a database (tests, benchmarks).
+    public let auditLog: AuditLog?
+    /// Tokens revoked by this daemon since start: refused at once on open connections.
+    let revokedTokens = NIOLockedValueBox(Set<Int64>())
 
     public init(index: CameraIndex, limits: ProtocolLimits = .init(), store: PostgresClient? = nil,
                 jurisdiction: Jurisdiction = .benCat, rebuildThreshold: Int = 512,
-                maxTimeWindow: TimeInterval = 7 * 86_400,
+                maxTimeWindow: TimeInterval = 7 * 86_400, access: AccessSettings = .init(),
                 logger: Logger = Logger(label: "camreg.service")) {
+        self.access = access
+        self.rateLimiter = RateLimiter(access.rateLimit)
+        self.auditLog = store.flatMap { access.auditEnabled ? AuditLog(store: $0, spoolPath: access.auditSpoolPath) : nil }
         self.maxTimeWindow = maxTimeWindow
         self.index = index
         self.limits = limits
@@ -85,6 +110,14 @@ public final class RegistryService: Sendable {
         self.jurisdiction = jurisdiction
         self.rebuildThreshold = rebuildThreshold
         self.logger = logger
+    }
+
+    func connectionRefused() {
+        counters.withLockedValue { $0.refusedConnections += 1 }
+    }
+
+    func idleClosed() {
+        counters.withLockedValue { $0.idleClosed += 1 }
     }
 
     func connectionOpened() {
@@ -101,36 +134,91 @@ public final class RegistryService: Sendable {
         return .error(ProtocolError(.lineTooLong, "the request is longer than \(limits.maxLineBytes) bytes; closing"), close: true)
     }
 
-    /// Answers one request line (raw bytes, without the newline).
+    /// Answers one request line (raw bytes, without the newline): rate limit, parse, access
+    /// check (role, case), the handler, then the audit log — in that order.
     public func respond(to line: [UInt8], session: ConnectionSession = ConnectionSession()) async -> Reply {
-        let command: Command
+        if !session.peerMapped, let wait = rateLimiter.take(session.identity.tokenID.map { "token:\($0)" } ?? "peer:\(session.peer)") {
+            counters.withLockedValue { $0.requests += 1; $0.errors += 1; $0.rateLimited += 1 }
+            return .error(ProtocolError(.rateLimited, "too many requests for \(session.identity.name); retry in \(Int((wait * 1000).rounded(.up))) ms"))
+        }
+        let request: Request
         do {
-            command = try RequestParser.parse(line, limits: limits)
+            request = try RequestParser.parseRequest(line, limits: limits)
         } catch {
             counters.withLockedValue { $0.requests += 1; $0.errors += 1 }
             return .error(error, close: error.code == .lineTooLong)
         }
+        let command = request.command
         let name = Self.name(of: command)
         counters.withLockedValue { $0.requests += 1; $0.perCommand[name, default: 0] += 1 }
+        if let token = session.identity.tokenID, revokedTokens.withLockedValue({ $0.contains(token) }) {
+            session.identity = .anonymous
+        }
+        let identity = session.identity
+        let access = request.spec.access
+        let ctx = RequestContext(identity: identity, caseID: request.caseID, purpose: request.purpose)
+        var reply: Reply
+        var outcome = "ok"
+        var refused = false
+        if !access.allows(identity.role) {
+            refused = true
+            let e = identity.role == nil
+                ? ProtocolError(.unauthenticated, "\(request.spec.name) needs an authenticated connection: send AUTH <token> first")
+                : ProtocolError(.forbidden, "role \(identity.role!.rawValue) may not run \(request.spec.name); allowed: \(access.roles!.sorted().map(\.rawValue).joined(separator: ", "))")
+            outcome = e.code.rawValue
+            reply = .error(e)
+        } else if let role = identity.role, access.caseRequired.contains(role), request.caseID == nil {
+            refused = true
+            outcome = ProtocolError.Code.caseRequired.rawValue
+            reply = .error(ProtocolError(.caseRequired, "an \(role.rawValue) must give the case this request is for: case=<id> (and purpose=\"…\")", field: "case"))
+        } else {
+            (reply, outcome) = await RequestContext.$current.withValue(ctx) {
+                await self.run(command, name: name, session: session)
+            }
+            refused = Self.refusalCodes.contains(outcome)
+        }
+        if outcome != "ok" { counters.withLockedValue { $0.errors += 1 } }
+        let audited = refused || access.audit == .always || (access.audit == .ownerData && ctx.disclosed > 0)
+        if audited, let auditLog {
+            let entry = AuditEntry(at: Date(), identity: identity.name, role: identity.role?.rawValue ?? "none", peer: session.peer,
+                                   command: Request.redacted(line, command: command), caseID: request.caseID,
+                                   purpose: request.purpose, resultCount: ctx.resultCount, outcome: outcome)
+            do {
+                try await auditLog.record(entry)
+            } catch {
+                logger.error("audit log unavailable", metadata: ["command": "\(name)", "error": "\(error)"])
+                if outcome == "ok", access.audit == .ownerData {
+                    // Owner data leaves only with its audit entry.
+                    return .error(ProtocolError(.auditUnavailable, "the audit log cannot be written, so owner data is not sent; retry later"))
+                }
+            }
+        }
+        return reply
+    }
+
+    /// Error codes that mean "refused by policy"; such requests are always audited.
+    static let refusalCodes: Set<String> = [
+        "unauthenticated", "forbidden", "case_required", "bad_token", "request_too_broad", "radius_too_large",
+        "time_window_too_long",
+    ]
+
+    /// Runs the handler; returns the reply and its outcome (`ok` or the error code).
+    private func run(_ command: Command, name: String, session: ConnectionSession) async -> (Reply, String) {
         do {
-            return try await handle(command, session: session)
+            return (try await handle(command, session: session), "ok")
         } catch let e as ProtocolError {
-            counters.withLockedValue { $0.errors += 1 }
-            return .error(e)
+            return (.error(e), e.code.rawValue)
         } catch let e as RegistryError {
-            counters.withLockedValue { $0.errors += 1 }
-            return .error(Self.protocolError(e))
+            let p = Self.protocolError(e)
+            return (.error(p), p.code.rawValue)
         } catch let e as PostgresError where e.isConnectionError {
-            counters.withLockedValue { $0.errors += 1 }
             logger.warning("database unavailable for a write", metadata: ["error": "\(e)"])
-            return .error(ProtocolError(.unavailable, "the database is unavailable; nothing was changed: \(e.message)"))
+            return (.error(ProtocolError(.unavailable, "the database is unavailable; nothing was changed: \(e.message)")), "unavailable")
         } catch let e as PostgresError where e.sqlState?.hasPrefix("23") == true {
-            counters.withLockedValue { $0.errors += 1 }
-            return .error(ProtocolError(.validationFailed, "the database refused the change: \(e.message)"))
+            return (.error(ProtocolError(.validationFailed, "the database refused the change: \(e.message)")), "validation_failed")
         } catch {
-            counters.withLockedValue { $0.errors += 1 }
             logger.error("request failed", metadata: ["command": "\(name)", "error": "\(error)"])
-            return .error(ProtocolError(.internal, "the server failed to answer: \(error)"))
+            return (.error(ProtocolError(.internal, "the server failed to answer: \(error)")), "internal")
         }
     }
 
@@ -159,6 +247,19 @@ public final class RegistryService: Sendable {
         case .importData: return "IMPORT DATA"
         case .importCommit: return "IMPORT COMMIT"
         case .importAbort: return "IMPORT ABORT"
+        case .auth: return "AUTH"
+        case .whoami: return "WHOAMI"
+        case .token(let t):
+            switch t {
+            case .create: return "TOKEN CREATE"
+            case .list: return "TOKEN LIST"
+            case .revoke: return "TOKEN REVOKE"
+            }
+        case .audit(let a):
+            switch a {
+            case .verify: return "AUDIT VERIFY"
+            case .search: return "AUDIT SEARCH"
+            }
         }
     }
 
@@ -205,16 +306,19 @@ public final class RegistryService: Sendable {
     }
 
     private func ownerReply(_ owner: Owner, cameras: Int?) -> Reply {
-        ok { w in
+        // The command table admits only roles the privacy rule allows; checked again here.
+        let pii = RequestContext.showsOwnerData(ownerID: owner.id)
+        RequestContext.noteResults(1)
+        return ok { w in
             w.key("owner")
             w.object { o in
                 o.field("id", owner.id.map { Int($0) })
                 o.field("kind", owner.kind.rawValue)
-                o.field("name", owner.name)
-                o.field("phone", owner.phone)
-                o.field("phone_display", VietnamesePhone.display(owner.phone))
-                o.field("email", owner.email)
-                o.field("address", owner.address)
+                o.field("name", pii ? owner.name : nil)
+                o.field("phone", pii ? owner.phone : nil)
+                o.field("phone_display", pii ? VietnamesePhone.display(owner.phone) : nil)
+                o.field("email", pii ? owner.email : nil)
+                o.field("address", pii ? owner.address : nil)
                 o.field("ward", owner.ward)
                 o.key("consent")
                 o.object { c in
@@ -313,7 +417,7 @@ public final class RegistryService: Sendable {
             r.close = true
             return r
         case .help(let topic):
-            return try help(topic)
+            return try help(topic, role: session.identity.role)
         case .near(let q):
             return try handleNear(q)
         case .nearest(let q):
@@ -326,6 +430,8 @@ public final class RegistryService: Sendable {
             guard let camera = index.camera(id: id) else {
                 throw ProtocolError(.notFound, "no camera with id \(id)", field: "id")
             }
+            try requireOwnRecord(camera.ownerID, what: "camera \(id)")
+            RequestContext.noteResults(1)
             return ok { w in
                 w.key("camera")
                 CameraJSON.full(camera, into: &w)
@@ -339,6 +445,7 @@ public final class RegistryService: Sendable {
             remember(owner)
             return ownerReply(owner, cameras: 0)
         case .ownerGet(let id):
+            try requireOwnRecord(id, what: "owner \(id)")
             let (owner, count) = try await database().withConnection { c -> (Owner?, Int) in
                 guard let o = try OwnerRepository.get(id: id, on: c) else { return (nil, 0) }
                 return (o, try OwnerRepository.cameraCount(ownerID: id, on: c))
@@ -346,6 +453,7 @@ public final class RegistryService: Sendable {
             guard let owner else { throw ProtocolError(.notFound, "no owner with id \(id)", field: "id") }
             return ownerReply(owner, cameras: count)
         case .ownerUpdate(let id, let version, let fields):
+            try requireOwnRecord(id, what: "owner \(id)")
             let owner = try await database().withConnection { c in
                 try OwnerRepository.update(id: id, expectedVersion: version, on: c) { o in
                     var errors = FieldInput.apply(fields, to: &o)
@@ -357,7 +465,19 @@ public final class RegistryService: Sendable {
             }
             remember(owner)
             return ownerReply(owner, cameras: nil)
-        case .cameraRegister(let fields):
+        case .cameraRegister(let given):
+            var scoped = given
+            if let own = ownerScope() {
+                // An owner registers their own camera; it waits for a registrar's verification.
+                if let o = scoped["owner"], Int64(o) != own {
+                    throw ProtocolError(.forbidden, "an owner registers cameras for themself only (owner=\(own))", field: "owner")
+                }
+                if let st = scoped["status"], st != "pending" {
+                    throw ProtocolError(.forbidden, "an owner's new camera is pending until a registrar verifies it", field: "status")
+                }
+                scoped["owner"] = String(own)
+            }
+            let fields = scoped
             var (draft, errors) = FieldInput.draftCamera(fields, now: Date())
             if errors.isEmpty, let outside = jurisdiction.check(draft) { errors.append(outside) }
             guard errors.isEmpty else { throw RegistryError(.validation, "the camera is not valid", fields: errors) }
@@ -379,6 +499,12 @@ public final class RegistryService: Sendable {
         case .cameraVerify(let id, let by, let version):
             return try await write { try CameraWrites.verify(id: id, expectedVersion: version, actor: by, on: $0) }
         case .cameraUpdate(let id, let version, let fields):
+            if ownerScope() != nil {
+                try requireOwnRecord(index.camera(id: id)?.ownerID, what: "camera \(id)")
+                for f in ["owner", "status"] where fields[f] != nil {
+                    throw ProtocolError(.forbidden, "an owner may not change \(f) with CAMERA UPDATE", field: f)
+                }
+            }
             let jurisdiction = self.jurisdiction
             return try await write { c in
                 var owner: Owner? = nil
@@ -405,6 +531,12 @@ public final class RegistryService: Sendable {
                 }
             }
         case .cameraStatus(let id, let status, let reason, let version, let by):
+            if ownerScope() != nil {
+                try requireOwnRecord(index.camera(id: id)?.ownerID, what: "camera \(id)")
+                guard status == "offline" || status == "retired" else {
+                    throw ProtocolError(.forbidden, "an owner may set their camera offline or retired; activating it is a registrar's", field: "status")
+                }
+            }
             guard let target = CameraStatus(rawValue: status) else {
                 throw ProtocolError(.invalidValue, "unknown status \(status)", field: "status")
             }
@@ -413,6 +545,14 @@ public final class RegistryService: Sendable {
             }
         case .incident(let c):
             return try await handleIncident(c)
+        case .auth(let token):
+            return try await authenticate(token, session: session)
+        case .whoami:
+            return whoami(session)
+        case .token(let t):
+            return try await handleToken(t)
+        case .audit(let a):
+            return try await handleAudit(a)
         case .importBegin(let format, let options):
             session.upload = .init(format: format, options: options)
             return ok { $0.field("format", format) }
@@ -436,7 +576,18 @@ public final class RegistryService: Sendable {
             session.upload = nil
             return try await commitImport(upload)
         case .cameraExport(let format, let sectors, let q):
-            let (shown, more) = listPage(q)
+            let (page, more) = listPage(q)
+            RequestContext.noteResults(page.count)
+            // Owner data only where the privacy rule allows it.
+            let shown = page.map { c -> Camera in
+                if RequestContext.showsOwnerData(ownerID: c.ownerID) { return c }
+                var r = c
+                r.address = ""
+                r.ownerName = nil
+                r.ownerPhone = nil
+                r.ownerID = nil
+                return r
+            }
             var text = ""
             if format == "csv" {
                 let csv = CSVExporter()
@@ -456,8 +607,10 @@ public final class RegistryService: Sendable {
                 w.field("text", text)
                 w.field("next_cursor", more ? shown.last?.id : nil)
             }
-        case .cameraList(let q):
+        case .cameraList(var q):
+            if let own = ownerScope() { q.owner = own }
             let (shown, more) = listPage(q)
+            RequestContext.noteResults(shown.count)
             return ok { w in
                 w.field("count", shown.count)
                 w.key("cameras")
@@ -476,15 +629,16 @@ public final class RegistryService: Sendable {
         return Reply(json: w.bytes, close: false)
     }
 
-    private func help(_ topic: String?) throws -> Reply {
+    /// The commands the caller may run (all of them, from the same table that dispatches).
+    private func help(_ topic: String?, role: Role?) throws -> Reply {
         let specs: [CommandSpec]
         if let topic {
-            guard let spec = CommandTable.spec(named: topic) else {
-                throw ProtocolError(.unknownCommand, "no command \(topic); HELP lists them all", field: "command")
+            guard let spec = CommandTable.spec(named: topic), spec.access.allows(role) else {
+                throw ProtocolError(.unknownCommand, "no command \(topic) you may run; HELP lists them", field: "command")
             }
             specs = [spec]
         } else {
-            specs = CommandTable.all
+            specs = CommandTable.all.filter { $0.access.allows(role) }
         }
         return ok { w in
             w.key("commands")
@@ -494,6 +648,14 @@ public final class RegistryService: Sendable {
                         o.field("command", s.name)
                         o.field("synopsis", s.synopsis)
                         o.field("summary", s.summary)
+                        o.key("roles")
+                        o.array { ra in
+                            if let roles = s.access.roles { for r in roles.sorted() { ra.value(r.rawValue) } } else { ra.value("anyone") }
+                        }
+                        if !s.access.caseRequired.isEmpty {
+                            o.key("case_required_for")
+                            o.array { ra in for r in s.access.caseRequired.sorted() { ra.value(r.rawValue) } }
+                        }
                         if topic != nil {
                             o.key("options")
                             o.array { oa in
@@ -526,6 +688,9 @@ public final class RegistryService: Sendable {
             w.field("connections_total", c.connectionsTotal)
             w.field("requests", c.requests)
             w.field("errors", c.errors)
+            w.field("rate_limited", c.rateLimited)
+            w.field("connections_refused", c.refusedConnections)
+            w.field("idle_closed", c.idleClosed)
             w.key("commands")
             w.object { o in
                 for (k, v) in c.perCommand.sorted(by: { $0.key < $1.key }) { o.field(k, v) }
@@ -537,25 +702,28 @@ public final class RegistryService: Sendable {
 /// How cameras are written in responses.
 enum CameraJSON {
     /// Every field of a camera.
+    /// Every field of a camera; the owner data (address, owner name, phone and id) only when
+    /// the ``Privacy`` rule allows it for the request being answered, else null.
     static func full(_ c: Camera, into w: inout JSONWriter) {
+        let pii = RequestContext.showsOwnerData(ownerID: c.ownerID)
         w.object { o in
             o.field("id", c.id)
             o.field("lat", c.lat)
             o.field("lon", c.lon)
             o.field("site", c.siteKind.rawValue)
-            o.field("address", c.address)
+            o.field("address", pii ? c.address : nil)
             o.field("ward", c.ward)
             o.field("heading_deg", c.heading)
             o.field("fov_deg", c.fov)
             o.field("range_m", c.range)
             o.field("mount_height_m", c.mountHeight)
             o.field("owner_kind", c.ownerKind.rawValue)
-            o.field("owner_name", c.ownerName)
-            o.field("owner_phone", c.ownerPhone)
+            o.field("owner_name", pii ? c.ownerName : nil)
+            o.field("owner_phone", pii ? c.ownerPhone : nil)
             o.field("schedule", c.schedule.description)
             o.field("retention_days", c.retentionDays)
             o.field("status", c.status.rawValue)
-            o.field("owner_id", c.ownerID.map { Int($0) })
+            o.field("owner_id", pii ? c.ownerID.map { Int($0) } : nil)
             o.field("verified_by", c.verifiedBy)
             o.field("verified_at", c.verifiedAt.map(ISO8601Text.format))
             o.field("status_reason", c.statusReason)

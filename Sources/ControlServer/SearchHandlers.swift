@@ -111,6 +111,13 @@ extension RegistryService {
         for (a, b) in zip(points, points.dropFirst()) {
             cumulative.append(cumulative.last! + Geodesic.wgs84.distance(lat1: a.lat, lon1: a.lon, lat2: b.lat, lon2: b.lon))
         }
+        // Purpose binding: an escape route, not a sweep of the town.
+        guard cumulative.last! <= limits.maxRouteLength else {
+            throw ProtocolError(.requestTooBroad, "the route is \(Int(cumulative.last!)) m long; the maximum is \(Int(limits.maxRouteLength)) m", field: "route")
+        }
+        guard q.width <= limits.maxRouteWidth else {
+            throw ProtocolError(.requestTooBroad, "width is \(q.width) m; the maximum is \(Int(limits.maxRouteWidth)) m", field: "width")
+        }
         let found = try index.along(route: points, width: q.width)
         var hits: [SearchHit] = []
         for h in found {
@@ -148,6 +155,11 @@ extension RegistryService {
             throw ProtocolError(.invalidGeometry, "polygon: \(e.message)", field: "polygon")
         }
         let centre = try polygon.centroid()
+        // Area in m², equal-area at the centroid's latitude (close enough for a bound).
+        let area = try polygon.area() * 111_320 * 110_574 * cos(centre.y * .pi / 180)
+        guard area <= limits.maxArea else {
+            throw ProtocolError(.requestTooBroad, "the polygon covers \(String(format: "%.2f", area / 1e6)) km²; the maximum is \(String(format: "%.2f", limits.maxArea / 1e6)) km²", field: "polygon")
+        }
         let cams = try index.within(polygon: polygon)
         var hits: [SearchHit] = []
         for c in cams {
@@ -188,6 +200,7 @@ extension RegistryService {
             hits.sort { $0.distance != $1.distance ? $0.distance < $1.distance : $0.camera.id < $1.camera.id }
         }
         if hits.count > limit { hits.removeSubrange(limit...) }
+        RequestContext.noteResults(hits.count)
         let now = Date()
         let consents = self.consents
         return ok { w in
@@ -214,8 +227,9 @@ extension RegistryService {
                             o.field("window_from", ISO8601Text.format(win.from))
                             o.field("window_to", ISO8601Text.format(win.to))
                         }
+                        let pii = RequestContext.showsOwnerData(ownerID: c.ownerID)
                         o.field("site", c.siteKind.rawValue)
-                        o.field("address", c.address)
+                        o.field("address", pii ? c.address : nil)
                         o.field("ward", c.ward)
                         o.field("status", c.status.rawValue)
                         o.field("heading_deg", c.heading)
@@ -224,8 +238,8 @@ extension RegistryService {
                         o.field("retention_days", c.retentionDays)
                         o.field("schedule", c.schedule.description)
                         o.field("owner_kind", c.ownerKind.rawValue)
-                        o.field("owner_name", c.ownerName)
-                        o.field("owner_phone", c.ownerPhone)
+                        o.field("owner_name", pii ? c.ownerName : nil)
+                        o.field("owner_phone", pii ? c.ownerPhone : nil)
                         o.field("consent", Self.consentState(c.ownerID.flatMap { consents[$0] }, now: now))
                     }
                 }

@@ -12,11 +12,37 @@ struct ClientOptions: ParsableArguments {
 
     @Option(name: .long, help: "Seconds to wait for an answer.")
     var timeout: Double = 30
+
+    @Option(name: .long, help: "API token (default $CAMREG_TOKEN); sent with AUTH before the request. Without one, the daemon's own OS user is admin.")
+    var token: String? = ProcessInfo.processInfo.environment["CAMREG_TOKEN"]
+
+    @Option(name: .customLong("case"), help: "Case number the request is for (investigators must give one; default $CAMREG_CASE).")
+    var caseID: String? = ProcessInfo.processInfo.environment["CAMREG_CASE"]
+
+    @Option(name: .long, help: "Why the request is made (recorded in the audit log).")
+    var purpose: String?
+
+    /// A connected client, authenticated when a token is given.
+    func connect(timeout: Double? = nil) throws -> ControlClient {
+        let client = try ControlClient(path: socket, timeout: timeout ?? self.timeout)
+        client.envelope = [caseID.map { "case=" + Tokenizer.quote($0) }, purpose.map { "purpose=" + Tokenizer.quote($0) }]
+            .compactMap { $0 }.joined(separator: " ")
+        if let token {
+            let answer = try client.request("AUTH " + Tokenizer.quote(token), envelope: false)
+            guard let o = (try? JSONSerialization.jsonObject(with: Data(answer.utf8))) as? [String: Any], o["ok"] as? Bool == true else {
+                client.close()
+                throw CLIError("the daemon refused the token: \(answer)")
+            }
+        }
+        return client
+    }
 }
 
 /// A blocking Unix-socket client: one request line out, one JSON line back.
-struct ControlClient {
+final class ControlClient {
     let fd: Int32
+    /// Appended to every request (`case=… purpose=…`).
+    var envelope = ""
 
     init(path: String, timeout: Double) throws {
         guard path.utf8.count <= 107 else { throw ValidationError("socket path longer than 107 bytes: \(path)") }
@@ -41,9 +67,10 @@ struct ControlClient {
         }
     }
 
-    /// Sends one line and returns the response line.
-    func request(_ line: String) throws -> String {
-        var out = Array((line + "\n").utf8)
+    /// Sends one line (with the envelope options) and returns the response line.
+    func request(_ line: String, envelope withEnvelope: Bool = true) throws -> String {
+        let full = withEnvelope && !envelope.isEmpty ? line + " " + envelope : line
+        var out = Array((full + "\n").utf8)
         var sent = 0
         while sent < out.count {
             let n = out.withUnsafeMutableBytes { write(fd, $0.baseAddress! + sent, $0.count - sent) }
@@ -77,7 +104,7 @@ struct CLIError: Error, CustomStringConvertible {
 
 /// Sends `line`, prints the answer as JSON or through `render`, exits non-zero on an error answer.
 func exchange(_ options: ClientOptions, _ line: String, render: ([String: Any]) -> Void) throws {
-    let client = try ControlClient(path: options.socket, timeout: options.timeout)
+    let client = try options.connect()
     defer { client.close() }
     let text = try client.request(line)
     guard let object = (try? JSONSerialization.jsonObject(with: Data(text.utf8))) as? [String: Any] else {
@@ -138,7 +165,7 @@ struct Camreg: ParsableCommand {
         commandName: "camreg",
         abstract: "Client for camregd, the security-camera registry.",
         subcommands: [Ping.self, Near.self, Nearest.self, Along.self, Within.self, IncidentCommandGroup.self, CameraCommand.self, OwnerCommand.self, Import.self, Export.self,
-                      Stats.self, Help.self, Raw.self])
+                      Stats.self, Help.self, Raw.self, WhoAmI.self, TokenCommandGroup.self, AuditCommandGroup.self])
 }
 
 struct Ping: ParsableCommand {
@@ -481,7 +508,7 @@ struct Import: ParsableCommand {
             guard parts.count == 2 else { throw ValidationError("--column takes field=Header, not \(c)") }
             begin += " col_\(parts[0])=\(Tokenizer.quote(parts[1]))"
         }
-        let client = try ControlClient(path: options.socket, timeout: max(options.timeout, 600))
+        let client = try options.connect(timeout: max(options.timeout, 600))
         defer { client.close() }
         func send(_ line: String) throws -> [String: Any] {
             let t = try client.request(line)
@@ -555,7 +582,7 @@ struct Export: ParsableCommand {
         } else {
             out = FileHandle.standardOutput
         }
-        let client = try ControlClient(path: options.socket, timeout: options.timeout)
+        let client = try options.connect()
         defer { client.close() }
         var cursor: String? = nil
         var total = 0
@@ -713,7 +740,7 @@ struct IncidentCommandGroup: ParsableCommand {
             var begin = "INCIDENT IMPORT BEGIN format=\(fmt)"
             for (k, v) in [("case", caseID), ("kind", kind), ("radius", radius)] { if let v { begin += " \(k)=\(Tokenizer.quote(v))" } }
             if allOrNothing { begin += " all_or_nothing=yes" }
-            let client = try ControlClient(path: options.socket, timeout: max(options.timeout, 600))
+            let client = try options.connect(timeout: max(options.timeout, 600))
             defer { client.close() }
             func send(_ line: String) throws -> [String: Any] {
                 let t = try client.request(line)
@@ -741,6 +768,121 @@ struct IncidentCommandGroup: ParsableCommand {
                     printTable(["ROW", "FIELD", "REASON"], rejected.map { [text($0["number"]), text($0["field"]), text($0["reason"])] }, rightAligned: [0])
                 }
                 print("\(file): \(text(o["rows"])) rows, \(text(o["imported"])) incidents imported with \(text(o["links"])) camera links, \(text(o["rejected_count"])) refused")
+            }
+        }
+    }
+}
+
+// MARK: - Access control: whoami, tokens, audit
+
+struct WhoAmI: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "whoami", abstract: "The identity and role the daemon sees.")
+    @OptionGroup var options: ClientOptions
+    func run() throws {
+        try exchange(options, "WHOAMI") { o in
+            for k in ["identity", "name", "role", "owner", "via", "peer"] {
+                print(k.padding(toLength: 10, withPad: " ", startingAt: 0) + text(o[k]))
+            }
+        }
+    }
+}
+
+struct TokenCommandGroup: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "token", abstract: "API tokens (admins).",
+                                                    subcommands: [Create.self, List.self, Revoke.self])
+
+    struct Create: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Creates a token and prints its secret (shown once).")
+        @OptionGroup var options: ClientOptions
+        @Option(help: "admin, registrar, investigator, analyst or owner.") var role: String
+        @Option(help: "Whose token it is.") var name: String
+        @Option(help: "The owner record (role owner only).") var owner: Int?
+        func run() throws {
+            var line = "TOKEN CREATE role=\(Tokenizer.quote(role)) name=\(Tokenizer.quote(name))"
+            if let owner { line += " owner=\(owner)" }
+            try exchange(options, line) { o in
+                let t = o["token"] as? [String: Any] ?? [:]
+                print("token \(text(t["id"])) for \(text(t["name"])) (\(text(t["role"])))")
+                print("secret: \(text(o["secret"]))")
+                print("Store the secret now: it is not shown again. Use it with --token or CAMREG_TOKEN.")
+            }
+        }
+    }
+
+    struct List: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Lists tokens (never their secrets).")
+        @OptionGroup var options: ClientOptions
+        @Flag(help: "Include revoked tokens.") var all = false
+        func run() throws {
+            try exchange(options, "TOKEN LIST" + (all ? " all=yes" : "")) { o in
+                let rows = (o["tokens"] as? [[String: Any]] ?? []).map {
+                    [text($0["id"]), text($0["role"]), text($0["name"]), text($0["owner"]), text($0["created_at"]), text($0["revoked_at"])]
+                }
+                printTable(["ID", "ROLE", "NAME", "OWNER", "CREATED", "REVOKED"], rows, rightAligned: [0])
+            }
+        }
+    }
+
+    struct Revoke: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Revokes a token.")
+        @OptionGroup var options: ClientOptions
+        @Argument(help: "The token id.") var id: Int
+        func run() throws {
+            try exchange(options, "TOKEN REVOKE \(id)") { o in
+                let t = o["token"] as? [String: Any] ?? [:]
+                print("token \(text(t["id"])) (\(text(t["name"]))) revoked at \(text(t["revoked_at"]))")
+            }
+        }
+    }
+}
+
+struct AuditCommandGroup: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "audit", abstract: "The tamper-evident audit log (admins).",
+                                                    subcommands: [Verify.self, Search.self])
+
+    struct Verify: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Checks the hash chain; names the first broken entry (exit 3 if broken).")
+        @OptionGroup var options: ClientOptions
+        func run() throws {
+            var intact = true
+            try exchange(options, "AUDIT VERIFY") { o in
+                intact = o["intact"] as? Bool ?? false
+                if intact {
+                    print("audit log intact: \(text(o["checked"])) entries; head hash \(text(o["head_hash"]))")
+                } else {
+                    let b = o["first_broken"] as? [String: Any] ?? [:]
+                    print("audit log BROKEN at entry \(text(b["seq"])): \(text(b["reason"])) (\(text(o["checked"])) entries read)")
+                }
+            }
+            if !intact { throw ExitCode(3) }
+        }
+    }
+
+    struct Search: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Entries by identity, case, time and outcome.")
+        @OptionGroup var options: ClientOptions
+        @Option(help: "Identity (token:<id>, peer:uid=<n>, anonymous).") var identity: String?
+        @Option(name: .customLong("for-case"), help: "Case id.") var forCase: String?
+        @Option(help: "From (ISO-8601 with offset).") var from: String?
+        @Option(help: "To (ISO-8601 with offset).") var to: String?
+        @Option(help: "Outcome: ok or an error code.") var outcome: String?
+        @Option(help: "Entries after this sequence number.") var after: Int?
+        @Option(help: "At most this many.") var limit: Int = 100
+        func run() throws {
+            var parts = ["AUDIT SEARCH", "limit=\(limit)"]
+            if let identity { parts.append("identity=" + Tokenizer.quote(identity)) }
+            if let forCase { parts.append("case_id=" + Tokenizer.quote(forCase)) }
+            if let from { parts.append("from=" + Tokenizer.quote(from)) }
+            if let to { parts.append("to=" + Tokenizer.quote(to)) }
+            if let outcome { parts.append("outcome=" + Tokenizer.quote(outcome)) }
+            if let after { parts.append("after=\(after)") }
+            try exchange(options, parts.joined(separator: " ")) { o in
+                let rows = (o["entries"] as? [[String: Any]] ?? []).map {
+                    [text($0["seq"]), text($0["at"]), text($0["identity"]), text($0["role"]), text($0["case"]),
+                     text($0["outcome"]), text($0["result_count"]), String(text($0["command"]).prefix(60))]
+                }
+                printTable(["SEQ", "AT", "IDENTITY", "ROLE", "CASE", "OUTCOME", "N", "COMMAND"], rows, rightAligned: [0, 6])
+                if let next = o["next_cursor"], !(next is NSNull) { print("more: --after \(text(next))") }
             }
         }
     }

@@ -3,6 +3,7 @@ import ControlProtocol
 import ControlServer
 import Foundation
 import Logging
+import NIOCore
 import NIOPosix
 import Postgres
 import Registry
@@ -46,6 +47,9 @@ struct Camregd: AsyncParsableCommand {
 
     @Option(name: .long, help: "Jurisdiction polygon as WGS84 WKT (lon lat order); cameras outside it are refused. Default: Bến Cát's bounding box.")
     var jurisdictionWkt: String? = ProcessInfo.processInfo.environment["CAMREG_JURISDICTION_WKT"]
+
+    @OptionGroup(title: "Access control and limits")
+    var security: SecurityOptions
 
     mutating func validate() throws {
         guard Logger.Level(rawValue: logLevel) != nil else {
@@ -116,10 +120,13 @@ struct Camregd: AsyncParsableCommand {
             // 3. Serve until SIGTERM/SIGINT.
             var limits = ProtocolLimits()
             limits.maxRadius = maxRadius
+            security.apply(to: &limits)
             let jurisdiction = try jurisdictionWkt.map { try Jurisdiction(name: "configured jurisdiction", wkt: $0) } ?? .benCat
-            let service = RegistryService(index: index, limits: limits, store: client, jurisdiction: jurisdiction, logger: logger)
+            let service = RegistryService(index: index, limits: limits, store: client, jurisdiction: jurisdiction,
+                                          access: security.access(dataDir: dataDir), logger: logger)
             service.loadConsents(try await client.withConnection { try OwnerRepository.allConsents(on: $0) })
-            let server = ControlServer(socketPath: socketPath, service: service, logger: logger)
+            await service.auditLog?.recoverSpool()
+            let server = ControlServer(socketPath: socketPath, service: service, options: security.serverOptions, logger: logger)
             let group = ServiceGroup(configuration: .init(
                 services: [.init(service: server)],
                 gracefulShutdownSignals: [.sigterm, .sigint],
@@ -137,5 +144,79 @@ struct Camregd: AsyncParsableCommand {
         await client.shutdown()
         try cluster?.stop()
         logger.info("camregd stopped cleanly")
+    }
+}
+
+
+/// Access control, transports and request bounds (issue 8). Each flag also reads an
+/// environment variable, named in its help.
+struct SecurityOptions: ParsableArguments {
+    @Option(name: .long, help: "Group owning the control socket (mode 0660); $CAMREG_SOCKET_GROUP.")
+    var socketGroup: String? = ProcessInfo.processInfo.environment["CAMREG_SOCKET_GROUP"]
+
+    @Option(name: .long, help: "Map Unix-socket peers running as the daemon's own OS user to admin (yes|no; $CAMREG_PEER_ADMIN).")
+    var peerAdmin: String = ProcessInfo.processInfo.environment["CAMREG_PEER_ADMIN"] ?? "yes"
+
+    @Option(name: .long, help: "Also listen on TCP at this port (off by default; $CAMREG_TCP_PORT). Every command but PING, AUTH, HELP, QUIT then needs AUTH.")
+    var tcpPort: Int? = ProcessInfo.processInfo.environment["CAMREG_TCP_PORT"].flatMap { Int($0) }
+
+    @Option(name: .long, help: "TCP address to bind ($CAMREG_TCP_HOST).")
+    var tcpHost: String = ProcessInfo.processInfo.environment["CAMREG_TCP_HOST"] ?? "127.0.0.1"
+
+    @Option(name: .long, help: "Most connections at once ($CAMREG_MAX_CONNECTIONS).")
+    var maxConnections: Int = ProcessInfo.processInfo.environment["CAMREG_MAX_CONNECTIONS"].flatMap { Int($0) } ?? 1024
+
+    @Option(name: .long, help: "Close connections idle for this many seconds; 0 never ($CAMREG_IDLE_TIMEOUT).")
+    var idleTimeout: Double = ProcessInfo.processInfo.environment["CAMREG_IDLE_TIMEOUT"].flatMap { Double($0) } ?? 300
+
+    @Option(name: .long, help: "Requests per second per token (bursts of 4× that); 0 disables ($CAMREG_RATE_LIMIT).")
+    var rateLimit: Double = ProcessInfo.processInfo.environment["CAMREG_RATE_LIMIT"].flatMap { Double($0) } ?? 50
+
+    @Option(name: .long, help: "Largest WITHIN area in km² ($CAMREG_MAX_AREA_KM2).")
+    var maxAreaKm2: Double = ProcessInfo.processInfo.environment["CAMREG_MAX_AREA_KM2"].flatMap { Double($0) } ?? 25
+
+    @Option(name: .long, help: "Longest ALONG route in metres ($CAMREG_MAX_ROUTE_M).")
+    var maxRouteM: Double = ProcessInfo.processInfo.environment["CAMREG_MAX_ROUTE_M"].flatMap { Double($0) } ?? 30_000
+
+    @Option(name: .long, help: "Largest limit= of searches and lists ($CAMREG_MAX_RESULTS).")
+    var maxResults: Int = ProcessInfo.processInfo.environment["CAMREG_MAX_RESULTS"].flatMap { Int($0) } ?? 10_000
+
+    func validate() throws {
+        guard ["yes", "no"].contains(peerAdmin) else { throw ValidationError("--peer-admin must be yes or no") }
+        if let p = tcpPort, !(0...65535).contains(p) { throw ValidationError("--tcp-port must be 0–65535") }
+        guard (1...1_000_000).contains(maxConnections) else { throw ValidationError("--max-connections must be 1–1000000") }
+        guard idleTimeout.isFinite, idleTimeout >= 0 else { throw ValidationError("--idle-timeout must be ≥ 0 seconds") }
+        guard rateLimit.isFinite, rateLimit >= 0 else { throw ValidationError("--rate-limit must be ≥ 0") }
+        guard maxAreaKm2.isFinite, maxAreaKm2 > 0 else { throw ValidationError("--max-area-km2 must be > 0") }
+        guard maxRouteM.isFinite, maxRouteM > 0 else { throw ValidationError("--max-route-m must be > 0") }
+        guard (1...100_000).contains(maxResults) else { throw ValidationError("--max-results must be 1–100000") }
+    }
+
+    /// Applies the bounds to the parser limits.
+    func apply(to limits: inout ProtocolLimits) {
+        limits.maxArea = maxAreaKm2 * 1_000_000
+        limits.maxRouteLength = maxRouteM
+        limits.maxLimit = maxResults
+        limits.defaultLimit = min(limits.defaultLimit, maxResults)
+    }
+
+    /// The access settings, with the audit spool in the data folder.
+    func access(dataDir: String) -> AccessSettings {
+        var a = AccessSettings()
+        a.peerAdmin = peerAdmin == "yes"
+        a.rateLimit = RateLimit(rate: rateLimit, burst: max(1, rateLimit * 4))
+        a.auditSpoolPath = dataDir + "/audit-spool.jsonl"
+        return a
+    }
+
+    /// The control server's transports and limits.
+    var serverOptions: ControlServerOptions {
+        var o = ControlServerOptions()
+        o.maxConnections = maxConnections
+        o.idleTimeout = .milliseconds(Int64(idleTimeout * 1000))
+        o.socketGroup = socketGroup
+        o.tcpHost = tcpHost
+        o.tcpPort = tcpPort
+        return o
     }
 }

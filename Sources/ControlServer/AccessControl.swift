@@ -1,0 +1,144 @@
+import ControlProtocol
+import Foundation
+import NIOConcurrencyHelpers
+import Registry
+
+/// Who is on a connection: a token's identity, the daemon's own OS user (peer credentials), or
+/// nobody yet.
+public struct Identity: Sendable, Equatable {
+    /// As written to the audit log: `token:<id>`, `peer:uid=<uid>`, or `anonymous`.
+    public var name: String
+    /// A person-readable label (the token's name).
+    public var label: String
+    /// The role; nil before `AUTH`.
+    public var role: Role?
+    /// The token, for tokens.
+    public var tokenID: Int64?
+    /// The owner record an owner is bound to.
+    public var ownerID: Int64?
+
+    public init(name: String, label: String, role: Role?, tokenID: Int64? = nil, ownerID: Int64? = nil) {
+        self.name = name
+        self.label = label
+        self.role = role
+        self.tokenID = tokenID
+        self.ownerID = ownerID
+    }
+
+    /// Not authenticated.
+    public static let anonymous = Identity(name: "anonymous", label: "anonymous", role: nil)
+}
+
+/// The privacy rule, in one place: who may read owner data (owner name, phone, email, the exact
+/// address, the owner record). Registrars and admins may; investigators may (their commands
+/// carry a case, enforced by the command table); an owner only for their own cameras;
+/// analysts and unauthenticated callers never.
+public enum Privacy {
+    /// Whether `identity` may read the owner data of a record owned by `ownerID`.
+    public static func mayReadOwnerData(_ identity: Identity, ownerID: Int64?) -> Bool {
+        switch identity.role {
+        case .admin?, .registrar?, .investigator?: return true
+        case .owner?: return ownerID != nil && ownerID == identity.ownerID
+        case .analyst?, nil: return false
+        }
+    }
+}
+
+/// The request being answered: identity, case, and what the answer disclosed (for the audit
+/// log). Handlers reach it through ``RequestContext/current`` (a task local); without one,
+/// nothing is disclosed.
+public final class RequestContext: Sendable {
+    @TaskLocal static var current: RequestContext?
+
+    let identity: Identity
+    let caseID: String?
+    let purpose: String?
+    private let state = NIOLockedValueBox((disclosed: 0, results: Optional<Int>.none))
+
+    init(identity: Identity, caseID: String?, purpose: String?) {
+        self.identity = identity
+        self.caseID = caseID
+        self.purpose = purpose
+    }
+
+    /// Whether the answer may show the owner data of a record owned by `ownerID`; counts each
+    /// disclosure.
+    static func showsOwnerData(ownerID: Int64?) -> Bool {
+        guard let ctx = current, Privacy.mayReadOwnerData(ctx.identity, ownerID: ownerID) else { return false }
+        ctx.state.withLockedValue { $0.disclosed += 1 }
+        return true
+    }
+
+    /// Records how many records the answer holds (for the audit log).
+    static func noteResults(_ n: Int) {
+        current?.state.withLockedValue { $0.results = n }
+    }
+
+    var disclosed: Int { state.withLockedValue { $0.disclosed } }
+    var resultCount: Int? { state.withLockedValue { $0.results } }
+}
+
+/// A token bucket per identity: `rate` requests per second, bursts up to `burst`.
+public struct RateLimit: Sendable, Equatable {
+    /// Requests per second (0 disables the limit).
+    public var rate: Double
+    /// Largest burst.
+    public var burst: Double
+    public init(rate: Double, burst: Double) {
+        self.rate = rate
+        self.burst = burst
+    }
+    /// 50 requests per second, bursts of 200.
+    public static let standard = RateLimit(rate: 50, burst: 200)
+}
+
+/// Token buckets by identity name. Pure arithmetic under a lock; bounded by the number of
+/// identities (tokens), each entry a few bytes.
+final class RateLimiter: Sendable {
+    private let limit: RateLimit
+    private let buckets = NIOLockedValueBox([String: (tokens: Double, at: Double)]())
+
+    init(_ limit: RateLimit) { self.limit = limit }
+
+    /// Takes one request from `key`'s bucket; returns nil if allowed, else the seconds to wait.
+    func take(_ key: String, now: Double = ProcessInfo.processInfo.systemUptime) -> Double? {
+        guard limit.rate > 0 else { return nil }
+        return buckets.withLockedValue { b in
+            var entry = b[key] ?? (limit.burst, now)
+            entry.tokens = min(limit.burst, entry.tokens + (now - entry.at) * limit.rate)
+            entry.at = now
+            defer { b[key] = entry }
+            if entry.tokens >= 1 {
+                entry.tokens -= 1
+                return nil
+            }
+            return (1 - entry.tokens) / limit.rate
+        }
+    }
+}
+
+/// Access-control settings of a daemon.
+public struct AccessSettings: Sendable {
+    /// Map a Unix-socket peer running as the daemon's own OS user to `admin` (default on).
+    public var peerAdmin: Bool = true
+    /// Per-identity request rate (tokens and anonymous peers; the peer-mapped admin is exempt).
+    public var rateLimit: RateLimit = .standard
+    /// Where audit entries wait while the database is down (nil: fail closed).
+    public var auditSpoolPath: String?
+    /// Write the audit log at all (off only for database-less test servers).
+    public var auditEnabled: Bool = true
+    public init() {}
+}
+
+extension Request {
+    /// The request line with secrets removed, for the audit log (the token of `AUTH`, long
+    /// uploads), capped at 2,000 characters.
+    static func redacted(_ line: [UInt8], command: Command?) -> String {
+        var text = String(decoding: line.prefix(4096), as: UTF8.self)
+        if case .auth? = command { text = "AUTH ***" }
+        if case .importData? = command { text = "IMPORT DATA (chunk)" }
+        if case .incident(let c)? = command, case .importData = c { text = "INCIDENT IMPORT DATA (chunk)" }
+        if text.count > 2000 { text = String(text.prefix(2000)) + "…" }
+        return text
+    }
+}
