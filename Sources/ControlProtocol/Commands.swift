@@ -219,7 +219,7 @@ public enum RequestParser {
         if bytes.count > limits.maxLineBytes {
             throw ProtocolError(.lineTooLong, "the request is longer than \(limits.maxLineBytes) bytes")
         }
-        var tokens = try Tokenizer.tokenize(bytes)
+        let tokens = try Tokenizer.tokenize(bytes)
         var caseID: String?, purpose: String?
         var seen: Set<String> = []
         for (name, value) in tokens.options where EnvelopeOptions.names.contains(name) {
@@ -228,7 +228,7 @@ public enum RequestParser {
             }
             if name == "case" { caseID = try EnvelopeOptions.caseID(value) } else { purpose = try EnvelopeOptions.purpose(value) }
         }
-        tokens.options.removeAll { EnvelopeOptions.names.contains($0.name) }
+        // A command that declares `case` itself (INCIDENT ADD …) gets it as its own option too.
         let (command, spec) = try parse(tokens: tokens, limits: limits)
         return Request(command: command, spec: spec, caseID: caseID, purpose: purpose)
     }
@@ -270,7 +270,9 @@ public enum RequestParser {
         }
         var options: [String: String] = [:]
         for (name, value) in tokens.options {
-            guard spec.options.contains(where: { $0.name == name }) else {
+            let declared = spec.options.contains(where: { $0.name == name })
+            if !declared, EnvelopeOptions.names.contains(name) { continue }  // case=, purpose=: see parseRequest
+            guard declared else {
                 let known = spec.options.map(\.name)
                 throw ProtocolError(.unknownOption,
                                     "\(spec.name) has no option \(Values.clip(name))" + (known.isEmpty ? "" : "; options: \(known.joined(separator: ", "))"),

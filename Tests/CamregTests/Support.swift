@@ -1,3 +1,4 @@
+import ControlProtocol
 import ControlServer
 import Foundation
 import Logging
@@ -87,19 +88,31 @@ actor TestPostgres {
 /// Starts a ``ControlServer`` over `index` on a temporary socket, runs `body` with the socket
 /// path, and always shuts the server down gracefully (through its ServiceGroup).
 func withTestServer<T: Sendable>(index: CameraIndex, store: PostgresClient? = nil, rebuildThreshold: Int = 512,
+                                  limits: ProtocolLimits = .init(), access: AccessSettings = .init(),
+                                  options: ControlServerOptions = .init(),
                                   _ body: @Sendable (String, RegistryService) async throws -> T) async throws -> T {
+    try await withTestControlServer(index: index, store: store, rebuildThreshold: rebuildThreshold, limits: limits,
+                                    access: access, options: options) { path, service, _ in try await body(path, service) }
+}
+
+/// ``withTestServer``, also handing the ``ControlServer`` to `body` (for its TCP port).
+func withTestControlServer<T: Sendable>(index: CameraIndex, store: PostgresClient? = nil, rebuildThreshold: Int = 512,
+                                        limits: ProtocolLimits = .init(), access: AccessSettings = .init(),
+                                        options: ControlServerOptions = .init(),
+                                        _ body: @Sendable (String, RegistryService, ControlServer) async throws -> T) async throws -> T {
     let dir = try shortTempDirectory("sock")
     defer { try? FileManager.default.removeItem(atPath: dir) }
     let path = dir + "/c.sock"
     var logger = Logger(label: "test.server")
     logger.logLevel = .warning
-    let service = RegistryService(index: index, store: store, rebuildThreshold: rebuildThreshold, logger: logger)
-    let server = ControlServer(socketPath: path, service: service, drainTimeout: .seconds(2), logger: logger)
+    let service = RegistryService(index: index, limits: limits, store: store, rebuildThreshold: rebuildThreshold,
+                                  access: access, logger: logger)
+    let server = ControlServer(socketPath: path, service: service, drainTimeout: .seconds(2), options: options, logger: logger)
     let group = ServiceGroup(configuration: .init(services: [.init(service: server)], logger: logger))
     let running = Task { try await group.run() }
     await server.waitUntilReady()
     do {
-        let value = try await body(path, service)
+        let value = try await body(path, service, server)
         await group.triggerGracefulShutdown()
         try await running.value
         return value
