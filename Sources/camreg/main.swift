@@ -16,8 +16,8 @@ struct ClientOptions: ParsableArguments {
     @Option(name: .long, help: "API token (default $CAMREG_TOKEN); sent with AUTH before the request. Without one, the daemon's own OS user is admin.")
     var token: String? = ProcessInfo.processInfo.environment["CAMREG_TOKEN"]
 
-    @Option(name: .customLong("case"), help: "Case number the request is for (investigators must give one; default $CAMREG_CASE).")
-    var caseID: String? = ProcessInfo.processInfo.environment["CAMREG_CASE"]
+    @Option(name: .customLong("case-id"), help: "Case number the request is for (investigators must give one; default $CAMREG_CASE).")
+    var envelopeCase: String? = ProcessInfo.processInfo.environment["CAMREG_CASE"]
 
     @Option(name: .long, help: "Why the request is made (recorded in the audit log).")
     var purpose: String?
@@ -25,8 +25,8 @@ struct ClientOptions: ParsableArguments {
     /// A connected client, authenticated when a token is given.
     func connect(timeout: Double? = nil) throws -> ControlClient {
         let client = try ControlClient(path: socket, timeout: timeout ?? self.timeout)
-        client.envelope = [caseID.map { "case=" + Tokenizer.quote($0) }, purpose.map { "purpose=" + Tokenizer.quote($0) }]
-            .compactMap { $0 }.joined(separator: " ")
+        client.envelopeCase = envelopeCase
+        client.envelopePurpose = purpose
         if let token {
             let answer = try client.request("AUTH " + Tokenizer.quote(token), envelope: false)
             guard let o = (try? JSONSerialization.jsonObject(with: Data(answer.utf8))) as? [String: Any], o["ok"] as? Bool == true else {
@@ -41,8 +41,10 @@ struct ClientOptions: ParsableArguments {
 /// A blocking Unix-socket client: one request line out, one JSON line back.
 final class ControlClient {
     let fd: Int32
-    /// Appended to every request (`case=… purpose=…`).
-    var envelope = ""
+    /// `case=` appended to every request that does not name a case itself.
+    var envelopeCase: String?
+    /// `purpose=` appended to every request.
+    var envelopePurpose: String?
 
     init(path: String, timeout: Double) throws {
         guard path.utf8.count <= 107 else { throw ValidationError("socket path longer than 107 bytes: \(path)") }
@@ -69,7 +71,11 @@ final class ControlClient {
 
     /// Sends one line (with the envelope options) and returns the response line.
     func request(_ line: String, envelope withEnvelope: Bool = true) throws -> String {
-        let full = withEnvelope && !envelope.isEmpty ? line + " " + envelope : line
+        var full = line
+        if withEnvelope {
+            if let c = envelopeCase, !line.contains(" case=") { full += " case=" + Tokenizer.quote(c) }
+            if let p = envelopePurpose { full += " purpose=" + Tokenizer.quote(p) }
+        }
         var out = Array((full + "\n").utf8)
         var sent = 0
         while sent < out.count {

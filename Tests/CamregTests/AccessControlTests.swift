@@ -176,6 +176,19 @@ struct AccessControlTests {
             #expect(field(reg, "camera", "status") as? String == "pending")
             #expect(errorCode(try await owner.request("CAMERA REGISTER owner=\(f.ownerID + 5) lat=11.1495 lon=106.6065 site=alley address=x ward=y fov=80 range=30")) == "forbidden")
 
+            // The CLI: --token and --case-id (or $CAMREG_TOKEN, $CAMREG_CASE).
+            let noCase = try await runCLI(["near", "11.1490", "106.6060", "--radius", "300", "--socket", path, "--token", f.tokens[.investigator]!])
+            #expect(noCase.status != 0 && noCase.output.contains("case_required"), "\(noCase.output)")
+            let withCase = try await runCLI(["near", "11.1490", "106.6060", "--radius", "300", "--socket", path,
+                                             "--token", f.tokens[.investigator]!, "--case-id", "BC-2026-7", "--purpose", "cướp giật"])
+            #expect(withCase.status == 0 && withCase.output.contains("+84912000111"), "\(withCase.output)")
+            let who = try await runCLI(["whoami", "--socket", path, "--token", f.tokens[.analyst]!])
+            #expect(who.output.contains("analyst") && who.output.contains("token"), "\(who.output)")
+            let madeByCLI = try await runCLI(["token", "create", "--role", "registrar", "--name", "Nguyễn Văn C", "--socket", path, "--token", f.tokens[.admin]!])
+            #expect(madeByCLI.status == 0 && madeByCLI.output.contains("secret: camreg_"), "\(madeByCLI.output)")
+            let listed = try await runCLI(["token", "list", "--socket", path, "--token", f.tokens[.admin]!])
+            #expect(listed.output.contains("Nguyễn Văn C") && !listed.output.contains("camreg_"), "\(listed.output)")
+
             // A revoked token is refused from its next request.
             let admin = try await f.client(path, as: .admin)
             let made = try await admin.request("TOKEN CREATE role=analyst name=\"short-lived\"")
@@ -390,6 +403,52 @@ struct AccessControlTests {
             let stats = try await busy.request("STATS")
             #expect(errorCode(stats) == "unauthenticated")
             _ = service
+        }
+    }
+
+    /// A client that sends requests and never reads its answers holds at most the write
+    /// buffer's worth of memory and is disconnected after the write-stall timeout.
+    @Test func slowReaderIsDisconnected() async throws {
+        let index = try CameraIndex(cameras: DemoInventory.generate().cameras)
+        var options = ControlServerOptions()
+        options.writeStallTimeout = .seconds(1)
+        try await withTestServer(index: index, options: options) { path, _ in
+            let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
+            #expect(fd >= 0)
+            defer { close(fd) }
+            var addr = sockaddr_un()
+            addr.sun_family = sa_family_t(AF_UNIX)
+            withUnsafeMutableBytes(of: &addr.sun_path) { raw in
+                let b = Array(path.utf8)
+                raw.copyBytes(from: b)
+                raw[b.count] = 0
+            }
+            let rc = withUnsafePointer(to: &addr) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+            }
+            #expect(rc == 0)
+            // 300 answers of ~700 KB each (200 MB) that the client never reads.
+            let line = Array("NEAREST 11.1470 106.6076 k=1000\n".utf8)
+            let rssBefore = residentBytes()
+            var sent = 0
+            var flags = fcntl(fd, F_GETFL)
+            flags |= O_NONBLOCK
+            _ = fcntl(fd, F_SETFL, flags)
+            for _ in 0..<300 {
+                let n = line.withUnsafeBytes { write(fd, $0.baseAddress!, $0.count) }
+                if n == line.count { sent += 1 } else { break }
+            }
+            #expect(sent > 10)
+            let probe = try await TestClient(path: path)
+            var closed = false
+            for _ in 0..<100 {
+                try await Task.sleep(nanoseconds: 100_000_000)
+                let stats = try await probe.request("STATS")
+                if stats["connections"] as? Int == 1 { closed = true; break }
+            }
+            #expect(closed, "the slow reader was disconnected")
+            let grown = residentBytes() - rssBefore
+            #expect(grown < 100 << 20, "memory held for the slow reader: \(grown >> 20) MiB")
         }
     }
 
