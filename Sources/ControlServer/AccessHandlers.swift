@@ -20,6 +20,13 @@ extension RegistryService {
         }
     }
 
+    /// The name a change is recorded under in `camera_changes`: a token's identity (with the
+    /// `by=` name it gives, if any), else the `by=` name of the daemon's own user.
+    static func actor(claimed: String?, default d: String) -> String {
+        guard let identity = RequestContext.current?.identity, identity.tokenID != nil else { return claimed ?? d }
+        return identity.name + (claimed.map { " (by=\($0))" } ?? "")
+    }
+
     func authenticate(_ token: String, session: ConnectionSession) async throws -> Reply {
         let found = try await database().withConnection { try TokenRepository.authenticate(token, on: $0) }
         guard let found, let role = Role(rawValue: found.role) else {

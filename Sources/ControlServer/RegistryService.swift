@@ -378,7 +378,7 @@ public final class RegistryService: Sendable {
             }
         }
         let allOrNothing = ["yes", "true"].contains(upload.options["all_or_nothing"]?.lowercased() ?? "")
-        let actor = upload.options["by"] ?? "import"
+        let actor = Self.actor(claimed: upload.options["by"], default: "import")
         let goodRows = good, earlier = rejected
         let report = try await store.withConnection { c in
             try CameraImport.importRows(goodRows, earlierRejections: earlier, allOrNothing: allOrNothing, actor: actor, on: c)
@@ -482,7 +482,7 @@ public final class RegistryService: Sendable {
             if errors.isEmpty, let outside = jurisdiction.check(draft) { errors.append(outside) }
             guard errors.isEmpty else { throw RegistryError(.validation, "the camera is not valid", fields: errors) }
             let distinct = ["yes", "true", "1"].contains(fields["distinct"]?.lowercased() ?? "")
-            let actor = fields["by"] ?? "registrar"
+            let actor = Self.actor(claimed: fields["by"], default: "registrar")
             let checked = draft
             return try await write { c in
                 var draft = checked
@@ -497,7 +497,8 @@ public final class RegistryService: Sendable {
                 return try CameraWrites.register(draft, actor: actor, distinct: distinct, on: c)
             }
         case .cameraVerify(let id, let by, let version):
-            return try await write { try CameraWrites.verify(id: id, expectedVersion: version, actor: by, on: $0) }
+            let actor = Self.actor(claimed: by, default: by)
+            return try await write { try CameraWrites.verify(id: id, expectedVersion: version, actor: actor, on: $0) }
         case .cameraUpdate(let id, let version, let fields):
             if ownerScope() != nil {
                 try requireOwnRecord(index.camera(id: id)?.ownerID, what: "camera \(id)")
@@ -514,7 +515,7 @@ public final class RegistryService: Sendable {
                         throw RegistryError(.validation, "no such owner", fields: [FieldError("owner", "no owner with id \(ownerID)")])
                     }
                 }
-                return try CameraWrites.update(id: id, expectedVersion: version, actor: fields["by"] ?? "registrar", on: c) { cam in
+                return try CameraWrites.update(id: id, expectedVersion: version, actor: Self.actor(claimed: fields["by"], default: "registrar"), on: c) { cam in
                     if let owner {
                         // A new owner brings its contact details unless they are given too.
                         if fields["owner_kind"] == nil { cam.ownerKind = owner.kind }
@@ -541,7 +542,7 @@ public final class RegistryService: Sendable {
                 throw ProtocolError(.invalidValue, "unknown status \(status)", field: "status")
             }
             return try await write {
-                try CameraWrites.setStatus(id: id, to: target, reason: reason, expectedVersion: version, actor: by ?? "registrar", on: $0)
+                try CameraWrites.setStatus(id: id, to: target, reason: reason, expectedVersion: version, actor: Self.actor(claimed: by, default: "registrar"), on: $0)
             }
         case .incident(let c):
             return try await handleIncident(c)

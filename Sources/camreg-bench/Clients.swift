@@ -15,9 +15,27 @@ final class CamregClient: QueryClient {
     let stream: UnixStream
     let requests: [[UInt8]]
 
-    init(socket: String, requests: [[UInt8]]) throws {
+    init(socket: String, requests: [[UInt8]], token: String? = nil) throws {
         stream = try UnixStream(path: socket)
         self.requests = requests
+        if let token {
+            try stream.write(Array("AUTH \(token)\n".utf8))
+            try stream.withLine { line in
+                guard line.starts(with: Array(#"{"ok":true"#.utf8)) else { throw BenchError("camregd AUTH: \(String(decoding: line, as: UTF8.self))") }
+            }
+        }
+    }
+
+    /// Creates an API token over this (peer-admin) connection; returns its secret.
+    func createToken(role: String, name: String) throws -> String {
+        try stream.write(Array("TOKEN CREATE role=\(role) name=\(name)\n".utf8))
+        return try stream.withLine { line in
+            let text = String(decoding: line, as: UTF8.self)
+            guard let r = text.range(of: #""secret":""#), let end = text[r.upperBound...].firstIndex(of: "\"") else {
+                throw BenchError("camregd TOKEN CREATE: \(text.prefix(300))")
+            }
+            return String(text[r.upperBound..<end])
+        }
     }
 
     static func request(_ q: BenchQuery) -> [UInt8] {

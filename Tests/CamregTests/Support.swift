@@ -133,6 +133,18 @@ final class TestClient: Sendable {
         init(_ it: NIOAsyncChannelInboundStream<ByteBuffer>.AsyncIterator) { self.it = it }
     }
 
+    /// A TCP client (for the optional TCP listener).
+    init(host: String, port: Int) async throws {
+        channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            .connect(host: host, port: port) { ch in
+                ch.eventLoop.makeCompletedFuture {
+                    try ch.pipeline.syncOperations.addHandler(ByteToMessageHandler(LineBasedFrameDecoder()))
+                    return try NIOAsyncChannel<ByteBuffer, ByteBuffer>(wrappingChannelSynchronously: ch)
+                }
+            }
+        iterator = IteratorBox(channel.inbound.makeAsyncIterator())
+    }
+
     init(path: String) async throws {
         channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
             .connect(unixDomainSocketPath: path) { ch in
