@@ -159,6 +159,8 @@ public final class RegistryService: Sendable {
         case .importData: return "IMPORT DATA"
         case .importCommit: return "IMPORT COMMIT"
         case .importAbort: return "IMPORT ABORT"
+        case .coverage(let c): return "COVERAGE " + String(describing: c).prefix { $0 != "(" }.uppercased()
+        case .job(let c): return "JOB " + String(describing: c).prefix { $0 != "(" }.uppercased()
         }
     }
 
@@ -240,6 +242,7 @@ public final class RegistryService: Sendable {
     }
 
     private func commitImport(_ upload: ConnectionSession.Upload) async throws -> Reply {
+        if let layer = try await commitLayerImport(upload) { return layer }
         let store = try database()
         let data = Data(upload.data)
         let rows: [ImportRow]
@@ -413,6 +416,8 @@ public final class RegistryService: Sendable {
             }
         case .incident(let c):
             return try await handleIncident(c)
+        case .coverage(let c): return try await handleCoverage(c)
+        case .job(let c): return try await handleJob(c)
         case .importBegin(let format, let options):
             session.upload = .init(format: format, options: options)
             return ok { $0.field("format", format) }
