@@ -386,13 +386,38 @@ public enum CoverageEngine {
         candidates.removeAll { $0.near.isEmpty }
         let full = p.suggestFOV >= 360
         let headings = full ? [0.0] : (0..<max(1, p.headings)).map { Double($0) * 360 / Double(max(1, p.headings)) }
+        // Each candidate's nearby samples sorted by azimuth, so that the weight inside any wedge is
+        // a difference of prefix sums (the azimuths are repeated + 360 for wedges across ±180°).
+        for c in candidates.indices {
+            let order = candidates[c].angle.indices.sorted { candidates[c].angle[$0] < candidates[c].angle[$1] }
+            candidates[c].near = order.map { candidates[c].near[$0] }
+            candidates[c].angle = order.map { candidates[c].angle[$0] }
+        }
+        func lowerBound(_ a: [Double], _ v: Double) -> Int {
+            var lo = 0, hi = a.count
+            while lo < hi { let m = (lo + hi) / 2; if a[m] < v { lo = m + 1 } else { hi = m } }
+            return lo
+        }
+        func upperBound(_ a: [Double], _ v: Double) -> Int {
+            var lo = 0, hi = a.count
+            while lo < hi { let m = (lo + hi) / 2; if a[m] <= v { lo = m + 1 } else { hi = m } }
+            return lo
+        }
         func best(_ c: Candidate) -> (gain: Double, heading: Double) {
+            let n = c.near.count
+            var prefix = [Double](repeating: 0, count: 2 * n + 1)
+            for k in 0..<(2 * n) { prefix[k + 1] = prefix[k] + (alive[c.near[k % n]] ? sw[c.near[k % n]] : 0) }
+            if full { return (prefix[n], 0) }
+            let extended = c.angle + c.angle.map { $0 + 360 }
             var top = (gain: -1.0, heading: 0.0)
+            let half = min(p.suggestFOV / 2, 180)
             for h in headings {
-                var s = 0.0
-                for (k, i) in c.near.enumerated() where alive[i] {
-                    if full || abs(angleDifference(c.angle[k], h)) <= p.suggestFOV / 2 { s += sw[i] }
-                }
+                var from = h - half
+                while from < -180 { from += 360 }
+                while from >= 180 { from -= 360 }
+                let lo = lowerBound(extended, from)
+                let hi = min(upperBound(extended, from + 2 * half), lo + n)
+                let s = prefix[hi] - prefix[lo]
                 if s > top.gain + 1e-9 { top = (s, h) }
             }
             return top
