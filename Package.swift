@@ -74,6 +74,9 @@ let package = Package(
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
 
+        // Benchmark of the coverage-gap analysis (issue 4).
+        .executableTarget(name: "camreg-coverage-bench", dependencies: ["Registry"]),
+
         .testTarget(name: "CamregTests", dependencies: [
             "ControlProtocol", "Postgres", "Geo", "Registry", "RegistryStore", "ControlServer",
             .product(name: "NIOCore", package: "swift-nio"),

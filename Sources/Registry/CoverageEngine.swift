@@ -178,9 +178,11 @@ public enum CoverageEngine {
             try camTree.query(minX: rb.minX, minY: rb.minY, maxX: rb.maxX, maxY: rb.maxY, context: ctx, into: &camHits)
             camHits.sort()
             var union: Geometry? = nil
+            var unionPrepared: PreparedGeometry? = nil
             if !camHits.isEmpty {
                 let polys = try camHits.map { try cams[$0].sector.polygon(in: proj, context: ctx) }
                 union = try Geometry.collection(polys, type: 6 /* GEOS_MULTIPOLYGON */, context: ctx).unaryUnion()
+                unionPrepared = try PreparedGeometry(union!)
             }
             figures[w].area += try region.area()
             if let union { figures[w].coveredArea += try region.intersection(union).area() }
@@ -193,7 +195,7 @@ public enum CoverageEngine {
                 if clip.isEmpty { continue }
                 figures[w].streetLength += try clip.length()
                 let open: Geometry
-                if let union {
+                if let union, try unionPrepared!.intersects(clip) {
                     let covered = try clip.intersection(union)
                     if !covered.isEmpty {
                         figures[w].coveredLength += try covered.length()
@@ -424,9 +426,12 @@ public enum CoverageEngine {
         }
         for c in candidates.indices { candidates[c].bound = best(candidates[c]).gain }
 
-        // The exact gap geometry, cut by each chosen sector.
-        var remaining = try Geometry.collection(try gaps.map { try Geometry.lineString($0.points.map { ($0.x, $0.y) }, context: ctx) },
-                                                type: 5, context: ctx)
+        // The exact gap geometry, one piece per gap, cut by each chosen sector (only the pieces
+        // whose boxes meet the sector's are touched).
+        var remaining = try gaps.map { try Geometry.lineString($0.points.map { ($0.x, $0.y) }, context: ctx) }
+        let gapTree = try STRtree(boxes: gaps.map { g in
+            (g.points.map(\.x).min()!, g.points.map(\.y).min()!, g.points.map(\.x).max()!, g.points.map(\.y).max()!)
+        })
         var covered = coveredBefore
         var out: [CoverageSuggestion] = []
         var taken = Set<Int>()
@@ -450,8 +455,14 @@ public enum CoverageEngine {
             let ll = try proj.inverse(x: c.x, y: c.y)
             let sector = try Sector(lat: ll.lat, lon: ll.lon, heading: full ? nil : chosen.heading, fov: p.suggestFOV, range: p.suggestRange)
             let poly = try sector.polygon(in: proj, context: ctx)
-            let gain = try remaining.intersection(poly).length()
-            remaining = try remaining.difference(poly)
+            let pb = try poly.bounds()
+            var hits: [Int] = []
+            try gapTree.query(minX: pb.minX, minY: pb.minY, maxX: pb.maxX, maxY: pb.maxY, context: ctx, into: &hits)
+            var gain = 0.0
+            for h in hits.sorted() where try !remaining[h].isEmpty && remaining[h].intersects(poly) {
+                gain += try remaining[h].intersection(poly).length()
+                remaining[h] = try remaining[h].difference(poly)
+            }
             for (k, i) in c.near.enumerated() where alive[i] {
                 if full || abs(angleDifference(c.angle[k], chosen.heading)) <= p.suggestFOV / 2 { alive[i] = false }
             }
