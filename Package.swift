@@ -66,7 +66,9 @@ let package = Package(
         .executableTarget(name: "camreg", dependencies: [
             "ControlProtocol",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
-        ]),
+        ],
+        // main.swift holds `@main`; the subcommands may live in other files of the target.
+        swiftSettings: [.unsafeFlags(["-parse-as-library"])]),
 
         // Benchmark: camregd vs PostGIS vs Redis GEO on the same radius queries (issue 6).
         .executableTarget(name: "camreg-bench", dependencies: [

@@ -218,6 +218,13 @@ extension RegistryService {
     private static func runJob(_ job: CoverageJob, store: PostgresClient, cameras: [Camera], wards: [CoverageWard],
                                streets: [CoverageStreet], parameters: CoverageParameters, windowStart: Date) async {
         let id = job.id
+        // The final writes run in a task of their own: this one may be cancelled (JOB CANCEL),
+        // and the run's row must still be ended.
+        func end(_ status: String, _ error: String?) async {
+            _ = await Task.detached {
+                try? await store.withConnection { try CoverageRepository.end(run: id, status: status, error: error, on: $0) }
+            }.value
+        }
         do {
             job.report(.init(phase: "loading", fraction: 0.005))
             let incidents = try await store.withConnection {
@@ -236,16 +243,18 @@ extension RegistryService {
             job.report(.init(phase: "storing", fraction: 0.98))
             let summary = summaryJSON(result, elapsed: Date().timeIntervalSince(job.startedAt))
             let stretches = result.stretches.map(stretchJSON).joined(separator: "\n")
-            let done = try await store.withConnection {
-                try CoverageRepository.complete(run: id, result: result, summary: summary, stretches: stretches, on: $0)
-            }
+            let done = try await Task.detached {
+                try await store.withConnection {
+                    try CoverageRepository.complete(run: id, result: result, summary: summary, stretches: stretches, on: $0)
+                }
+            }.value
             job.finish(done ? .complete : .cancelled)
-        } catch is CoverageCancelled {
-            _ = try? await store.withConnection { try CoverageRepository.end(run: id, status: "cancelled", error: "cancelled", on: $0) }
+        } catch where error is CoverageCancelled || error is CancellationError || job.isCancelRequested {
+            await end("cancelled", "cancelled")
             job.finish(.cancelled)
         } catch {
             let message = "\(error)"
-            _ = try? await store.withConnection { try CoverageRepository.end(run: id, status: "failed", error: message, on: $0) }
+            await end("failed", message)
             job.finish(.failed, error: message)
         }
     }
@@ -348,7 +357,7 @@ extension RegistryService {
         if let ward, rows.isEmpty { throw ProtocolError(.notFound, "run \(id) has no ward \(ward)", field: "ward") }
         var parts = rows.compactMap(\.map).filter { !$0.isEmpty }
         if let s = run.suggestionsGeoJSON, !s.isEmpty { parts.append(s) }
-        let features = "[" + parts.joined(separator: ",\n") + "]"
+        let features = "[" + parts.joined(separator: ",") + "]"
         return ok { w in
             w.field("id", Int(id))
             w.field("map_stored", rows.contains { $0.map != nil })

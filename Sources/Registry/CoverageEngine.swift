@@ -289,7 +289,7 @@ public enum CoverageEngine {
                     f.append(GeoJSONText.feature(geometry: GeoJSONText.polygons([[c.sector.lonLatRing().map { (x: $0.lon, y: $0.lat) }]]),
                                                  properties: [("layer", .s("sector")), ("ward", .s(name)), ("camera", .s(c.camera.id))]))
                 }
-                map[name] = f.joined(separator: ",\n")
+                map[name] = f.joined(separator: ",")
             }
         }
         let suggestionFeatures = suggestions.map { s in
@@ -301,8 +301,8 @@ public enum CoverageEngine {
                 fs.append(GeoJSONText.feature(geometry: GeoJSONText.polygons([[sector.lonLatRing().map { (x: $0.lon, y: $0.lat) }]]),
                                               properties: [("layer", .s("suggestion_sector")), ("rank", .n(Double(s.rank)))]))
             }
-            return fs.joined(separator: ",\n")
-        }.joined(separator: ",\n")
+            return fs.joined(separator: ",")
+        }.joined(separator: ",")
 
         progress(.init(phase: "done", fraction: 0.97))
         return CoverageResult(wards: selected.map { figures[$0] }, town: town, stretches: stretches, stretchCount: stretchCount,

@@ -215,6 +215,20 @@ public struct CoverageResult: Sendable {
     public var mapFeatures: [String: String]
     /// GeoJSON features of the suggestions.
     public var suggestionFeatures: String
+
+    public init(wards: [CoverageFigures], town: CoverageFigures, stretches: [CoverageStretch], stretchCount: Int,
+                suggestions: [CoverageSuggestion], camerasCounted: Int, tiles: Int, mapFeatures: [String: String],
+                suggestionFeatures: String) {
+        self.wards = wards
+        self.town = town
+        self.stretches = stretches
+        self.stretchCount = stretchCount
+        self.suggestions = suggestions
+        self.camerasCounted = camerasCounted
+        self.tiles = tiles
+        self.mapFeatures = mapFeatures
+        self.suggestionFeatures = suggestionFeatures
+    }
 }
 
 /// Progress of a running analysis: a phase and the overall fraction done (0…1).
