@@ -68,13 +68,18 @@ let package = Package(
         .executableTarget(name: "camreg", dependencies: [
             "ControlProtocol",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
-        ]),
+        ],
+        // main.swift holds `@main`; the subcommands may live in other files of the target.
+        swiftSettings: [.unsafeFlags(["-parse-as-library"])]),
 
         // Benchmark: camregd vs PostGIS vs Redis GEO on the same radius queries (issue 6).
         .executableTarget(name: "camreg-bench", dependencies: [
             "Postgres", "Registry", "RegistryStore", "Geo",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
+
+        // Benchmark of the coverage-gap analysis (issue 4).
+        .executableTarget(name: "camreg-coverage-bench", dependencies: ["Registry"]),
 
         .testTarget(name: "CamregTests", dependencies: [
             "ControlProtocol", "Postgres", "Geo", "Registry", "RegistryStore", "ControlServer",

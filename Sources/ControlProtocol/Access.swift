@@ -74,6 +74,10 @@ public struct Access: Sendable, Equatable {
     public static let incidentUpload = Access(roles: [.investigator, .admin], audit: .never)
     /// Reading incidents (and their candidate cameras).
     public static let incidentRead = Access(roles: [.investigator, .analyst, .registrar, .admin], caseRequired: [.investigator], audit: .ownerData)
+    /// Starting or cancelling a coverage analysis (it stores a run): analysts, registrars, admins.
+    public static let analysisRun = Access(roles: [.analyst, .registrar, .admin], audit: .always)
+    /// Coverage results, maps, layers and job progress (no owner data).
+    public static let analysisRead = Access(roles: [.analyst, .registrar, .admin], audit: .never)
     /// STATS: every staff role.
     public static let staff = Access(roles: [.analyst, .investigator, .registrar, .admin], audit: .never)
     /// Tokens and the audit log: admins only, always audited.

@@ -91,6 +91,10 @@ public enum Command: Sendable, Equatable {
     case token(TokenCommand)
     /// `AUDIT …` (admins).
     case audit(AuditCommand)
+    /// The coverage commands (`COVERAGE …`), see ``CoverageCommand``.
+    case coverage(CoverageCommand)
+    /// The background-job commands (`JOB …`), see ``JobCommand``.
+    case job(JobCommand)
 }
 
 /// Filters and paging of `CAMERA LIST`.
@@ -192,7 +196,7 @@ public enum CommandTable {
                     summary: "One camera with all its fields.") { args, _, _ throws(ProtocolError) in
             .cameraGet(id: try Values.cameraID(args[0]))
         },
-    ] + LifecycleCommands.specs + ImportCommands.specs + IncidentCommands.specs + [
+    ] + LifecycleCommands.specs + ImportCommands.specs + IncidentCommands.specs + CoverageCommands.specs + [
         CommandSpec(words: ["STATS"], access: .staff, arguments: [], optionalArguments: 0, options: [],
                     summary: "Camera count, index build time, uptime, connections and requests served.") { _, _, _ in .stats },
         CommandSpec(words: ["QUIT"], access: .open, arguments: [], optionalArguments: 0, options: [],

@@ -8,16 +8,17 @@ enum ImportCommands {
         "owner_kind", "owner_name", "owner_phone", "schedule", "retention_days", "status",
     ]
 
-    static let formats = ["csv", "geojson", "osm-json", "osm-xml"]
+    static let formats = ["csv", "geojson", "osm-json", "osm-xml"] + CoverageCommands.layerFormats
 
     static let specs: [CommandSpec] = [
         CommandSpec(words: ["IMPORT", "BEGIN"], access: .registrarUpload, arguments: [], optionalArguments: 0,
                     options: [
-                        OptionSpec(name: "format", placeholder: "<csv|geojson|osm-json|osm-xml>", required: true, summary: "The file's format."),
+                        OptionSpec(name: "format", placeholder: "<csv|geojson|osm-json|osm-xml|wards-geojson|streets-geojson>", required: true, summary: "The file's format."),
                         OptionSpec(name: "all_or_nothing", placeholder: "<yes|no>", required: false,
                                    summary: "Import nothing if any row is bad (default no: import the good rows, report the bad)."),
                         OptionSpec(name: "separator", placeholder: "<char>", required: false, summary: "CSV separator (default ,)."),
                         OptionSpec(name: "by", placeholder: "<name>", required: false, summary: "Who imports (recorded in the change log)."),
+                        OptionSpec(name: "name_property", placeholder: "<property>", required: false, summary: "wards-geojson: the property holding the ward name."),
                     ] + mappableFields.map {
                         OptionSpec(name: "col_\($0)", placeholder: "<header>", required: false, summary: "CSV column holding \($0) (default \($0)).")
                     },

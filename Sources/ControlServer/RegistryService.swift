@@ -260,6 +260,8 @@ public final class RegistryService: Sendable {
             case .verify: return "AUDIT VERIFY"
             case .search: return "AUDIT SEARCH"
             }
+        case .coverage(let c): return "COVERAGE " + String(describing: c).prefix { $0 != "(" }.uppercased()
+        case .job(let c): return "JOB " + String(describing: c).prefix { $0 != "(" }.uppercased()
         }
     }
 
@@ -344,6 +346,7 @@ public final class RegistryService: Sendable {
     }
 
     private func commitImport(_ upload: ConnectionSession.Upload) async throws -> Reply {
+        if let layer = try await commitLayerImport(upload) { return layer }
         let store = try database()
         let data = Data(upload.data)
         let rows: [ImportRow]
@@ -554,6 +557,8 @@ public final class RegistryService: Sendable {
             return try await handleToken(t)
         case .audit(let a):
             return try await handleAudit(a)
+        case .coverage(let c): return try await handleCoverage(c)
+        case .job(let c): return try await handleJob(c)
         case .importBegin(let format, let options):
             session.upload = .init(format: format, options: options)
             return ok { $0.field("format", format) }

@@ -170,7 +170,7 @@ struct Camreg: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "camreg",
         abstract: "Client for camregd, the security-camera registry.",
-        subcommands: [Ping.self, Near.self, Nearest.self, Along.self, Within.self, IncidentCommandGroup.self, CameraCommand.self, OwnerCommand.self, Import.self, Export.self,
+        subcommands: [Ping.self, Near.self, Nearest.self, Along.self, Within.self, IncidentCommandGroup.self, CameraCommand.self, OwnerCommand.self, Import.self, Export.self, CoverageCLI.self, LayerCLI.self,
                       Stats.self, Help.self, Raw.self, WhoAmI.self, TokenCommandGroup.self, AuditCommandGroup.self])
 }
 

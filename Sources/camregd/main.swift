@@ -112,6 +112,9 @@ struct Camregd: AsyncParsableCommand {
                 logger.info(loaded ? "loaded the Bến Cát demo inventory" : "database already has cameras; demo inventory not loaded",
                             metadata: loaded ? ["cameras": "\(inventory.cameras.count)"] : [:])
             }
+            // Coverage: the demo's reference layers (wards, streets) where none are stored, and
+            // runs left `running` by a daemon that stopped are marked failed.
+            try await CoverageStartup.prepare(demo: demo, client: client, logger: logger)
             let cameras = try await client.withConnection { try CameraRepository.all(on: $0) }
             let index = try CameraIndex(cameras: cameras)
             logger.info("index built", metadata: ["cameras": "\(cameras.count)",
@@ -218,5 +221,26 @@ struct SecurityOptions: ParsableArguments {
         o.tcpHost = tcpHost
         o.tcpPort = tcpPort
         return o
+    }
+}
+
+/// Start-up steps of the coverage analysis (issue 4).
+enum CoverageStartup {
+    /// With `--demo`, stores the demo's generated wards and streets as the reference layers where
+    /// the tables are empty; always marks runs left `running` by a stopped daemon as failed.
+    static func prepare(demo: Bool, client: PostgresClient, logger: Logger) async throws {
+        if demo {
+            let wards = try CoverageDemoLayers.wards()
+            let streets = CoverageDemoLayers.streets(DemoInventory.generate())
+            let stored = try await client.withConnection {
+                try CoverageRepository.loadDemoLayersIfEmpty(wards: wards, streets: streets, on: $0)
+            }
+            if stored.wards || stored.streets {
+                logger.info("stored the demo's coverage layers", metadata: [
+                    "wards": "\(stored.wards ? wards.count : 0)", "streets": "\(stored.streets ? streets.count : 0)"])
+            }
+        }
+        let failed = try await client.withConnection { try CoverageRepository.failInterruptedRuns(on: $0) }
+        if failed > 0 { logger.warning("coverage runs interrupted by the last stop marked failed", metadata: ["runs": "\(failed)"]) }
     }
 }

@@ -108,6 +108,12 @@ struct AccessFixture: Sendable {
             "INCIDENT IMPORT ABORT": "INCIDENT IMPORT ABORT upload=nosuchupload",
             "STATS": "STATS",
             "QUIT": "QUIT",
+            "COVERAGE RUN": "COVERAGE RUN ward=\"no such ward\" map=no",
+            "COVERAGE RESULT": "COVERAGE RESULT 999999",
+            "COVERAGE MAP": "COVERAGE MAP 999999",
+            "COVERAGE LAYERS": "COVERAGE LAYERS",
+            "JOB STATUS": "JOB STATUS 999999",
+            "JOB CANCEL": "JOB CANCEL 999999",
         ]
     }
 }
@@ -394,6 +400,27 @@ struct AccessControlTests {
             #expect(try await c.request("PING")["ok"] as? Bool == true)
         }
         await dead.shutdown()
+    }
+
+    /// docs/security.md's command table says what the code's table says, for every command.
+    @Test func securityDocMatchesTheCommandTable() throws {
+        let doc = try String(contentsOf: packageRoot.appendingPathComponent("docs/security.md"), encoding: .utf8)
+        var rows: [String: (roles: String, audit: String)] = [:]
+        for line in doc.split(separator: "\n") where line.hasPrefix("| `") {
+            let cells = line.split(separator: "|").map { $0.trimmingCharacters(in: .whitespaces) }
+            guard cells.count >= 3 else { continue }
+            rows[cells[0].trimmingCharacters(in: CharacterSet(charactersIn: "`"))] = (cells[1], cells[2])
+        }
+        for spec in CommandTable.all {
+            let row = try #require(rows[spec.name], "docs/security.md has no row for \(spec.name)")
+            let expected = spec.access.roles.map { roles in
+                roles.sorted().map { $0.rawValue + (spec.access.caseRequired.contains($0) ? " (case)" : "") }.joined(separator: ", ")
+            } ?? "anyone"
+            #expect(Set(row.roles.components(separatedBy: ", ")) == Set(expected.components(separatedBy: ", ")),
+                    "\(spec.name): doc says \(row.roles), code says \(expected)")
+            let audit = ["never": AuditClass.never, "always": .always, "when owner data is shown": .ownerData]
+            #expect(audit.first { row.audit.hasPrefix($0.key) }?.value == spec.access.audit, "\(spec.name): audit \(row.audit)")
+        }
     }
 
     /// Every seed of the fuzzing corpus (and any crasher kept there) parses or gives a

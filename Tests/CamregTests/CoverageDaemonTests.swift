@@ -1,0 +1,64 @@
+import Foundation
+import Testing
+
+/// The coverage analysis through the real daemon (`camregd --demo`) and the real CLI.
+@Suite("Coverage through camregd and the CLI")
+struct CoverageDaemonTests {
+    @Test func cliRunMapsAndARestartMidRunMarksTheRunFailed() async throws {
+        let dir = try shortTempDirectory("cv")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let data = dir + "/data"
+        let sock = dir + "/d.sock"
+        let first = try DaemonProcess(arguments: ["--demo", "--data-dir", data], socket: sock, log: dir + "/1.log")
+        try await first.waitReady()
+        #expect(first.logText.contains("stored the demo's coverage layers"))
+
+        // The demo's layers are there out of the box.
+        let stats = try await runCLI(["layer", "stats", "--socket", sock])
+        #expect(stats.status == 0 && stats.output.contains("8 wards, 1940 streets"), "\(stats.output)")
+
+        // One command: the per-ward table, a GeoJSON and a map.
+        let geojson = dir + "/c.geojson", svg = dir + "/c.svg", png = dir + "/c.png"
+        var args = ["coverage", "run", "--suggest", "10", "--geojson", geojson, "--svg", svg, "--socket", sock]
+        let converter = ["/usr/bin/rsvg-convert", "/usr/local/bin/rsvg-convert"].first { FileManager.default.isExecutableFile(atPath: $0) }
+        if converter != nil { args += ["--png", png] }
+        let run = try await runCLI(args)
+        #expect(run.status == 0, "\(run.output)")
+        for ward in ["Phường Mỹ Phước", "Xã An Tây", "Phường Tân Định", "Town", "Suggested camera sites"] {
+            #expect(run.output.contains(ward), "\(ward) missing from:\n\(run.output)")
+        }
+        let fc = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: geojson))) as? [String: Any]
+        #expect(fc?["type"] as? String == "FeatureCollection")
+        let features = fc?["features"] as? [[String: Any]] ?? []
+        let layers = Set(features.compactMap { ($0["properties"] as? [String: Any])?["layer"] as? String })
+        #expect(layers.isSuperset(of: ["ward", "covered", "gap", "intersection", "sector", "suggestion"]))
+        #expect(features.filter { ($0["properties"] as? [String: Any])?["layer"] as? String == "suggestion" }.count == 10)
+        let map = try String(contentsOfFile: svg, encoding: .utf8)
+        #expect(map.hasPrefix("<svg") && map.contains("id=\"legend\"") && map.contains("id=\"scale\"") && map.contains("id=\"gap\""))
+        #expect(map.contains("suggested new camera"))
+        if converter != nil {
+            let bytes = try Data(contentsOf: URL(fileURLWithPath: png))
+            #expect(bytes.prefix(4) == Data([0x89, 0x50, 0x4E, 0x47]))
+        }
+
+        // A long run (100 m tiles), then kill -9 mid-run: the restarted daemon marks it failed.
+        let c = try await TestClient(path: sock)
+        let started = try await c.request("COVERAGE RUN tile=100")
+        let id = try #require((started["id"] as? NSNumber)?.intValue)
+        #expect(try await c.request("JOB STATUS \(id)")["status"] as? String == "running")
+        first.process.signal(SIGKILL)
+        #expect(try await first.exit() == 128 + SIGKILL)
+        await c.close()
+        let second = try DaemonProcess(arguments: ["--data-dir", data], socket: sock, log: dir + "/2.log")
+        try await second.waitReady()
+        let c2 = try await TestClient(path: sock)
+        let status = try await c2.request("JOB STATUS \(id)")
+        #expect(status["status"] as? String == "failed", "\(status)")
+        #expect(errorCode(try await c2.request("COVERAGE RESULT \(id)")) == "not_complete")
+        // The completed run survived the restart.
+        let cli = try await runCLI(["coverage", "result", String(id - 1), "--socket", sock])
+        #expect(cli.status == 0 && cli.output.contains("Town"), "\(cli.output)")
+        await c2.close()
+        #expect(try await second.terminate() == 0)
+    }
+}
