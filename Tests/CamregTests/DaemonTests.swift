@@ -19,6 +19,17 @@ func daemonBinary() throws -> String {
     return found
 }
 
+/// A `postgresql://` URL for a test database, built from its connection parameters.
+func databaseURL(for config: PostgresConfiguration) throws -> String {
+    let conn = try PostgresConnection(configuration: config)
+    let host = try #require(try conn.query("SELECT coalesce(inet_server_addr()::text, current_setting('unix_socket_directories'))").scalar())
+    let port = try #require(try conn.query("SELECT current_setting('port')").scalar())
+    let db = try #require(try conn.query("SELECT current_database()").scalar())
+    let user = try #require(try conn.query("SELECT current_user").scalar())
+    let socketDir = host.split(separator: ",").first.map(String.init) ?? host
+    return "postgresql://\(user)@/\(db)?host=\(socketDir.addingPercentEncoding(withAllowedCharacters: .alphanumerics) ?? socketDir)&port=\(port)"
+}
+
 /// Runs the `camreg` CLI to completion; returns its exit status and output.
 func runCLI(_ arguments: [String]) async throws -> (status: Int32, output: String) {
     let bin = URL(fileURLWithPath: try daemonBinary()).deletingLastPathComponent().appendingPathComponent("camreg").path
@@ -170,14 +181,8 @@ struct DaemonTests {
 
     @Test func externalDatabaseURLAndFailedMigrationStopsTheDaemon() async throws {
         let config = try await TestPostgres.shared.freshDatabase("url")
-        // Build a URL for the test database from its connection parameters.
         let conn = try PostgresConnection(configuration: config)
-        let host = try #require(try conn.query("SELECT coalesce(inet_server_addr()::text, current_setting('unix_socket_directories'))").scalar())
-        let port = try #require(try conn.query("SELECT current_setting('port')").scalar())
-        let db = try #require(try conn.query("SELECT current_database()").scalar())
-        let user = try #require(try conn.query("SELECT current_user").scalar())
-        let socketDir = host.split(separator: ",").first.map(String.init) ?? host
-        let url = "postgresql://\(user)@/\(db)?host=\(socketDir.addingPercentEncoding(withAllowedCharacters: .alphanumerics) ?? socketDir)&port=\(port)"
+        let url = try databaseURL(for: config)
 
         let dir = try shortTempDirectory("u")
         defer { try? FileManager.default.removeItem(atPath: dir) }
