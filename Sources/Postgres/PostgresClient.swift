@@ -15,6 +15,7 @@ public final class PostgresClient: Sendable {
     private let ownsThreadPool: Bool
     private let maximumConnections: Int
     private let state = NIOLockedValueBox(State())
+    private let observer = NIOLockedValueBox<PostgresClientObserver?>(nil)
 
     private struct State {
         var idle: [PostgresConnection] = []
@@ -41,17 +42,54 @@ public final class PostgresClient: Sendable {
     /// Runs `body` with a connection of the pool, on the thread pool. Connection errors make
     /// the connection be discarded.
     public func withConnection<T: Sendable>(_ body: @escaping @Sendable (PostgresConnection) throws -> T) async throws -> T {
-        let connection = try await checkout()
+        let observer = self.observer.withLockedValue { $0 }
+        if let refusal = observer?.admit() { throw refusal }
+        let connection: PostgresConnection
+        do {
+            connection = try await checkout()
+        } catch let error as PostgresError {
+            if error.isConnectionError { observer?.connectionFailed(error) }
+            throw error
+        }
         do {
             let value = try await threadPool.runIfActive { try body(connection) }
             checkin(connection, healthy: true)
             return value
         } catch let error as PostgresError {
             checkin(connection, healthy: !error.isConnectionError && connection.isHealthy)
+            if error.isConnectionError { observer?.connectionFailed(error) }
             throw error
         } catch {
             checkin(connection, healthy: connection.isHealthy)
             throw error
+        }
+    }
+
+    /// Installs the observer (a health monitor): it may refuse work at once while the database
+    /// is known to be down, and hears of every connection error.
+    public func observe(_ observer: PostgresClientObserver) {
+        self.observer.withLockedValue { $0 = observer }
+    }
+
+    /// Closes the idle connections (after an outage they are all broken; new ones are opened
+    /// on demand).
+    public func discardIdleConnections() {
+        let waiters: [CheckedContinuation<Void, Never>] = state.withLockedValue { s in
+            s.open -= s.idle.count
+            s.idle = []
+            defer { s.waiters = [] }
+            return s.waiters
+        }
+        waiters.forEach { $0.resume() }
+    }
+
+    /// Opens a fresh connection outside the pool and runs `SELECT 1` on it, on the thread pool:
+    /// whether the server answers now. Not subject to the observer's refusal.
+    public func probe() async throws {
+        let configuration = self.configuration
+        try await threadPool.runIfActive {
+            let c = try PostgresConnection(configuration: configuration)
+            try c.query("SELECT 1")
         }
     }
 
@@ -117,5 +155,20 @@ public final class PostgresClient: Sendable {
         }
         _ = idle
         if ownsThreadPool { try? await threadPool.shutdownGracefully() }
+    }
+}
+
+/// What a ``PostgresClient`` asks before each use and reports after a connection error; set with
+/// ``PostgresClient/observe(_:)``.
+public struct PostgresClientObserver: Sendable {
+    /// Called before each `withConnection`: an error to throw at once instead of trying (the
+    /// database is known to be down), or `nil` to go ahead.
+    public var admit: @Sendable () -> PostgresError?
+    /// Called with every connection error (failed connect, broken connection).
+    public var connectionFailed: @Sendable (PostgresError) -> Void
+
+    public init(admit: @escaping @Sendable () -> PostgresError?, connectionFailed: @escaping @Sendable (PostgresError) -> Void) {
+        self.admit = admit
+        self.connectionFailed = connectionFailed
     }
 }
