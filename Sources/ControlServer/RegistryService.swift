@@ -66,6 +66,14 @@ public final class RegistryService: Sendable {
         consentBox.withLockedValue { $0 = all }
     }
 
+    /// Merges changed consents (from the change feed: owners written by other daemons).
+    public func applyConsents(_ changed: [Int64: Consent]) {
+        consentBox.withLockedValue { $0.merge(changed) { _, new in new } }
+    }
+
+    /// Database state, change feed and latencies for `STATS` (see Metrics.swift).
+    public let reliability = ReliabilityStats()
+
     func remember(_ owner: Owner) {
         guard let id = owner.id else { return }
         consentBox.withLockedValue { $0[id] = owner.consent }
@@ -112,6 +120,8 @@ public final class RegistryService: Sendable {
         }
         let name = Self.name(of: command)
         counters.withLockedValue { $0.requests += 1; $0.perCommand[name, default: 0] += 1 }
+        let started = ContinuousClock.now
+        defer { reliability.metrics.record(name, seconds: Double((ContinuousClock.now - started) / .microseconds(1)) / 1e6) }
         do {
             return try await handle(command, session: session)
         } catch let e as ProtocolError {
@@ -530,6 +540,7 @@ public final class RegistryService: Sendable {
             w.object { o in
                 for (k, v) in c.perCommand.sorted(by: { $0.key < $1.key }) { o.field(k, v) }
             }
+            reliability.write(into: &w)
         }
     }
 }
