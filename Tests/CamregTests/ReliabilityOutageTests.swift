@@ -1,0 +1,94 @@
+import Foundation
+import NIOConcurrencyHelpers
+import Postgres
+import RegistryStore
+import Testing
+
+/// Counts shared by load tasks.
+final class LoadCounters: Sendable {
+    let box = NIOLockedValueBox((ok: 0, failed: 0, stop: false, failures: [String]()))
+    var stop: Bool { box.withLockedValue { $0.stop } }
+    func finish() { box.withLockedValue { $0.stop = true } }
+    func ok() { box.withLockedValue { $0.ok += 1 } }
+    func failed(_ why: String) { box.withLockedValue { $0.failed += 1; if $0.failures.count < 5 { $0.failures.append(why) } } }
+}
+
+/// PostgreSQL goes away under load: searches go on, writes fail fast, and come back by themselves.
+@Suite("Reliability: PostgreSQL outages", .serialized)
+struct ReliabilityOutageTests {
+    @Test(.timeLimit(.minutes(2))) func searchesContinueWritesFailFastAndRecoverWithoutRestart() async throws {
+        let pg = try await OwnCluster("ro")
+        let dir = try shortTempDirectory("rod")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let d = try await startDaemon(dir, "d", ["--database-url", pg.url, "--write-timeout", "2"])
+        let c = try await TestClient(path: d.socket)
+        #expect(field(try await c.request(registration(client: 1, n: 0).line), "camera", "id") as? String == "BC-00001")
+        #expect(field(try await c.request("STATS"), "database", "state") as? String == "up")
+
+        // A search load from three connections for the whole outage.
+        let load = LoadCounters()
+        let socket = d.socket
+        let searchers = (0..<3).map { _ in
+            Task {
+                let s = try await TestClient(path: socket)
+                while !load.stop {
+                    do {
+                        let r = try await s.request("NEAR 11.11 106.60 radius=3000")
+                        if r["ok"] as? Bool == true, (r["cameras"] as? [[String: Any]])?.contains(where: { $0["id"] as? String == "BC-00001" }) == true { load.ok() } else { load.failed("\(r)") }
+                    } catch {
+                        load.failed("\(error)")
+                        return
+                    }
+                }
+                await s.close()
+            }
+        }
+
+        try await pg.stop()
+        // Writes: `unavailable`, fast, and nothing written.
+        for n in 1...5 {
+            let started = Date()
+            let r = try await c.request(registration(client: 1, n: n).line)
+            let took = Date().timeIntervalSince(started)
+            #expect(errorCode(r) == "unavailable", "\(r)")
+            #expect(took < 2.5, "a write took \(took) s with the database down")
+        }
+        let owner = try await c.request(#"OWNER ADD kind=household name="X" phone=0912345678 address="a" ward="b""#)
+        #expect(errorCode(owner) == "unavailable")
+        let state = field(try await c.request("STATS"), "database", "state") as? String
+        #expect(state == "down" || state == "reconnecting", "state \(String(describing: state))")
+        try await Task.sleep(for: .seconds(1))  // searches keep being served while it is down
+
+        // PostgreSQL back: writes succeed again within 5 s, same daemon.
+        try await pg.start()
+        let back = Date()
+        var written: String?
+        while written == nil && Date().timeIntervalSince(back) < 5 {
+            let r = try await c.request(registration(client: 1, n: 100).line)
+            if r["ok"] as? Bool == true { written = field(r, "camera", "id") as? String } else {
+                #expect(errorCode(r) == "unavailable", "\(r)")
+                try await Task.sleep(for: .milliseconds(100))
+            }
+        }
+        #expect(written != nil, "writes did not come back within 5 s")
+        #expect(Date().timeIntervalSince(back) < 5)
+        #expect(field(try await c.request("STATS"), "database", "state") as? String == "up")
+
+        load.finish()
+        for t in searchers { _ = await t.result }
+        let counts = load.box.withLockedValue { $0 }
+        #expect(counts.failed == 0, "failed searches: \(counts.failures)")
+        #expect(counts.ok > 50)
+
+        // Nothing of the refused writes reached the database; the feed is back too.
+        let db = try pg.connect()
+        #expect(try db.query("SELECT count(*) FROM cameras").scalar() == "2")
+        #expect(try db.query("SELECT count(*) FROM owners").scalar() == "0")
+        #expect(try await eventually(5) { field(try await stats(d.socket), "feed", "connected") as? Bool == true })
+        #expect(d.logText.contains("database unavailable") && d.logText.contains("database available again"))
+
+        await c.close()
+        #expect(try await d.terminate() == 0)
+        await pg.destroy()
+    }
+}
