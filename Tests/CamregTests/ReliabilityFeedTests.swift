@@ -1,4 +1,6 @@
 import Foundation
+import Logging
+import NIOPosix
 import Postgres
 import RegistryStore
 import Testing
@@ -99,5 +101,63 @@ struct ReliabilityFeedTests {
         #expect(try await a.terminate() == 0)
         #expect(try await b.terminate() == 0)
         await pg.destroy()
+    }
+
+    @Test(.timeLimit(.minutes(2))) func readOnlyDaemonOnAStreamingReplicaFollowsThePrimary() async throws {
+        let primary = try await OwnCluster("rp")
+        let dir = try shortTempDirectory("rr")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let a = try await startDaemon(dir, "a", ["--database-url", primary.url])  // migrates the primary
+        let ca = try await TestClient(path: a.socket)
+        let before = try #require(field(try await ca.request(registration(client: 2, n: 0).line), "camera", "id") as? String)
+
+        // A real streaming replica: pg_basebackup -R into a second folder, its own socket and port.
+        var quiet = Logger(label: "test.replica")
+        quiet.logLevel = .warning
+        let replica = try EmbeddedCluster(dataDirectory: dir + "/replica", database: "camreg", port: 5433, logger: quiet)
+        try FileManager.default.createDirectory(atPath: replica.pgData, withIntermediateDirectories: true)
+        chmod(dir + "/replica", 0o711)
+        chmod(replica.pgData, 0o700)
+        if let user = replica.runAsUser, let pw = getpwnam(user) { chown(replica.pgData, pw.pointee.pw_uid, pw.pointee.pw_gid) }
+        let basebackup = [replica.binDirectory + "/pg_basebackup", "-D", replica.pgData, "-R", "-X", "stream", "-c", "fast",
+                          "-h", primary.cluster.socketDirectory, "-p", "5432", "-U", "camreg"]
+        let argv = ["/usr/bin/env", "-C", "/"] + (replica.runAsUser.map { ["/usr/sbin/runuser", "-u", $0, "--"] } ?? []) + basebackup
+        let out = dir + "/basebackup.out"
+        #expect(try ChildProcess(argv, outputPath: out).wait() == 0, "\((try? String(contentsOfFile: out, encoding: .utf8)) ?? "")")
+        try await NIOThreadPool.singleton.runIfActive { try replica.start() }
+        let standby = try PostgresConnection(configuration: replica.configuration)
+        #expect(try standby.query("SELECT pg_is_in_recovery()").scalar() == "t")
+        let replicaURL = "postgresql:///camreg?host=\(replica.socketDirectory)&port=5433&user=camreg"
+
+        let r = try await startDaemon(dir, "r", ["--read-only", "--database-url", replicaURL])
+        let cr = try await TestClient(path: r.socket)
+        #expect(field(try await cr.request("CAMERA GET \(before)"), "camera", "id") as? String == before)
+        let st = try await stats(r.socket)
+        #expect(st["read_only"] as? Bool == true)
+        #expect(field(st, "feed", "mode") as? String == "poll")
+        #expect(field(st, "database", "state") as? String == "read_only")
+
+        // Writes on the read-only daemon are refused; writes on the primary's daemon arrive.
+        #expect(errorCode(try await cr.request(registration(client: 2, n: 1).line)) == "unavailable")
+        for n in 2..<6 {
+            let reg = registration(client: 2, n: n)
+            let id = try #require(field(try await ca.request(reg.line), "camera", "id") as? String)
+            let acked = Date()
+            #expect(try await eventually(2) {
+                let near = try await cr.request("NEAR \(reg.lat) \(reg.lon) radius=2")
+                return (near["cameras"] as? [[String: Any]])?.contains { $0["id"] as? String == id } == true
+            })
+            #expect(Date().timeIntervalSince(acked) < 2)
+        }
+        let dbSeq = Int(try primary.connect().query("SELECT max(seq) FROM camera_changes").scalar() ?? "") ?? -1
+        #expect(try await eventually(3) { field(try await stats(r.socket), "feed", "applied_seq") as? Int == dbSeq })
+        #expect(field(try await stats(r.socket), "feed", "lag") as? Int == 0)
+
+        await ca.close()
+        await cr.close()
+        #expect(try await r.terminate() == 0)
+        #expect(try await a.terminate() == 0)
+        try await NIOThreadPool.singleton.runIfActive { try replica.stop() }
+        await primary.destroy()
     }
 }
