@@ -47,8 +47,15 @@ public final class ConnectionSession: @unchecked Sendable {
 public final class RegistryService: Sendable {
     /// The camera index.
     public let index: CameraIndex
-    /// Parsing limits.
-    public let limits: ProtocolLimits
+    /// Parsing limits (replaced by a configuration reload, see ``updateLimits(_:)``).
+    public var limits: ProtocolLimits { limitsBox.withLockedValue { $0 } }
+    private let limitsBox: NIOLockedValueBox<ProtocolLimits>
+
+    /// Replaces the limits (SIGHUP); the next request uses them. The longest line stays as the
+    /// socket was opened with.
+    public func updateLimits(_ new: ProtocolLimits) {
+        limitsBox.withLockedValue { $0 = new }
+    }
     /// Where writes go (PostgreSQL); `nil` serves queries only (writes answer `unavailable`).
     public let store: PostgresClient?
     /// Where cameras may be registered.
@@ -88,7 +95,7 @@ public final class RegistryService: Sendable {
                 logger: Logger = Logger(label: "camreg.service")) {
         self.maxTimeWindow = maxTimeWindow
         self.index = index
-        self.limits = limits
+        self.limitsBox = NIOLockedValueBox(limits)
         self.store = store
         self.jurisdiction = jurisdiction
         self.rebuildThreshold = rebuildThreshold

@@ -20,71 +20,139 @@ struct Camregd: AsyncParsableCommand {
             (initdb + pg_ctl, Unix socket only) and stops it on shutdown.
             """)
 
+    // Every option can also be set in the configuration file (--config) and in the environment
+    // (CAMREG_<NAME>); a flag wins over the environment, which wins over the file
+    // (DaemonSettings, docs/operations.md). Options are optional here so that "not given" is
+    // told apart from "given the default".
+    @Option(name: .long, help: "TOML configuration file (default $CAMREG_CONFIG); flags and CAMREG_* variables override it.")
+    var config: String?
+
+    @Flag(name: .long, help: "Check the configuration (file, environment, flags), print the settings in effect, and exit.")
+    var checkConfig = false
+
     @Option(name: .long, help: "Data folder: embedded cluster, default socket.")
-    var dataDir: String = ProcessInfo.processInfo.environment["CAMREG_DATA_DIR"] ?? "./camreg-data"
+    var dataDir: String?
 
-    @Option(name: .long, help: "PostgreSQL URL (postgresql://…); default $CAMREG_DATABASE_URL, else the embedded cluster.")
-    var databaseURL: String? = ProcessInfo.processInfo.environment["CAMREG_DATABASE_URL"]
+    @Option(name: .long, help: "PostgreSQL URL (postgresql://…); without it, the embedded cluster.")
+    var databaseURL: String?
 
-    @Option(name: .long, help: "Control socket path (default <data-dir>/camregd.sock, or $CAMREG_SOCKET).")
-    var socket: String? = ProcessInfo.processInfo.environment["CAMREG_SOCKET"]
+    @Option(name: .long, help: "Control socket path (default <data-dir>/camregd.sock).")
+    var socket: String?
 
-    @Option(name: .long, help: "Folder of the numbered SQL migrations (default: $CAMREG_MIGRATIONS, ./migrations, or the package's).")
+    @Option(name: .long, help: "Folder of the numbered SQL migrations (default ./migrations, or the package's).")
     var migrations: String?
 
     @Flag(name: .long, help: "Load the 1,202-camera Bến Cát demo inventory if the database has no cameras.")
     var demo = false
 
-    @Option(name: .long, help: "Log level: trace, debug, info, notice, warning, error, critical.")
-    var logLevel: String = ProcessInfo.processInfo.environment["CAMREG_LOG_LEVEL"] ?? "info"
+    @Option(name: .long, help: "Log level: trace, debug, info, notice, warning, error, critical (reloaded on SIGHUP).")
+    var logLevel: String?
 
-    @Option(name: .long, help: "Largest NEAR radius in metres.")
-    var maxRadius: Double = 50_000
+    @Option(name: .long, help: "Largest NEAR radius in metres (reloaded on SIGHUP).")
+    var maxRadius: Double?
 
     @Option(name: .long, help: "Database connections in the pool.")
-    var dbConnections: Int = 4
+    var dbConnections: Int?
 
     @Option(name: .long, help: "Jurisdiction polygon as WGS84 WKT (lon lat order); cameras outside it are refused. Default: Bến Cát's bounding box.")
-    var jurisdictionWkt: String? = ProcessInfo.processInfo.environment["CAMREG_JURISDICTION_WKT"]
+    var jurisdictionWkt: String?
 
     @Flag(name: .long, help: "Serve searches only, from --database-url (e.g. a streaming replica); writes answer `unavailable`.")
     var readOnly = false
 
-    @Option(name: .long, help: "Seconds a write may wait for PostgreSQL (connect and lock waits) before answering `unavailable` (default 5, or $CAMREG_WRITE_TIMEOUT).")
-    var writeTimeout: Double = Double(ProcessInfo.processInfo.environment["CAMREG_WRITE_TIMEOUT"] ?? "") ?? 5
+    @Option(name: .long, help: "Seconds a write may wait for PostgreSQL (connect and lock waits) before answering `unavailable` (default 5).")
+    var writeTimeout: Double?
 
-    mutating func validate() throws {
-        guard writeTimeout.isFinite, writeTimeout >= 1, writeTimeout <= 300 else {
-            throw ValidationError("--write-timeout must be 1–300 seconds")
+    @Option(name: .long, help: "Seconds SIGTERM waits for connections to finish their requests (default 10).")
+    var drainTimeout: Double?
+
+    @Option(name: .long, help: "host:port for the Prometheus text endpoint (/metrics); off by default.")
+    var metricsListen: String?
+
+    /// The flags given, as raw values by setting name.
+    var flagValues: [String: String] {
+        var f: [String: String] = [:]
+        f["data_dir"] = dataDir
+        f["database_url"] = databaseURL
+        f["socket"] = socket
+        f["migrations"] = migrations
+        f["log_level"] = logLevel
+        f["max_radius"] = maxRadius.map { String($0) }
+        f["db_connections"] = dbConnections.map { String($0) }
+        f["jurisdiction_wkt"] = jurisdictionWkt
+        f["write_timeout"] = writeTimeout.map { String($0) }
+        f["drain_timeout"] = drainTimeout.map { String($0) }
+        f["metrics_listen"] = metricsListen
+        if demo { f["demo"] = "true" }
+        if readOnly { f["read_only"] = "true" }
+        return f
+    }
+
+    /// Reads the file (if any) and resolves flags > environment > file > defaults.
+    func loadSettings() throws -> (DaemonSettings, [String: DaemonSettings.Source]) {
+        let env = ProcessInfo.processInfo.environment
+        var file: [String: String] = [:]
+        if let path = config ?? env["CAMREG_CONFIG"], !path.isEmpty {
+            guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {
+                throw ConfigurationError("cannot read the configuration file \(path)")
+            }
+            file = try DaemonSettings.parseFile(text, path: path)
         }
-        if readOnly && (databaseURL ?? "").isEmpty {
-            throw ValidationError("--read-only needs --database-url (a replica or the primary)")
-        }
-        guard Logger.Level(rawValue: logLevel) != nil else {
-            throw ValidationError("--log-level must be one of trace, debug, info, notice, warning, error, critical")
-        }
-        guard maxRadius.isFinite, maxRadius > 0 else { throw ValidationError("--max-radius must be a positive number of metres") }
-        guard (1...64).contains(dbConnections) else { throw ValidationError("--db-connections must be 1–64") }
+        return try DaemonSettings.resolve(flags: flagValues, environment: DaemonSettings.fromEnvironment(env), file: file)
     }
 
     func run() async throws {
-        let level = Logger.Level(rawValue: logLevel)!
-        LoggingSystem.bootstrap { label in
-            var h = StreamLogHandler.standardError(label: label)
-            h.logLevel = level
-            return h
+        let settings: DaemonSettings
+        do {
+            let (s, sources) = try loadSettings()
+            settings = s
+            if let wkt = s.jurisdictionWKT { _ = try Jurisdiction(name: "configured jurisdiction", wkt: wkt) }
+            if checkConfig {
+                print(s.describe(sources: sources))
+                print("# configuration OK")
+                return
+            }
+        } catch {
+            FileHandle.standardError.write(Data("camregd: configuration error: \(error)\n".utf8))
+            throw ExitCode(2)
         }
+        ReloadableLogLevel.current = settings.logLevel
+        LoggingSystem.bootstrap { label in ReloadableLogHandler(label: label) }
         let logger = Logger(label: "camregd")
         do {
-            try await serve(logger: logger)
+            try await serve(settings, logger: logger)
         } catch {
             logger.critical("camregd stopped: \(error)")
             throw ExitCode(1)
         }
     }
 
-    func serve(logger: Logger) async throws {
-        let dataDir = URL(fileURLWithPath: self.dataDir).standardizedFileURL.path
+    /// SIGHUP: reads the configuration again and applies what can change while running (log
+    /// level, limits); the rest is reported as needing a restart. A bad file changes nothing.
+    func reload(into service: RegistryService, running: DaemonSettings, logger: Logger) {
+        do {
+            let (next, _) = try loadSettings()
+            ReloadableLogLevel.current = next.logLevel
+            var limits = next.limits
+            limits.maxLineBytes = running.maxLineBytes
+            service.updateLimits(limits)
+            let needRestart = next.restartNeeded(comparedWith: running)
+            logger.notice("configuration reloaded", metadata: [
+                "log_level": "\(next.logLevel)", "max_radius": "\(next.maxRadius)",
+                "default_limit": "\(next.defaultLimit)", "max_limit": "\(next.maxLimit)",
+            ])
+            if !needRestart.isEmpty {
+                logger.warning("changed settings that need a restart were not applied", metadata: ["settings": "\(needRestart.joined(separator: ", "))"])
+            }
+        } catch {
+            logger.error("configuration reload failed; the running settings are kept", metadata: ["error": "\(error)"])
+        }
+    }
+
+    func serve(_ settings: DaemonSettings, logger: Logger) async throws {
+        let dataDir = URL(fileURLWithPath: settings.dataDir).standardizedFileURL.path
+        let socket = settings.socket, databaseURL = settings.databaseURL, readOnly = settings.readOnly
+        let writeTimeout = settings.writeTimeout, demo = settings.demo
         try FileManager.default.createDirectory(atPath: dataDir, withIntermediateDirectories: true)
         let socketPath = socket ?? dataDir + "/camregd.sock"
         // One daemon per data folder: a second one must not adopt (and later stop) the first
@@ -109,12 +177,12 @@ struct Camregd: AsyncParsableCommand {
             pgConfig = c.configuration
         }
         let client = PostgresClient(configuration: Self.withTimeouts(pgConfig, seconds: writeTimeout),
-                                    maximumConnections: dbConnections)
+                                    maximumConnections: settings.dbConnections)
         var feed: ChangeFeed?
         do {
             // 2. Schema, demo data, index. A read-only daemon (on a replica) changes nothing.
             if !readOnly {
-                let migrationsDir = migrations ?? Migrator.defaultDirectory()
+                let migrationsDir = settings.migrations ?? Migrator.defaultDirectory()
                 let migrator = try Migrator(directory: migrationsDir)
                 try await client.withConnection { try migrator.apply(on: $0, logger: logger) }
             }
@@ -133,9 +201,8 @@ struct Camregd: AsyncParsableCommand {
                                                   "ms": "\(Int(index.snapshot.buildSeconds * 1000))"])
 
             // 3. Serve until SIGTERM/SIGINT.
-            var limits = ProtocolLimits()
-            limits.maxRadius = maxRadius
-            let jurisdiction = try jurisdictionWkt.map { try Jurisdiction(name: "configured jurisdiction", wkt: $0) } ?? .benCat
+            let limits = settings.limits
+            let jurisdiction = try settings.jurisdictionWKT.map { try Jurisdiction(name: "configured jurisdiction", wkt: $0) } ?? .benCat
             let service = RegistryService(index: index, limits: limits, store: readOnly ? nil : client,
                                           jurisdiction: jurisdiction, logger: logger)
             service.loadConsents(try await client.withConnection { try OwnerRepository.allConsents(on: $0) })
@@ -148,7 +215,10 @@ struct Camregd: AsyncParsableCommand {
             changeFeed.start()
             feed = changeFeed
             service.reliability.attach(monitor: monitor, feed: changeFeed, readOnly: readOnly)
-            let server = ControlServer(socketPath: socketPath, service: service, logger: logger)
+            let server = ControlServer(socketPath: socketPath, service: service,
+                                       drainTimeout: .milliseconds(Int64(settings.drainTimeout * 1000)), logger: logger)
+            let reloader = HangupReloader { [self] in self.reload(into: service, running: settings, logger: logger) }
+            defer { reloader.cancel() }
             let group = ServiceGroup(configuration: .init(
                 services: [.init(service: server)],
                 gracefulShutdownSignals: [.sigterm, .sigint],
