@@ -1,5 +1,6 @@
 import ControlProtocol
 import Foundation
+import Metrics
 import NIOConcurrencyHelpers
 import Registry
 import RegistryStore
@@ -23,12 +24,26 @@ public final class RequestMetrics: Sendable {
     }
 
     private let rings = NIOLockedValueBox([String: Ring]())
+    private let exporting = NIOLockedValueBox(false)
 
     public init() {}
+
+    /// Also reports each request to swift-metrics (`camreg_requests_total` and
+    /// `camreg_request_duration_seconds`, by `command`), for the Prometheus endpoint. Off unless
+    /// called: without an endpoint nothing is spent on it.
+    public func exportToSwiftMetrics() {
+        exporting.withLockedValue { $0 = true }
+    }
 
     /// Records one request of `command` that took `seconds`.
     public func record(_ command: String, seconds: Double) {
         rings.withLockedValue { $0[command, default: Ring()].add(seconds * 1000) }
+        if exporting.withLockedValue({ $0 }) {
+            let dimensions = [("command", command)]
+            Counter(label: "camreg_requests_total", dimensions: dimensions).increment()
+            Metrics.Timer(label: "camreg_request_duration_seconds", dimensions: dimensions)
+                .recordNanoseconds(Int64(seconds * 1e9))
+        }
     }
 
     /// Percentile summary of one command: count, p50, p90, p99, max in milliseconds.
@@ -71,17 +86,20 @@ public final class RequestMetrics: Sendable {
 public final class ReliabilityStats: Sendable {
     /// Request latencies per command.
     public let metrics = RequestMetrics()
-    private let sources = NIOLockedValueBox<(monitor: DatabaseMonitor?, feed: ChangeFeed?, readOnly: Bool)>((nil, nil, false))
+    private let sourcesBox = NIOLockedValueBox<(monitor: DatabaseMonitor?, feed: ChangeFeed?, readOnly: Bool)>((nil, nil, false))
 
     public init() {}
 
     /// Tells `STATS` where to read the database state and the feed's position.
     public func attach(monitor: DatabaseMonitor?, feed: ChangeFeed?, readOnly: Bool) {
-        sources.withLockedValue { $0 = (monitor, feed, readOnly) }
+        sourcesBox.withLockedValue { $0 = (monitor, feed, readOnly) }
     }
 
+    /// What was attached.
+    var sources: (monitor: DatabaseMonitor?, feed: ChangeFeed?, readOnly: Bool) { sourcesBox.withLockedValue { $0 } }
+
     func write(into w: inout JSONWriter) {
-        let s = sources.withLockedValue { $0 }
+        let s = sources
         w.field("read_only", s.readOnly)
         w.key("database")
         w.object { o in

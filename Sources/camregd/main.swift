@@ -3,8 +3,10 @@ import ControlProtocol
 import ControlServer
 import Foundation
 import Logging
+import Metrics
 import NIOPosix
 import Postgres
+import Prometheus
 import Registry
 import RegistryStore
 import ServiceLifecycle
@@ -219,8 +221,17 @@ struct Camregd: AsyncParsableCommand {
                                        drainTimeout: .milliseconds(Int64(settings.drainTimeout * 1000)), logger: logger)
             let reloader = HangupReloader { [self] in self.reload(into: service, running: settings, logger: logger) }
             defer { reloader.cancel() }
+            // The Prometheus endpoint, only when asked for.
+            var services: [ServiceGroupConfiguration.ServiceConfiguration] = [.init(service: server)]
+            if let listen = settings.metricsListen, let (host, port) = DaemonSettings.hostPort(listen) {
+                let registry = PrometheusCollectorRegistry()
+                MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: registry))
+                service.reliability.metrics.exportToSwiftMetrics()
+                services.append(.init(service: PrometheusEndpoint(host: host, port: port, registry: registry,
+                                                                  service: service, logger: logger)))
+            }
             let group = ServiceGroup(configuration: .init(
-                services: [.init(service: server)],
+                services: services,
                 gracefulShutdownSignals: [.sigterm, .sigint],
                 logger: logger))
             Task {

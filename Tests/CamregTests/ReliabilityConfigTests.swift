@@ -1,5 +1,8 @@
 import ControlServer
 import Foundation
+#if canImport(FoundationNetworking)
+import FoundationNetworking
+#endif
 import Logging
 import RegistryStore
 import Testing
@@ -124,6 +127,38 @@ struct ReliabilityConfigTests {
         #expect(await eventually(5) { d.logText.contains("configuration reload failed") })
         #expect(try await c.request("NEAR 11.147 106.6076 radius=900 limit=1")["ok"] as? Bool == true)
         #expect(try await c.request("PING")["ok"] as? Bool == true)  // the same connection all along
+        await c.close()
+        #expect(try await d.terminate() == 0)
+    }
+
+    @Test(.timeLimit(.minutes(1))) func prometheusEndpointServesRequestCountsLatenciesAndState() async throws {
+        let dir = try shortTempDirectory("prom")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let port = Int.random(in: 20_000...60_000)
+        let d = try await startDaemon(dir, "d", ["--demo", "--metrics-listen", "127.0.0.1:\(port)"])
+        let c = try await TestClient(path: d.socket)
+        for _ in 0..<3 { _ = try await c.request("NEAR 11.147 106.6076 radius=500") }
+        _ = try await c.request("PING")
+        let (data, response) = try await URLSession.shared.data(from: URL(string: "http://127.0.0.1:\(port)/metrics")!)
+        #expect((response as? HTTPURLResponse)?.statusCode == 200)
+        let text = String(decoding: data, as: UTF8.self)
+        #expect(text.contains(#"camreg_requests_total{command="NEAR"} 3"#), "\(text.prefix(2000))")
+        #expect(text.contains(#"camreg_requests_total{command="PING"} "#))  // waitReady pinged too
+        #expect(text.contains(#"camreg_request_duration_seconds_count{command="NEAR"} 3"#))
+        #expect(text.contains("camreg_cameras 1202"))
+        #expect(text.contains("camreg_database_up 1"))
+        #expect(text.contains("camreg_feed_lag 0"))
+        let (_, missing) = try await URLSession.shared.data(from: URL(string: "http://127.0.0.1:\(port)/other")!)
+        #expect((missing as? HTTPURLResponse)?.statusCode == 404)
+
+        // The same figures in STATS: latency percentiles per command, database and feed.
+        let st = try await c.request("STATS")
+        #expect(field(st, "latency_ms", "NEAR", "count") as? Int == 3)
+        #expect((field(st, "latency_ms", "NEAR", "p99") as? NSNumber)?.doubleValue ?? -1 >= 0)
+        #expect(field(st, "database", "state") as? String == "up")
+        #expect(field(st, "feed", "mode") as? String == "listen")
+        #expect(field(st, "feed", "lag") as? Int == 0)
+        #expect(st["index_built_at"] is String && st["delta"] is Int)
         await c.close()
         #expect(try await d.terminate() == 0)
     }
