@@ -102,8 +102,12 @@ public final class DatabaseMonitor: Sendable {
     private let clock = ContinuousClock()
     private let origin: ContinuousClock.Instant
 
-    public init(client: PostgresClient, backoff: Backoff = Backoff(), logger: Logger) {
+    private let probeTimeout: Double
+
+    /// A monitor for `client`; each probe gives up after `probeTimeout` seconds.
+    public init(client: PostgresClient, backoff: Backoff = Backoff(), probeTimeout: Double = 5, logger: Logger) {
         self.client = client
+        self.probeTimeout = probeTimeout
         self.logger = logger
         self.machine = NIOLockedValueBox(DatabaseHealth(backoff: backoff))
         self.origin = clock.now
@@ -161,7 +165,7 @@ public final class DatabaseMonitor: Sendable {
             guard let self else { return }
             guard self.machine.withLockedValue({ $0.probeDue() }) == .probe else { return }
             do {
-                try await self.client.probe()
+                try await self.client.probe(timeout: self.probeTimeout)
                 let t = self.now
                 self.perform(self.machine.withLockedValue { $0.probeSucceeded(now: t) })
             } catch {

@@ -1,3 +1,4 @@
+import Foundation
 import Logging
 import NIOConcurrencyHelpers
 import NIOCore
@@ -16,6 +17,7 @@ public final class PostgresClient: Sendable {
     private let maximumConnections: Int
     private let state = NIOLockedValueBox(State())
     private let observer = NIOLockedValueBox<PostgresClientObserver?>(nil)
+    private let responseTimeout = NIOLockedValueBox<Double?>(nil)
 
     private struct State {
         var idle: [PostgresConnection] = []
@@ -52,9 +54,18 @@ public final class PostgresClient: Sendable {
             throw error
         }
         do {
-            let value = try await threadPool.runIfActive { try body(connection) }
+            let value: T
+            if let limit = responseTimeout.withLockedValue({ $0 }) {
+                value = try await runWatched(connection, limit: limit, body)
+            } else {
+                value = try await threadPool.runIfActive { try body(connection) }
+            }
             checkin(connection, healthy: true)
             return value
+        } catch let abandoned as AbandonedCall {
+            // The call goes on on its thread; its connection is dropped when it ends.
+            observer?.connectionFailed(abandoned.error)
+            throw abandoned.error
         } catch let error as PostgresError {
             checkin(connection, healthy: !error.isConnectionError && connection.isHealthy)
             if error.isConnectionError { observer?.connectionFailed(error) }
@@ -83,13 +94,77 @@ public final class PostgresClient: Sendable {
         waiters.forEach { $0.resume() }
     }
 
-    /// Opens a fresh connection outside the pool and runs `SELECT 1` on it, on the thread pool:
-    /// whether the server answers now. Not subject to the observer's refusal.
-    public func probe() async throws {
+    /// Opens a fresh connection outside the pool and runs `SELECT 1` on it, on a thread of its
+    /// own (so that pool threads stuck on a frozen server cannot hold it up): whether the server
+    /// answers now. Gives up after `timeout` seconds. Not subject to the observer's refusal.
+    public func probe(timeout: Double = 10) async throws {
         let configuration = self.configuration
-        try await threadPool.runIfActive {
+        let outcome: Result<Void, Error>? = await Self.onOwnThread(timeout: timeout) {
             let c = try PostgresConnection(configuration: configuration)
             try c.query("SELECT 1")
+        }
+        switch outcome {
+        case .success: return
+        case .failure(let error): throw error
+        case nil: throw PostgresError(code: .connectionFailed, message: "PostgreSQL did not answer a new connection within \(timeout) s")
+        }
+    }
+
+    /// Bounds how long a call may go without an answer while the server is unresponsive. When
+    /// a call has run `seconds / 2` the client checks, on a thread of its own, that the server
+    /// still accepts a connection and answers within the other half; if it does, the call goes
+    /// on (a big import may take long); if not, the call fails at once with
+    /// ``PostgresError/Code/connectionBroken`` (its outcome unknown: the server might still
+    /// commit it when it wakes) and its connection is dropped when the blocked call returns.
+    /// `nil` (the default) waits for as long as libpq does.
+    public func setResponseTimeout(_ seconds: Double?) {
+        responseTimeout.withLockedValue { $0 = seconds.map { max(0.2, $0) } }
+    }
+
+    private func runWatched<T: Sendable>(_ connection: PostgresConnection, limit: Double,
+                                         _ body: @escaping @Sendable (PostgresConnection) throws -> T) async throws -> T {
+        let pool = threadPool
+        let job = Task { try await pool.runIfActive { try body(connection) } }
+        while true {
+            let done: Bool = await Self.first(timeout: limit / 2) { _ = await job.result; return true } ?? false
+            if done { return try await job.value }
+            if (try? await probe(timeout: limit / 2)) != nil { continue }  // alive, just slow
+            Task { [self] in
+                _ = await job.result
+                self.checkin(connection, healthy: false)
+            }
+            throw AbandonedCall(error: PostgresError(
+                code: .connectionBroken,
+                message: "PostgreSQL did not answer within \(limit) s and does not accept connections; the outcome of this request is unknown"))
+        }
+    }
+
+    /// The result of `body` if it finishes within `timeout` seconds, else `nil` (`body` goes on).
+    static func first<R: Sendable>(timeout: Double, _ body: @escaping @Sendable () async -> R) async -> R? {
+        await withCheckedContinuation { (c: CheckedContinuation<R?, Never>) in
+            let once = NIOLockedValueBox(false)
+            let resume: @Sendable (R?) -> Void = { value in
+                if once.withLockedValue({ done in defer { done = true }; return !done }) { c.resume(returning: value) }
+            }
+            let sleeper = Task {
+                try? await Task.sleep(for: .milliseconds(Int(timeout * 1000)))
+                resume(nil)
+            }
+            Task {
+                resume(await body())
+                sleeper.cancel()  // no timer left behind for every quick call
+            }
+        }
+    }
+
+    /// Runs blocking `body` on a new thread; its result, or `nil` if it takes over `timeout` s.
+    static func onOwnThread(timeout: Double, _ body: @escaping @Sendable () throws -> Void) async -> Result<Void, Error>? {
+        await first(timeout: timeout) {
+            await withCheckedContinuation { (c: CheckedContinuation<Result<Void, Error>, Never>) in
+                let t = Thread { c.resume(returning: Result { try body() }) }
+                t.name = "camreg-db-probe"
+                t.start()
+            }
         }
     }
 
@@ -171,4 +246,9 @@ public struct PostgresClientObserver: Sendable {
         self.admit = admit
         self.connectionFailed = connectionFailed
     }
+}
+
+/// A call given up by ``PostgresClient/setResponseTimeout(_:)``'s watchdog.
+struct AbandonedCall: Error {
+    let error: PostgresError
 }

@@ -209,8 +209,10 @@ struct Camregd: AsyncParsableCommand {
                                           jurisdiction: jurisdiction, logger: logger)
             service.loadConsents(try await client.withConnection { try OwnerRepository.allConsents(on: $0) })
             // Outages: writes fail fast while PostgreSQL is away; probes with backoff bring it back.
-            let monitor = readOnly ? nil : DatabaseMonitor(client: client, logger: logger)
+            let monitor = readOnly ? nil : DatabaseMonitor(client: client, probeTimeout: writeTimeout, logger: logger)
             monitor?.start()
+            // From now on no call waits longer than write_timeout on a server that stopped answering.
+            client.setResponseTimeout(writeTimeout)
             // Changes made by other daemons (or replicated to this replica) reach the index.
             let changeFeed = ChangeFeed(configuration: Self.withTimeouts(pgConfig, seconds: writeTimeout), index: index,
                                         appliedSeq: startSeq, applyConsents: { service.applyConsents($0) }, logger: logger)

@@ -91,4 +91,59 @@ struct ReliabilityOutageTests {
         #expect(try await d.terminate() == 0)
         await pg.destroy()
     }
+
+    /// The postmaster of a cluster and its children (backends, background processes).
+    static func serverProcesses(_ pg: OwnCluster) throws -> [pid_t] {
+        let text = try String(contentsOfFile: pg.cluster.pgData + "/postmaster.pid", encoding: .utf8)
+        let postmaster = try #require(pid_t(text.split(separator: "\n").first ?? ""))
+        var pids = [postmaster]
+        for entry in (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? [] {
+            guard let pid = pid_t(entry), let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+                  let close = stat.lastIndex(of: ")") else { continue }
+            let fields = stat[stat.index(after: close)...].split(separator: " ")
+            if fields.count > 1, pid_t(fields[1]) == postmaster { pids.append(pid) }
+        }
+        return pids
+    }
+
+    @Test(.timeLimit(.minutes(2))) func aFrozenDatabaseNeverHoldsAWritePastTheTimeout() async throws {
+        let pg = try await OwnCluster("rz")
+        let dir = try shortTempDirectory("rzd")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let d = try await startDaemon(dir, "d", ["--database-url", pg.url, "--write-timeout", "2"])
+        let c = try await TestClient(path: d.socket)
+        #expect(field(try await c.request(registration(client: 3, n: 0).line), "camera", "id") as? String == "BC-00001")
+
+        // Freeze PostgreSQL (SIGSTOP: the server neither answers nor closes connections, like a
+        // hung machine). A write must not wait for it past the write timeout.
+        let frozen = try Self.serverProcesses(pg)
+        #expect(frozen.count > 3)
+        for pid in frozen { kill(pid, SIGSTOP) }
+        let started = Date()
+        let first = try await c.request(registration(client: 3, n: 1).line)
+        let took = Date().timeIntervalSince(started)
+        #expect(errorCode(first) == "unavailable", "\(first)")
+        #expect(took < 3, "the write waited \(took) s for a frozen database")
+        #expect((field(first, "error", "message") as? String)?.contains("outcome of this request is unknown") == true)
+        let again = Date()
+        #expect(errorCode(try await c.request(registration(client: 3, n: 2).line)) == "unavailable")
+        #expect(Date().timeIntervalSince(again) < 0.5, "writes must fail fast once the database is known to be down")
+        #expect(try await c.request("NEAR 11.13 106.60 radius=3000")["ok"] as? Bool == true)
+
+        // Thawed: writes come back by themselves.
+        for pid in frozen { kill(pid, SIGCONT) }
+        let back = Date()
+        #expect(try await eventually(5) { try await c.request(registration(client: 3, n: 3).line)["ok"] as? Bool == true })
+        #expect(Date().timeIntervalSince(back) < 5)
+        // The write whose outcome was unknown either committed whole (then the feed put it in
+        // the index) or not at all; the one refused at once is not there.
+        let db = try pg.connect()
+        let count = Int(try db.query("SELECT count(*) FROM cameras").scalar() ?? "") ?? -1
+        #expect(count == 2 || count == 3)
+        #expect(try db.query("SELECT count(*) FROM cameras WHERE address = 'client 3 number 2'").scalar() == "0")
+        #expect(try await eventually(3) { (try await stats(d.socket))["cameras"] as? Int == count })
+        await c.close()
+        #expect(try await d.terminate() == 0)
+        await pg.destroy()
+    }
 }
