@@ -134,6 +134,22 @@ public final class DatabaseMonitor: Sendable {
     /// The current state machine (for `STATS`).
     public var health: DatabaseHealth { machine.withLockedValue { $0 } }
 
+    /// Probes the server now (e.g. the change feed lost its connection): a failure counts as a
+    /// connection error, so `STATS` and the log show an outage even when no write has failed.
+    public func check() {
+        guard health.state == .up else { return }
+        Task.detached { [weak self] in
+            guard let self else { return }
+            do {
+                try await self.client.probe(timeout: self.probeTimeout)
+            } catch let e as PostgresError {
+                self.connectionFailed(e)
+            } catch {
+                self.connectionFailed(PostgresError(code: .connectionFailed, message: "\(error)"))
+            }
+        }
+    }
+
     func connectionFailed(_ error: PostgresError) {
         let t = now
         let action = machine.withLockedValue { $0.connectionFailed(error.message, now: t, unit: .random(in: 0..<1)) }

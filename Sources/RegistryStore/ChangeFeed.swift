@@ -52,6 +52,13 @@ public final class ChangeFeed: Sendable {
     private let rebuildThreshold: Int
     private let logger: Logger
     private let state: NIOLockedValueBox<Status>
+    private let lost = NIOLockedValueBox<(@Sendable (String) -> Void)?>(nil)
+
+    /// Calls `handler` (on the feed's thread) each time the feed loses its connection, e.g. so
+    /// that the database monitor checks the server without waiting for a write to fail.
+    public func onConnectionLost(_ handler: @escaping @Sendable (String) -> Void) {
+        lost.withLockedValue { $0 = handler }
+    }
     private let stopped = NIOLockedValueBox(false)
     private let finished = NIOLockedValueBox(false)
     /// Rows asked for per round trip while catching up.
@@ -159,6 +166,7 @@ public final class ChangeFeed: Sendable {
                 if attempt == 0 {
                     logger.warning("change feed lost its connection; reconnecting",
                                    metadata: ["error": "\(message)", "applied_seq": "\(status.appliedSeq)"])
+                    lost.withLockedValue { $0 }?(message)
                 }
                 attempt += 1
                 let until = Date().addingTimeInterval(delay)

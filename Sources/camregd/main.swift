@@ -216,6 +216,7 @@ struct Camregd: AsyncParsableCommand {
             // Changes made by other daemons (or replicated to this replica) reach the index.
             let changeFeed = ChangeFeed(configuration: Self.withTimeouts(pgConfig, seconds: writeTimeout), index: index,
                                         appliedSeq: startSeq, applyConsents: { service.applyConsents($0) }, logger: logger)
+            if let monitor { changeFeed.onConnectionLost { _ in monitor.check() } }
             changeFeed.start()
             feed = changeFeed
             service.reliability.attach(monitor: monitor, feed: changeFeed, readOnly: readOnly)

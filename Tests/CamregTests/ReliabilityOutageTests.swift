@@ -45,6 +45,9 @@ struct ReliabilityOutageTests {
         }
 
         try await pg.stop()
+        // The daemon notices by itself (its change feed loses its connection), before any write.
+        #expect(try await eventually(3) { field(try await c.request("STATS"), "database", "state") as? String != "up" })
+        #expect(try await eventually(3) { field(try await c.request("STATS"), "feed", "connected") as? Bool == false })
         // Writes: `unavailable`, fast, and nothing written.
         for n in 1...5 {
             let started = Date()
