@@ -69,3 +69,23 @@ END $$;
 
 CREATE TRIGGER owners_notify AFTER INSERT OR UPDATE ON owners
     FOR EACH ROW EXECUTE FUNCTION owners_notify();
+
+-- Incidents (each daemon keeps an incident index): numbered from the same sequence, but only at
+-- commit, by a deferred trigger. Recording an incident also writes its candidate cameras, whose
+-- foreign keys lock camera rows; taking the change lock any earlier could deadlock with a camera
+-- write that holds such a row and waits for the lock. Incidents are never updated.
+ALTER TABLE incidents ADD COLUMN change_seq bigint NOT NULL DEFAULT 0;
+CREATE INDEX incidents_change_seq_idx ON incidents (change_seq);
+
+CREATE FUNCTION incidents_number() RETURNS trigger LANGUAGE plpgsql AS $$
+DECLARE
+    n bigint := camreg_next_change_seq();
+BEGIN
+    UPDATE incidents SET change_seq = n WHERE id = NEW.id;
+    PERFORM pg_notify('camreg_changes', n::text);
+    RETURN NULL;
+END $$;
+
+CREATE CONSTRAINT TRIGGER incidents_number AFTER INSERT ON incidents
+    DEFERRABLE INITIALLY DEFERRED
+    FOR EACH ROW EXECUTE FUNCTION incidents_number();

@@ -47,12 +47,19 @@ public final class ChangeFeed: Sendable {
     private let configuration: PostgresConfiguration
     private let index: CameraIndex
     private let applyConsents: @Sendable ([Int64: Consent]) -> Void
+    private let incidentsHandler = NIOLockedValueBox<(@Sendable ([Incident]) -> Void)?>(nil)
     private let backoff: Backoff
     private let pollInterval: Double
     private let rebuildThreshold: Int
     private let logger: Logger
     private let state: NIOLockedValueBox<Status>
     private let lost = NIOLockedValueBox<(@Sendable (String) -> Void)?>(nil)
+
+    /// Calls `handler` (on the feed's thread) with the incidents recorded by other daemons
+    /// (and its own: adding one twice is harmless). Without a handler incidents are skipped.
+    public func onIncidents(_ handler: @escaping @Sendable ([Incident]) -> Void) {
+        incidentsHandler.withLockedValue { $0 = handler }
+    }
 
     /// Calls `handler` (on the feed's thread) each time the feed loses its connection, e.g. so
     /// that the database monitor checks the server without waiting for a write to fail.
@@ -89,7 +96,8 @@ public final class ChangeFeed: Sendable {
     public static func currentSequence(on c: PostgresConnection) throws -> Int64 {
         Int64(try c.query("""
             SELECT greatest((SELECT coalesce(max(seq), 0) FROM camera_changes),
-                            (SELECT coalesce(max(change_seq), 0) FROM owners))
+                            (SELECT coalesce(max(change_seq), 0) FROM owners),
+                            (SELECT coalesce(max(change_seq), 0) FROM incidents))
             """).scalar() ?? "0") ?? 0
     }
 
@@ -185,6 +193,7 @@ public final class ChangeFeed: Sendable {
             let full: Bool
             var cameras: [Camera] = []
             var consents: [Int64: Consent] = [:]
+            var incidents: [Incident] = []
             do {
                 let database = try Self.currentSequence(on: c)
                 let changes = try c.query("SELECT seq, camera_id FROM camera_changes WHERE seq > $1 ORDER BY seq LIMIT \(Self.batch)",
@@ -201,6 +210,10 @@ public final class ChangeFeed: Sendable {
                     let o = OwnerRepository.decode(r)
                     if let id = o.id { consents[id] = o.consent }
                 }
+                if incidentsHandler.withLockedValue({ $0 }) != nil {
+                    incidents = try c.query("SELECT \(IncidentRepository.selectList) FROM incidents i WHERE change_seq > $1 AND change_seq <= $2 ORDER BY id",
+                                            [String(after), String(top)]).rows.map { try IncidentRepository.decode($0) }
+                }
                 try c.query("COMMIT")
                 state.withLockedValue { $0.databaseSeq = max($0.databaseSeq, database) }
             } catch {
@@ -209,9 +222,10 @@ public final class ChangeFeed: Sendable {
             }
             for camera in cameras { index.upsert(camera) }
             if !consents.isEmpty { applyConsents(consents) }
+            if !incidents.isEmpty { incidentsHandler.withLockedValue { $0 }?(incidents) }
             state.withLockedValue { s in
                 s.appliedSeq = max(s.appliedSeq, top)
-                s.applied += cameras.count + consents.count
+                s.applied += cameras.count + consents.count + incidents.count
                 s.lastCatchUp = Date()
             }
             if !cameras.isEmpty, index.deltaCount >= rebuildThreshold {

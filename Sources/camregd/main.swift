@@ -217,6 +217,9 @@ struct Camregd: AsyncParsableCommand {
             let changeFeed = ChangeFeed(configuration: Self.withTimeouts(pgConfig, seconds: writeTimeout), index: index,
                                         appliedSeq: startSeq, applyConsents: { service.applyConsents($0) }, logger: logger)
             if let monitor { changeFeed.onConnectionLost { _ in monitor.check() } }
+            if !readOnly {
+                changeFeed.onIncidents { incidents in Task { await service.applyIncidentsFromFeed(incidents, logger: logger) } }
+            }
             changeFeed.start()
             feed = changeFeed
             service.reliability.attach(monitor: monitor, feed: changeFeed, readOnly: readOnly)

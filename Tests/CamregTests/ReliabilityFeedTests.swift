@@ -51,6 +51,15 @@ struct ReliabilityFeedTests {
         #expect(granted["ok"] as? Bool == true, "\(granted)")
         #expect(try await eventually(1) { try await consentOnB() == "granted" }, "the consent change did not reach B")
 
+        // Incidents recorded on A reach B's incident index (loaded before, and added to).
+        #expect(try await cb.request("INCIDENT LIST")["ok"] as? Bool == true)
+        let incident = try await ca.request(#"INCIDENT ADD case=BC-2026-101 kind=robbery at=2026-11-28T21:30+07:00 point=11.2,106.62 radius=200"#)
+        let incidentID = try #require((field(incident, "incident", "id") as? NSNumber)?.intValue, "\(incident)")
+        #expect(try await eventually(1) {
+            let near = try await cb.request("INCIDENTS NEAR 11.2 106.62 radius=50")
+            return (near["incidents"] as? [[String: Any]])?.contains { ($0["id"] as? NSNumber)?.intValue == incidentID } == true
+        }, "incident \(incidentID) not in B's index within 1 s")
+
         // 2. B's LISTEN connection is lost while A writes: B does not see the writes, then
         // catches up exactly once it reconnects.
         let feedB = try #require(field(try await stats(b.socket), "feed") as? [String: Any])
