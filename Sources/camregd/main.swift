@@ -170,7 +170,7 @@ struct Camregd: AsyncParsableCommand {
         let pgConfig: PostgresConfiguration
         if let url = databaseURL, !url.isEmpty {
             pgConfig = .url(url, applicationName: "camregd")
-            logger.info("using PostgreSQL from --database-url")
+            logger.info("using PostgreSQL from database_url")
         } else {
             let c = try EmbeddedCluster(dataDirectory: dataDir, logger: logger)
             // initdb/pg_ctl block: run them on a thread pool, not on the cooperative threads.

@@ -54,8 +54,12 @@ struct ReliabilityOutageTests {
             let r = try await c.request(registration(client: 1, n: n).line)
             let took = Date().timeIntervalSince(started)
             #expect(errorCode(r) == "unavailable", "\(r)")
-            #expect(took < 2.5, "a write took \(took) s with the database down")
+            // Client-side time includes this test process's scheduling (the whole suite runs in
+            // parallel on few cores): a loose bound here, the daemon's own timing below.
+            #expect(took < 15, "a write took \(took) s with the database down")
         }
+        let served = (field(try await c.request("STATS"), "latency_ms", "CAMERA REGISTER", "max") as? NSNumber)?.doubleValue ?? -1
+        #expect(served >= 0 && served < 2500, "the daemon took \(served) ms to answer a write with the database down (timeout 2 s)")
         let owner = try await c.request(#"OWNER ADD kind=household name="X" phone=0912345678 address="a" ward="b""#)
         #expect(errorCode(owner) == "unavailable")
         let state = field(try await c.request("STATS"), "database", "state") as? String
@@ -126,11 +130,16 @@ struct ReliabilityOutageTests {
         let first = try await c.request(registration(client: 3, n: 1).line)
         let took = Date().timeIntervalSince(started)
         #expect(errorCode(first) == "unavailable", "\(first)")
-        #expect(took < 3, "the write waited \(took) s for a frozen database")
+        #expect(took < 15, "the write waited \(took) s for a frozen database")  // client side: loose (see above)
         #expect((field(first, "error", "message") as? String)?.contains("outcome of this request is unknown") == true)
         let again = Date()
         #expect(errorCode(try await c.request(registration(client: 3, n: 2).line)) == "unavailable")
-        #expect(Date().timeIntervalSince(again) < 0.5, "writes must fail fast once the database is known to be down")
+        #expect(Date().timeIntervalSince(again) < 10)
+        // The daemon's own timing: the abandoned write within the 2 s timeout (plus a margin),
+        // the refused one at once.
+        let served = try #require(field(try await c.request("STATS"), "latency_ms", "CAMERA REGISTER") as? [String: Any])
+        #expect(((served["max"] as? NSNumber)?.doubleValue ?? 99_999) < 3000, "\(served)")
+        #expect(((served["p50"] as? NSNumber)?.doubleValue ?? 99_999) < 500, "\(served)")  // 3 writes: fast, abandoned, refused
         #expect(try await c.request("NEAR 11.13 106.60 radius=3000")["ok"] as? Bool == true)
 
         // Thawed: writes come back by themselves.
