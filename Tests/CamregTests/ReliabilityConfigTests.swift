@@ -162,4 +162,49 @@ struct ReliabilityConfigTests {
         await c.close()
         #expect(try await d.terminate() == 0)
     }
+
+    @Test(.timeLimit(.minutes(1))) func tellsSystemdWhenReadyAndWhenStopping() async throws {
+        let dir = try shortTempDirectory("sd")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        // A datagram socket standing in for systemd's NOTIFY_SOCKET.
+        let notifyPath = dir + "/notify"
+        let fd = socket(AF_UNIX, Int32(SOCK_DGRAM.rawValue), 0)
+        #expect(fd >= 0)
+        defer { close(fd) }
+        var addr = sockaddr_un()
+        addr.sun_family = sa_family_t(AF_UNIX)
+        withUnsafeMutableBytes(of: &addr.sun_path) { raw in raw.copyBytes(from: Array(notifyPath.utf8) + [0]) }
+        let bound = withUnsafePointer(to: &addr) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+        }
+        #expect(bound == 0)
+        _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK)
+        func messages(for seconds: Double, until wanted: String) async -> [String] {
+            var got: [String] = []
+            let deadline = Date().addingTimeInterval(seconds)
+            while Date() < deadline, !got.contains(where: { $0.contains(wanted) }) {
+                var buffer = [UInt8](repeating: 0, count: 512)
+                let n = recv(fd, &buffer, buffer.count, 0)
+                if n > 0 { got.append(String(decoding: buffer[0..<n], as: UTF8.self)) } else { try? await Task.sleep(for: .milliseconds(50)) }
+            }
+            return got
+        }
+
+        var env = ProcessInfo.processInfo.environment
+        env["NOTIFY_SOCKET"] = notifyPath
+        let p = try ChildProcess([try daemonBinary(), "--data-dir", dir + "/data", "--socket", dir + "/d.sock",
+                                  "--migrations", migrationsDirectory], environment: env, outputPath: dir + "/log")
+        let ready = await messages(for: 45, until: "READY=1")
+        #expect(ready.contains { $0.hasPrefix("READY=1") }, "\(ready)")
+        // Ready means answering.
+        let c = try await TestClient(path: dir + "/d.sock")
+        #expect(try await c.request("PING")["ok"] as? Bool == true)
+        await c.close()
+        p.signal(SIGTERM)
+        let stopping = await messages(for: 20, until: "STOPPING=1")
+        #expect(stopping.contains("STOPPING=1"))
+        let deadline = Date().addingTimeInterval(30)
+        while p.isRunning && Date() < deadline { try await Task.sleep(for: .milliseconds(50)) }
+        #expect(p.exitStatus() == 0)
+    }
 }
