@@ -127,6 +127,10 @@ public struct AccessSettings: Sendable {
     public var auditSpoolPath: String?
     /// Write the audit log at all (off only for database-less test servers).
     public var auditEnabled: Bool = true
+    /// Refuse to disclose owner data when there is no audit log at all (camregd sets it; a
+    /// read-only daemon without `audit_database_url` then serves searches without owner data
+    /// only). Off for database-less test servers.
+    public var auditRequired: Bool = false
     public init() {}
 }
 

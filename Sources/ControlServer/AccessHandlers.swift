@@ -28,7 +28,8 @@ extension RegistryService {
     }
 
     func authenticate(_ token: String, session: ConnectionSession) async throws -> Reply {
-        let found = try await database().withConnection { try TokenRepository.authenticate(token, on: $0) }
+        guard let tokens = readStore else { throw ProtocolError(.unavailable, "this daemon has no database to check tokens") }
+        let found = try await tokens.withConnection { try TokenRepository.authenticate(token, on: $0) }
         guard let found, let role = Role(rawValue: found.role) else {
             throw ProtocolError(.badToken, "the token is unknown, malformed or revoked")
         }

@@ -15,8 +15,8 @@ import RegistryStore
 // entries are pruned on every lookup. Loading runs once per service (concurrent first requests
 // await the same task; a failed load is forgotten so that the next request retries). Every
 // `INCIDENT ADD` and incident import adds what it committed to the index before replying, so the
-// next query on any connection sees it. Incidents are only ever written through this service,
-// so the index cannot go stale otherwise.
+// next query on any connection sees it. Incidents recorded by other daemons on the same
+// database arrive through the change feed (FeedHandlers.swift, `applyIncidentsFromFeed`).
 //
 // Incident uploads (`INCIDENT IMPORT …`) are kept in a process-wide table by a random token
 // returned by `BEGIN` (the connection's session object is not this file's), bounded in size,

@@ -62,8 +62,15 @@ public final class ConnectionSession: @unchecked Sendable {
 public final class RegistryService: Sendable {
     /// The camera index.
     public let index: CameraIndex
-    /// Parsing limits.
-    public let limits: ProtocolLimits
+    /// Parsing limits (replaced by a configuration reload, see ``updateLimits(_:)``).
+    public var limits: ProtocolLimits { limitsBox.withLockedValue { $0 } }
+    private let limitsBox: NIOLockedValueBox<ProtocolLimits>
+
+    /// Replaces the limits (SIGHUP); the next request uses them. The longest line stays as the
+    /// socket was opened with.
+    public func updateLimits(_ new: ProtocolLimits) {
+        limitsBox.withLockedValue { $0 = new }
+    }
     /// Where writes go (PostgreSQL); `nil` serves queries only (writes answer `unavailable`).
     public let store: PostgresClient?
     /// Where cameras may be registered.
@@ -81,6 +88,14 @@ public final class RegistryService: Sendable {
         consentBox.withLockedValue { $0 = all }
     }
 
+    /// Merges changed consents (from the change feed: owners written by other daemons).
+    public func applyConsents(_ changed: [Int64: Consent]) {
+        consentBox.withLockedValue { $0.merge(changed) { _, new in new } }
+    }
+
+    /// Database state, change feed and latencies for `STATS` (see Metrics.swift).
+    public let reliability = ReliabilityStats()
+
     func remember(_ owner: Owner) {
         guard let id = owner.id else { return }
         consentBox.withLockedValue { $0[id] = owner.consent }
@@ -91,21 +106,26 @@ public final class RegistryService: Sendable {
     /// Access-control settings (peer mapping, rate limit, audit spool).
     public let access: AccessSettings
     let rateLimiter: RateLimiter
-    /// The audit log; nil for a daemon without a database (tests, benchmarks).
+    /// The audit log; nil for a daemon without a database (tests, benchmarks) and for a
+    /// read-only daemon without `audit_database_url`.
     public let auditLog: AuditLog?
+    /// Where tokens are read (`AUTH`): the database, or the replica of a read-only daemon.
+    let readStore: PostgresClient?
     /// Tokens revoked by this daemon since start: refused at once on open connections.
     let revokedTokens = NIOLockedValueBox(Set<Int64>())
 
     public init(index: CameraIndex, limits: ProtocolLimits = .init(), store: PostgresClient? = nil,
                 jurisdiction: Jurisdiction = .benCat, rebuildThreshold: Int = 512,
                 maxTimeWindow: TimeInterval = 7 * 86_400, access: AccessSettings = .init(),
+                readStore: PostgresClient? = nil, auditStore: PostgresClient? = nil,
                 logger: Logger = Logger(label: "camreg.service")) {
         self.access = access
         self.rateLimiter = RateLimiter(access.rateLimit)
-        self.auditLog = store.flatMap { access.auditEnabled ? AuditLog(store: $0, spoolPath: access.auditSpoolPath) : nil }
+        self.readStore = readStore ?? store
+        self.auditLog = (auditStore ?? store).flatMap { access.auditEnabled ? AuditLog(store: $0, spoolPath: access.auditSpoolPath) : nil }
         self.maxTimeWindow = maxTimeWindow
         self.index = index
-        self.limits = limits
+        self.limitsBox = NIOLockedValueBox(limits)
         self.store = store
         self.jurisdiction = jurisdiction
         self.rebuildThreshold = rebuildThreshold
@@ -151,6 +171,8 @@ public final class RegistryService: Sendable {
         let command = request.command
         let name = Self.name(of: command)
         counters.withLockedValue { $0.requests += 1; $0.perCommand[name, default: 0] += 1 }
+        let started = ContinuousClock.now
+        defer { reliability.metrics.record(name, seconds: Double((ContinuousClock.now - started) / .microseconds(1)) / 1e6) }
         if let token = session.identity.tokenID, revokedTokens.withLockedValue({ $0.contains(token) }) {
             session.identity = .anonymous
         }
@@ -179,6 +201,9 @@ public final class RegistryService: Sendable {
         }
         if outcome != "ok" { counters.withLockedValue { $0.errors += 1 } }
         let audited = refused || access.audit == .always || (access.audit == .ownerData && ctx.disclosed > 0)
+        if audited, auditLog == nil, self.access.auditRequired, outcome == "ok", access.audit == .ownerData {
+            return .error(ProtocolError(.auditUnavailable, "this daemon has no audit log (a read-only daemon needs audit_database_url), so owner data is not sent"))
+        }
         if audited, let auditLog {
             let entry = AuditEntry(at: Date(), identity: identity.name, role: identity.role?.rawValue ?? "none", peer: session.peer,
                                    command: Request.redacted(line, command: command), caseID: request.caseID,
@@ -701,6 +726,7 @@ public final class RegistryService: Sendable {
             w.object { o in
                 for (k, v) in c.perCommand.sorted(by: { $0.key < $1.key }) { o.field(k, v) }
             }
+            reliability.write(into: &w)
         }
     }
 }

@@ -1,3 +1,4 @@
+import Foundation
 import Logging
 import NIOConcurrencyHelpers
 import NIOCore
@@ -15,6 +16,8 @@ public final class PostgresClient: Sendable {
     private let ownsThreadPool: Bool
     private let maximumConnections: Int
     private let state = NIOLockedValueBox(State())
+    private let observer = NIOLockedValueBox<PostgresClientObserver?>(nil)
+    private let responseTimeout = NIOLockedValueBox<Double?>(nil)
 
     private struct State {
         var idle: [PostgresConnection] = []
@@ -41,17 +44,127 @@ public final class PostgresClient: Sendable {
     /// Runs `body` with a connection of the pool, on the thread pool. Connection errors make
     /// the connection be discarded.
     public func withConnection<T: Sendable>(_ body: @escaping @Sendable (PostgresConnection) throws -> T) async throws -> T {
-        let connection = try await checkout()
+        let observer = self.observer.withLockedValue { $0 }
+        if let refusal = observer?.admit() { throw refusal }
+        let connection: PostgresConnection
         do {
-            let value = try await threadPool.runIfActive { try body(connection) }
+            connection = try await checkout()
+        } catch let error as PostgresError {
+            if error.isConnectionError { observer?.connectionFailed(error) }
+            throw error
+        }
+        do {
+            let value: T
+            if let limit = responseTimeout.withLockedValue({ $0 }) {
+                value = try await runWatched(connection, limit: limit, body)
+            } else {
+                value = try await threadPool.runIfActive { try body(connection) }
+            }
             checkin(connection, healthy: true)
             return value
+        } catch let abandoned as AbandonedCall {
+            // The call goes on on its thread; its connection is dropped when it ends.
+            observer?.connectionFailed(abandoned.error)
+            throw abandoned.error
         } catch let error as PostgresError {
             checkin(connection, healthy: !error.isConnectionError && connection.isHealthy)
+            if error.isConnectionError { observer?.connectionFailed(error) }
             throw error
         } catch {
             checkin(connection, healthy: connection.isHealthy)
             throw error
+        }
+    }
+
+    /// Installs the observer (a health monitor): it may refuse work at once while the database
+    /// is known to be down, and hears of every connection error.
+    public func observe(_ observer: PostgresClientObserver) {
+        self.observer.withLockedValue { $0 = observer }
+    }
+
+    /// Closes the idle connections (after an outage they are all broken; new ones are opened
+    /// on demand).
+    public func discardIdleConnections() {
+        let waiters: [CheckedContinuation<Void, Never>] = state.withLockedValue { s in
+            s.open -= s.idle.count
+            s.idle = []
+            defer { s.waiters = [] }
+            return s.waiters
+        }
+        waiters.forEach { $0.resume() }
+    }
+
+    /// Opens a fresh connection outside the pool and runs `SELECT 1` on it, on a thread of its
+    /// own (so that pool threads stuck on a frozen server cannot hold it up): whether the server
+    /// answers now. Gives up after `timeout` seconds. Not subject to the observer's refusal.
+    public func probe(timeout: Double = 10) async throws {
+        let configuration = self.configuration
+        let outcome: Result<Void, Error>? = await Self.onOwnThread(timeout: timeout) {
+            let c = try PostgresConnection(configuration: configuration)
+            try c.query("SELECT 1")
+        }
+        switch outcome {
+        case .success: return
+        case .failure(let error): throw error
+        case nil: throw PostgresError(code: .connectionFailed, message: "PostgreSQL did not answer a new connection within \(timeout) s")
+        }
+    }
+
+    /// Bounds how long a call may go without an answer while the server is unresponsive. When
+    /// a call has run `seconds / 2` the client checks, on a thread of its own, that the server
+    /// still accepts a connection and answers within the other half; if it does, the call goes
+    /// on (a big import may take long); if not, the call fails at once with
+    /// ``PostgresError/Code/connectionBroken`` (its outcome unknown: the server might still
+    /// commit it when it wakes) and its connection is dropped when the blocked call returns.
+    /// `nil` (the default) waits for as long as libpq does.
+    public func setResponseTimeout(_ seconds: Double?) {
+        responseTimeout.withLockedValue { $0 = seconds.map { max(0.2, $0) } }
+    }
+
+    private func runWatched<T: Sendable>(_ connection: PostgresConnection, limit: Double,
+                                         _ body: @escaping @Sendable (PostgresConnection) throws -> T) async throws -> T {
+        let pool = threadPool
+        let job = Task { try await pool.runIfActive { try body(connection) } }
+        while true {
+            let done: Bool = await Self.first(timeout: limit / 2) { _ = await job.result; return true } ?? false
+            if done { return try await job.value }
+            if (try? await probe(timeout: limit / 2)) != nil { continue }  // alive, just slow
+            Task { [self] in
+                _ = await job.result
+                self.checkin(connection, healthy: false)
+            }
+            throw AbandonedCall(error: PostgresError(
+                code: .connectionBroken,
+                message: "PostgreSQL did not answer within \(limit) s and does not accept connections; the outcome of this request is unknown"))
+        }
+    }
+
+    /// The result of `body` if it finishes within `timeout` seconds, else `nil` (`body` goes on).
+    static func first<R: Sendable>(timeout: Double, _ body: @escaping @Sendable () async -> R) async -> R? {
+        await withCheckedContinuation { (c: CheckedContinuation<R?, Never>) in
+            let once = NIOLockedValueBox(false)
+            let resume: @Sendable (R?) -> Void = { value in
+                if once.withLockedValue({ done in defer { done = true }; return !done }) { c.resume(returning: value) }
+            }
+            let sleeper = Task {
+                try? await Task.sleep(for: .milliseconds(Int(timeout * 1000)))
+                resume(nil)
+            }
+            Task {
+                resume(await body())
+                sleeper.cancel()  // no timer left behind for every quick call
+            }
+        }
+    }
+
+    /// Runs blocking `body` on a new thread; its result, or `nil` if it takes over `timeout` s.
+    static func onOwnThread(timeout: Double, _ body: @escaping @Sendable () throws -> Void) async -> Result<Void, Error>? {
+        await first(timeout: timeout) {
+            await withCheckedContinuation { (c: CheckedContinuation<Result<Void, Error>, Never>) in
+                let t = Thread { c.resume(returning: Result { try body() }) }
+                t.name = "camreg-db-probe"
+                t.start()
+            }
         }
     }
 
@@ -118,4 +231,24 @@ public final class PostgresClient: Sendable {
         _ = idle
         if ownsThreadPool { try? await threadPool.shutdownGracefully() }
     }
+}
+
+/// What a ``PostgresClient`` asks before each use and reports after a connection error; set with
+/// ``PostgresClient/observe(_:)``.
+public struct PostgresClientObserver: Sendable {
+    /// Called before each `withConnection`: an error to throw at once instead of trying (the
+    /// database is known to be down), or `nil` to go ahead.
+    public var admit: @Sendable () -> PostgresError?
+    /// Called with every connection error (failed connect, broken connection).
+    public var connectionFailed: @Sendable (PostgresError) -> Void
+
+    public init(admit: @escaping @Sendable () -> PostgresError?, connectionFailed: @escaping @Sendable (PostgresError) -> Void) {
+        self.admit = admit
+        self.connectionFailed = connectionFailed
+    }
+}
+
+/// A call given up by ``PostgresClient/setResponseTimeout(_:)``'s watchdog.
+struct AbandonedCall: Error {
+    let error: PostgresError
 }

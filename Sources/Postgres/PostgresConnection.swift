@@ -115,6 +115,13 @@ public final class PostgresConnection: @unchecked Sendable {
         PQfinish(conn)
     }
 
+    /// Runs `body` with the `PGconn`, holding the connection's lock (for extensions in this
+    /// module, such as notifications; the pointer must not escape `body`).
+    func withRawConnection<T>(_ body: (OpaquePointer) throws -> T) rethrows -> T {
+        lock.lock(); defer { lock.unlock() }
+        return try body(conn)
+    }
+
     /// Whether the connection is still usable (`PQstatus == CONNECTION_OK`).
     public var isHealthy: Bool {
         lock.lock(); defer { lock.unlock() }
@@ -202,7 +209,7 @@ public final class PostgresConnection: @unchecked Sendable {
         return rows.affected
     }
 
-    /// LISTENs are out of scope here; notifications are read by the caller with this helper.
+    /// Reads and discards the results left after a COPY.
     private func drainResults() {
         while let r = PQgetResult(conn) { PQclear(r) }
     }

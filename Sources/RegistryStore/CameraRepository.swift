@@ -58,6 +58,8 @@ public enum CameraRepository {
             try c.query("LOCK TABLE cameras IN SHARE ROW EXCLUSIVE MODE")
             guard try count(on: c) == 0 else { return false }
             try copyInsert(cameras, on: c)
+            // Logged like any other change, so that the other daemons' change feeds see them.
+            try c.query("INSERT INTO camera_changes (camera_id, kind, actor, version) SELECT id, 'demo', 'demo', version FROM cameras")
             try advanceIDSequence(on: c)
             return true
         }

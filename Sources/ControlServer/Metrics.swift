@@ -1,0 +1,145 @@
+import ControlProtocol
+import Foundation
+import Metrics
+import NIOConcurrencyHelpers
+import Registry
+import RegistryStore
+
+/// Request latencies per command: the last ``window`` samples of each command, kept in a ring,
+/// summarised as percentiles in `STATS` (`latency_ms`). Cheap to record (one lock, one store).
+public final class RequestMetrics: Sendable {
+    /// Samples kept per command.
+    public static let window = 2048
+
+    struct Ring {
+        var samples: [Double] = []
+        var next = 0
+        var count = 0
+        var total = 0
+        mutating func add(_ v: Double) {
+            if samples.count < RequestMetrics.window { samples.append(v) } else { samples[next] = v }
+            next = (next + 1) % RequestMetrics.window
+            total += 1
+        }
+    }
+
+    private let rings = NIOLockedValueBox([String: Ring]())
+    private let exporting = NIOLockedValueBox(false)
+
+    public init() {}
+
+    /// Also reports each request to swift-metrics (`camreg_requests_total` and
+    /// `camreg_request_duration_seconds`, by `command`), for the Prometheus endpoint. Off unless
+    /// called: without an endpoint nothing is spent on it.
+    public func exportToSwiftMetrics() {
+        exporting.withLockedValue { $0 = true }
+    }
+
+    /// Records one request of `command` that took `seconds`.
+    public func record(_ command: String, seconds: Double) {
+        rings.withLockedValue { $0[command, default: Ring()].add(seconds * 1000) }
+        if exporting.withLockedValue({ $0 }) {
+            let dimensions = [("command", command)]
+            Counter(label: "camreg_requests_total", dimensions: dimensions).increment()
+            Metrics.Timer(label: "camreg_request_duration_seconds", dimensions: dimensions)
+                .recordNanoseconds(Int64(seconds * 1e9))
+        }
+    }
+
+    /// Percentile summary of one command: count, p50, p90, p99, max in milliseconds.
+    public struct Summary: Sendable, Equatable {
+        public var count: Int
+        public var p50: Double
+        public var p90: Double
+        public var p99: Double
+        public var max: Double
+
+        public init(count: Int, p50: Double, p90: Double, p99: Double, max: Double) {
+            self.count = count
+            self.p50 = p50
+            self.p90 = p90
+            self.p99 = p99
+            self.max = max
+        }
+    }
+
+    /// The summary of every command seen, by name.
+    public func summaries() -> [String: Summary] {
+        let copy = rings.withLockedValue { $0 }
+        return copy.mapValues { r in
+            let sorted = r.samples.sorted()
+            return Summary(count: r.total, p50: Self.percentile(sorted, 0.50), p90: Self.percentile(sorted, 0.90),
+                           p99: Self.percentile(sorted, 0.99), max: sorted.last ?? 0)
+        }
+    }
+
+    /// The nearest-rank percentile of sorted values (0 for none).
+    public static func percentile(_ sorted: [Double], _ p: Double) -> Double {
+        guard !sorted.isEmpty else { return 0 }
+        let rank = Int((p * Double(sorted.count)).rounded(.up))
+        return sorted[min(sorted.count - 1, max(0, rank - 1))]
+    }
+}
+
+/// The reliability part of `STATS`: database state, change feed (replication lag), latencies.
+/// Filled in by `camregd` (which owns the monitor and the feed); tests may leave it empty.
+public final class ReliabilityStats: Sendable {
+    /// Request latencies per command.
+    public let metrics = RequestMetrics()
+    private let sourcesBox = NIOLockedValueBox<(monitor: DatabaseMonitor?, feed: ChangeFeed?, readOnly: Bool)>((nil, nil, false))
+
+    public init() {}
+
+    /// Tells `STATS` where to read the database state and the feed's position.
+    public func attach(monitor: DatabaseMonitor?, feed: ChangeFeed?, readOnly: Bool) {
+        sourcesBox.withLockedValue { $0 = (monitor, feed, readOnly) }
+    }
+
+    /// What was attached.
+    var sources: (monitor: DatabaseMonitor?, feed: ChangeFeed?, readOnly: Bool) { sourcesBox.withLockedValue { $0 } }
+
+    func write(into w: inout JSONWriter) {
+        let s = sources
+        w.field("read_only", s.readOnly)
+        w.key("database")
+        w.object { o in
+            if let h = s.monitor?.health {
+                o.field("state", h.state.rawValue)
+                o.field("failed_probes", h.failedProbes)
+                o.field("last_error", h.lastError)
+            } else {
+                o.field("state", s.readOnly ? "read_only" : "none")
+            }
+        }
+        w.key("feed")
+        w.object { o in
+            if let f = s.feed?.status {
+                o.field("mode", f.mode)
+                o.field("connected", f.connected)
+                o.field("applied_seq", Int(f.appliedSeq))
+                o.field("database_seq", Int(f.databaseSeq))
+                o.field("lag", Int(f.lag))
+                o.field("applied", f.applied)
+                o.field("reconnects", f.reconnects)
+                o.field("backend_pid", f.backendPID.map { Int($0) })
+                o.field("last_catch_up", f.lastCatchUp.map(ISO8601Text.format))
+                o.field("last_error", f.lastError)
+            } else {
+                o.field("mode", "off")
+            }
+        }
+        w.key("latency_ms")
+        w.object { o in
+            for (name, m) in metrics.summaries().sorted(by: { $0.key < $1.key }) {
+                o.key(name)
+                o.object { l in
+                    l.field("count", m.count)
+                    for (k, v) in [("p50", m.p50), ("p90", m.p90), ("p99", m.p99), ("max", m.max)] {
+                        l.key(k)
+                        l.value(v, decimals: 3)
+                    }
+                }
+            }
+        }
+    }
+}
