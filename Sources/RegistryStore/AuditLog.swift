@@ -24,7 +24,8 @@ public actor AuditLog {
     private var draining = false
     /// No database attempt before this time after a failure (the spool takes the entries).
     private var retryAt = Date.distantPast
-    private var retryDelay: TimeInterval = 0.5
+    private var retryDelay: TimeInterval = 0.25
+    private var retryScheduled = false
 
     /// An audit log writing to `store`, spooling to `spoolPath` while the database is down.
     public init(store: PostgresClient, spoolPath: String?, logger: Logger = Logger(label: "camreg.audit")) {
@@ -66,9 +67,11 @@ public actor AuditLog {
         Task { await self.drain() }
     }
 
+    /// Writes pending entries: to the database (with anything spooled before them, in order),
+    /// or — while the database is down, until `retryAt` — straight to the spool file. Never
+    /// sleeps: a request's entry is durable as fast as the spool's fsync allows.
     private func drain() async {
-        defer { draining = false }
-        while !pending.isEmpty || !spooled.isEmpty {
+        while !pending.isEmpty {
             let batch = pending
             pending = []
             if Date() >= retryAt {
@@ -78,31 +81,64 @@ public actor AuditLog {
                     if !spooled.isEmpty { logger.notice("audit spool: \(spooled.count) entries written to the database") }
                     spooled = []
                     clearSpool()
-                    retryDelay = 0.5
+                    retryDelay = 0.25
                     batch.forEach { $0.1.resume() }
                     continue
                 } catch {
                     logger.warning("audit log: the database cannot take entries; spooling", metadata: ["error": "\(error)"])
                     retryAt = Date().addingTimeInterval(retryDelay * Double.random(in: 0.5...1.5))
-                    retryDelay = min(retryDelay * 2, 10)
+                    retryDelay = min(retryDelay * 2, 2)
                 }
             }
             // The database is down: make the batch durable in the spool file.
-            if !batch.isEmpty {
-                if spoolPath != nil, appendToSpool(batch.map(\.0)) {
-                    spooled += batch.map(\.0)
-                    batch.forEach { $0.1.resume() }
-                } else {
-                    let e = AuditUnavailable(description: "the audit log cannot be written (database down, no spool)")
-                    batch.forEach { $0.1.resume(throwing: e) }
-                }
-            }
-            if pending.isEmpty && !spooled.isEmpty {
-                // Wait for the next retry, unless new entries arrive first.
-                let wait = max(0.05, retryAt.timeIntervalSinceNow)
-                try? await Task.sleep(nanoseconds: UInt64(wait * 1e9))
+            if spoolPath != nil, appendToSpool(batch.map(\.0)) {
+                spooled += batch.map(\.0)
+                batch.forEach { $0.1.resume() }
+            } else {
+                let e = AuditUnavailable(description: "the audit log cannot be written (database down, no spool)")
+                batch.forEach { $0.1.resume(throwing: e) }
             }
         }
+        draining = false
+        scheduleSpoolRetry()
+    }
+
+    /// While entries wait in the spool, try the database again at `retryAt`.
+    private func scheduleSpoolRetry() {
+        guard !spooled.isEmpty, !retryScheduled else { return }
+        retryScheduled = true
+        let wait = max(0.05, retryAt.timeIntervalSinceNow)
+        Task {
+            try? await Task.sleep(nanoseconds: UInt64(wait * 1e9))
+            await self.retrySpool()
+        }
+    }
+
+    private func retrySpool() async {
+        retryScheduled = false
+        guard !spooled.isEmpty, !draining else { return }
+        draining = true
+        if Date() >= retryAt {
+            do {
+                let entries = spooled
+                try await store.withConnection { try AuditRepository.append(entries, on: $0) }
+                logger.notice("audit spool: \(entries.count) entries written to the database")
+                spooled.removeFirst(entries.count)
+                if spooled.isEmpty { clearSpool() } else { rewriteSpool() }
+                retryDelay = 0.25
+            } catch {
+                retryAt = Date().addingTimeInterval(retryDelay * Double.random(in: 0.5...1.5))
+                retryDelay = min(retryDelay * 2, 2)
+            }
+        }
+        draining = false
+        if !pending.isEmpty { startDraining() } else { scheduleSpoolRetry() }
+    }
+
+    /// The spool file holds exactly `spooled` (after a partial flush).
+    private func rewriteSpool() {
+        clearSpool()
+        _ = appendToSpool(spooled)
     }
 
     private func appendToSpool(_ entries: [AuditEntry]) -> Bool {

@@ -138,9 +138,26 @@ struct ReliabilityFeedTests {
         #expect(try standby.query("SELECT pg_is_in_recovery()").scalar() == "t")
         let replicaURL = "postgresql:///camreg?host=\(replica.socketDirectory)&port=5433&user=camreg"
 
-        let r = try await startDaemon(dir, "r", ["--read-only", "--database-url", replicaURL])
+        // Without a primary for its audit log, a read-only daemon does not disclose owner data.
+        let blind = try await startDaemon(dir, "b", ["--read-only", "--database-url", replicaURL])
+        let cb = try await TestClient(path: blind.socket)
+        #expect(errorCode(try await cb.request("CAMERA GET \(before)")) == "audit_unavailable")
+        await cb.close()
+        #expect(try await blind.terminate() == 0)
+
+        // With audit_database_url it audits to the primary, and checks tokens on the replica.
+        let r = try await startDaemon(dir, "r", ["--read-only", "--database-url", replicaURL, "--audit-database-url", primary.url])
         let cr = try await TestClient(path: r.socket)
-        #expect(field(try await cr.request("CAMERA GET \(before)"), "camera", "id") as? String == before)
+        #expect(field(try await cr.request("CAMERA GET \(before) case=RO-1"), "camera", "id") as? String == before)
+        #expect(try await eventually(3) {
+            try primary.connect().query("SELECT count(*) FROM audit_log WHERE case_id = 'RO-1'").scalar() == "1"
+        }, "the replica daemon's read of owner data is in the primary's audit log")
+        let token = try #require(try await ca.request("TOKEN CREATE role=analyst name=replica-reader")["secret"] as? String)
+        #expect(try await eventually(3) {
+            let c = try await TestClient(path: r.socket)
+            defer { Task { await c.close() } }
+            return try await c.request("AUTH \(token)")["role"] as? String == "analyst"
+        }, "a token made on the primary works on the replica's daemon")
         let st = try await stats(r.socket)
         #expect(st["read_only"] as? Bool == true)
         #expect(field(st, "feed", "mode") as? String == "poll")
