@@ -4,6 +4,11 @@ import CGEOS
 // coverage analysis (issue 4). Every result is a new ``Geometry`` owned by the caller, made in
 // the receiver's context: use it on the same thread.
 
+/// The kinds of collection ``Geometry/collection(_:kind:context:)`` makes (GEOS type ids).
+public enum CollectionKind: Int32, Sendable {
+    case multiPoint = 4, multiLineString = 5, multiPolygon = 6, geometryCollection = 7
+}
+
 extension Geometry {
     /// The GEOS type id of this geometry (`GEOS_POINT`, `GEOS_LINESTRING`, …).
     public var typeID: Int32 { GEOSGeomTypeId_r(context.handle, raw) }
@@ -66,10 +71,10 @@ extension Geometry {
         }
     }
 
-    /// A collection of copies of `geometries` (`GEOS_GEOMETRYCOLLECTION`, `GEOS_MULTIPOLYGON`,
-    /// `GEOS_MULTILINESTRING` or `GEOS_MULTIPOINT`); all must belong to `context`.
-    public static func collection(_ geometries: [Geometry], type: Int32 = Int32(GEOS_GEOMETRYCOLLECTION.rawValue),
+    /// A collection of copies of `geometries`; all must belong to `context` (and match `kind`).
+    public static func collection(_ geometries: [Geometry], kind: CollectionKind = .geometryCollection,
                                   context: GEOSContext = .current) throws -> Geometry {
+        let type = kind.rawValue
         var copies: [OpaquePointer?] = []
         copies.reserveCapacity(geometries.count)
         for g in geometries {

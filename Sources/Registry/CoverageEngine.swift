@@ -112,7 +112,7 @@ public enum CoverageEngine {
         })
         var nodes: [(x: Double, y: Double, degree: Int)] = []
         if !streets.isEmpty {
-            let network = try Geometry.collection(streets, type: 5 /* GEOS_MULTILINESTRING */, context: ctx).unaryUnion(gridSize: nodeGrid)
+            let network = try Geometry.collection(streets, kind: .multiLineString, context: ctx).unaryUnion(gridSize: nodeGrid)
             var degree: [Int64: Int] = [:]
             var order: [Int64] = []
             for line in try network.lineStrings() where line.count >= 2 {
@@ -181,7 +181,7 @@ public enum CoverageEngine {
             var unionPrepared: PreparedGeometry? = nil
             if !camHits.isEmpty {
                 let polys = try camHits.map { try cams[$0].sector.polygon(in: proj, context: ctx) }
-                union = try Geometry.collection(polys, type: 6 /* GEOS_MULTIPOLYGON */, context: ctx).unaryUnion()
+                union = try Geometry.collection(polys, kind: .multiPolygon, context: ctx).unaryUnion()
                 unionPrepared = try PreparedGeometry(union!)
             }
             figures[w].area += try region.area()
