@@ -115,6 +115,12 @@ struct CoverageCLI: ParsableCommand {
             let interactive = !options.json && isatty(2) == 1
             var status: [String: Any] = [:]
             while true {
+                if interrupted != 0 {
+                    if interactive { FileHandle.standardError.write(Data("\r\u{1B}[K".utf8)) }
+                    let c = try call(client, "JOB CANCEL \(id)", json: options.json)
+                    FileHandle.standardError.write(Data("interrupted: coverage run \(id) \(text(c["status"]))\n".utf8))
+                    throw ExitCode(130)
+                }
                 status = try call(client, "JOB STATUS \(id)", json: options.json)
                 let state = status["status"] as? String ?? "running"
                 if interactive {
@@ -126,12 +132,6 @@ struct CoverageCLI: ParsableCommand {
                                                                id, bar, share * 100, text(status["phase"]), double(status["elapsed_s"]), eta).utf8))
                 }
                 if state != "running" { break }
-                if interrupted != 0 {
-                    if interactive { FileHandle.standardError.write(Data("\r\u{1B}[K".utf8)) }
-                    let c = try call(client, "JOB CANCEL \(id)", json: options.json)
-                    FileHandle.standardError.write(Data("interrupted: coverage run \(id) \(text(c["status"]))\n".utf8))
-                    throw ExitCode(130)
-                }
                 Thread.sleep(forTimeInterval: 0.2)
             }
             if interactive { FileHandle.standardError.write(Data("\r\u{1B}[K".utf8)) }

@@ -46,16 +46,14 @@ struct CoverageDaemonTests {
         let cliBin = URL(fileURLWithPath: try daemonBinary()).deletingLastPathComponent().appendingPathComponent("camreg").path
         let interrupted = try ChildProcess([cliBin, "coverage", "run", "--tile", "100", "--socket", sock], outputPath: dir + "/int.out")
         let probe = try await TestClient(path: sock)
-        var runID: Int? = nil
-        for _ in 0..<200 where runID == nil {
-            try await Task.sleep(for: .milliseconds(50))
-            // The CLI's run is the newest one; wait until it is running.
-            for candidate in stride(from: 3, through: 1, by: -1) {
-                let s = try await probe.request("JOB STATUS \(candidate)")
-                if s["status"] as? String == "running" { runID = candidate; break }
-            }
+        // Runs are numbered in order: the first CLI run was 1, this one is 2.
+        let cancelledID = 2
+        var seen = false
+        for _ in 0..<1500 where !seen {
+            seen = try await probe.request("JOB STATUS \(cancelledID)")["status"] as? String == "running"
+            if !seen { try await Task.sleep(for: .milliseconds(20)) }
         }
-        let cancelledID = try #require(runID)
+        #expect(seen)
         try await Task.sleep(for: .milliseconds(300))
         interrupted.signal(SIGINT)
         let deadline = Date().addingTimeInterval(30)
