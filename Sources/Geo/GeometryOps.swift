@@ -4,6 +4,11 @@ import CGEOS
 // coverage analysis (issue 4). Every result is a new ``Geometry`` owned by the caller, made in
 // the receiver's context: use it on the same thread.
 
+/// The kinds of collection ``Geometry/collection(_:kind:context:)`` makes (GEOS type ids).
+public enum CollectionKind: Int32, Sendable {
+    case multiPoint = 4, multiLineString = 5, multiPolygon = 6, geometryCollection = 7
+}
+
 extension Geometry {
     /// The GEOS type id of this geometry (`GEOS_POINT`, `GEOS_LINESTRING`, …).
     public var typeID: Int32 { GEOSGeomTypeId_r(context.handle, raw) }
@@ -66,10 +71,10 @@ extension Geometry {
         }
     }
 
-    /// A collection of copies of `geometries` (`GEOS_GEOMETRYCOLLECTION`, `GEOS_MULTIPOLYGON`,
-    /// `GEOS_MULTILINESTRING` or `GEOS_MULTIPOINT`); all must belong to `context`.
-    public static func collection(_ geometries: [Geometry], type: Int32 = Int32(GEOS_GEOMETRYCOLLECTION.rawValue),
+    /// A collection of copies of `geometries`; all must belong to `context` (and match `kind`).
+    public static func collection(_ geometries: [Geometry], kind: CollectionKind = .geometryCollection,
                                   context: GEOSContext = .current) throws -> Geometry {
+        let type = kind.rawValue
         var copies: [OpaquePointer?] = []
         copies.reserveCapacity(geometries.count)
         for g in geometries {
@@ -162,6 +167,36 @@ extension Geometry {
             out.append((x, y))
         }
         return out
+    }
+
+    /// A MultiPolygon from polygons given as rings (exterior first, then holes) of (x, y), e.g.
+    /// as ``polygonRings()`` returns them; rings are closed if needed.
+    public static func multiPolygon(_ polygons: [[[(x: Double, y: Double)]]], context: GEOSContext = .current) throws -> Geometry {
+        let h = context.handle
+        var made: [Geometry] = []
+        for rings in polygons where !rings.isEmpty {
+            var raw: [OpaquePointer?] = []
+            for ring in rings {
+                var pts = ring.map { ($0.x, $0.y) }
+                if let f = pts.first, let l = pts.last, f != l { pts.append(f) }
+                guard pts.count >= 4, let seq = GEOSCoordSeq_create_r(h, UInt32(pts.count), 2) else {
+                    for r in raw { GEOSGeom_destroy_r(h, r) }
+                    throw GeoError(.invalidGeometry, "a polygon ring needs at least 3 corners")
+                }
+                for (i, p) in pts.enumerated() { GEOSCoordSeq_setXY_r(h, seq, UInt32(i), p.0, p.1) }
+                guard let r = GEOSGeom_createLinearRing_r(h, seq) else {
+                    for r in raw { GEOSGeom_destroy_r(h, r) }
+                    throw context.takeError("linear ring")
+                }
+                raw.append(r)
+            }
+            let shell = raw.removeFirst()
+            let poly = raw.withUnsafeMutableBufferPointer { holes in
+                GEOSGeom_createPolygon_r(h, shell, holes.baseAddress, UInt32(holes.count))
+            }
+            made.append(try Geometry(context: context, taking: poly, "polygon"))
+        }
+        return try collection(made, kind: .multiPolygon, context: context)
     }
 
     /// The Voronoi diagram of the points of this geometry, as a collection of polygons reaching

@@ -14,7 +14,7 @@ public enum CoverageDemoLayers {
     public static func wards(for list: [Ward], minLat: Double, minLon: Double, maxLat: Double, maxLon: Double) throws -> [CoverageWard] {
         let ctx = GEOSContext.current
         let box = try Geometry.rectangle(minX: minLon, minY: minLat, maxX: maxLon, maxY: maxLat, context: ctx)
-        let points = try Geometry.collection(list.map { try Geometry.point(x: $0.lon, y: $0.lat, context: ctx) }, type: 4, context: ctx)
+        let points = try Geometry.collection(list.map { try Geometry.point(x: $0.lon, y: $0.lat, context: ctx) }, kind: .multiPoint, context: ctx)
         let cells = try points.voronoiPolygons(extent: box).parts()
         var out: [CoverageWard] = []
         for w in list {

@@ -35,8 +35,8 @@ public enum CoverageEngine {
 
     public static func run(cameras allCameras: [Camera], wards wardLayer: [CoverageWard], streets streetLayer: [CoverageStreet],
                            incidents: [CoverageIncident], parameters p: CoverageParameters,
-                           progress: (CoverageProgress) -> Void = { _ in },
-                           isCancelled: () -> Bool = { false }) throws -> CoverageResult {
+                           progress: @Sendable (CoverageProgress) -> Void = { _ in },
+                           isCancelled: @Sendable () -> Bool = { false }) throws -> CoverageResult {
         func check() throws { if isCancelled() { throw CoverageCancelled() } }
         progress(.init(phase: "preparing", fraction: 0.01))
         guard !wardLayer.isEmpty else { throw GeoError(.invalidGeometry, "no wards: import a ward layer first") }
@@ -112,7 +112,7 @@ public enum CoverageEngine {
         })
         var nodes: [(x: Double, y: Double, degree: Int)] = []
         if !streets.isEmpty {
-            let network = try Geometry.collection(streets, type: 5 /* GEOS_MULTILINESTRING */, context: ctx).unaryUnion(gridSize: nodeGrid)
+            let network = try Geometry.collection(streets, kind: .multiLineString, context: ctx).unaryUnion(gridSize: nodeGrid)
             var degree: [Int64: Int] = [:]
             var order: [Int64] = []
             for line in try network.lineStrings() where line.count >= 2 {
@@ -164,67 +164,57 @@ public enum CoverageEngine {
                 }
             }
         }
-        var gaps: [Path] = []
-        var coveredPaths: [[[(x: Double, y: Double)]]] = Array(repeating: [], count: wardLayer.count)
-        for (t, tile) in tiles.enumerated() {
-            try check()
-            progress(.init(phase: "wards", fraction: 0.05 + 0.75 * Double(t) / Double(max(1, tiles.count))))
-            let w = tile.ward
-            let rect = try Geometry.rectangle(minX: tile.minX, minY: tile.minY, maxX: tile.maxX, maxY: tile.maxY, context: ctx)
-            let region = try wards[w].intersection(rect)
-            if region.isEmpty { continue }
-            let rb = try region.bounds()
-            var camHits: [Int] = []
-            try camTree.query(minX: rb.minX, minY: rb.minY, maxX: rb.maxX, maxY: rb.maxY, context: ctx, into: &camHits)
-            camHits.sort()
-            var union: Geometry? = nil
-            var unionPrepared: PreparedGeometry? = nil
-            if !camHits.isEmpty {
-                let polys = try camHits.map { try cams[$0].sector.polygon(in: proj, context: ctx) }
-                union = try Geometry.collection(polys, type: 6 /* GEOS_MULTIPOLYGON */, context: ctx).unaryUnion()
-                unionPrepared = try PreparedGeometry(union!)
-            }
-            figures[w].area += try region.area()
-            if let union { figures[w].coveredArea += try region.intersection(union).area() }
-
-            var streetHits: [Int] = []
-            try streetTree.query(minX: rb.minX, minY: rb.minY, maxX: rb.maxX, maxY: rb.maxY, context: ctx, into: &streetHits)
-            streetHits.sort()
-            for s in streetHits {
-                let clip = try streets[s].intersection(region)
-                if clip.isEmpty { continue }
-                figures[w].streetLength += try clip.length()
-                let open: Geometry
-                if let union, try unionPrepared!.intersects(clip) {
-                    let covered = try clip.intersection(union)
-                    if !covered.isEmpty {
-                        figures[w].coveredLength += try covered.length()
-                        if p.map { coveredPaths[w] += try covered.lineStrings() }
-                    }
-                    open = try clip.difference(union)
-                } else {
-                    open = clip
-                }
-                for line in try open.lineStrings() where line.count >= 2 {
-                    gaps.append(Path(ward: w, street: s, points: line, length: pathLength(line)))
-                }
-            }
-
-            // Intersections whose tile is this one (each node counted once).
-            for (k, n) in nodes.enumerated() where nodeWard[k] == w {
+        // The tiles are independent: they are computed by up to `threads` workers, each with its
+        // own GEOS context, UTM projection and copies of the ward polygons and streets it needs
+        // (GEOS objects never cross threads; the STRtrees are read-only and shared). Results are
+        // merged in tile order, so the figures do not depend on the scheduling.
+        var nodesByTile: [Int: [Int]] = [:]
+        do {
+            var tileIndex: [Int64: Int] = [:]
+            for (t, tile) in tiles.enumerated() { tileIndex[Int64(tile.ward) << 40 ^ Int64(tile.i) << 20 ^ Int64(tile.j)] = t }
+            for (k, n) in nodes.enumerated() {
+                guard let w = nodeWard[k], selected.contains(w) else { continue }
                 let b = wardBounds[w]
                 let i = min(Int((n.x - b.minX) / p.tileSize), max(0, Int(((b.maxX - b.minX) / p.tileSize).rounded(.up)) - 1))
                 let j = min(Int((n.y - b.minY) / p.tileSize), max(0, Int(((b.maxY - b.minY) / p.tileSize).rounded(.up)) - 1))
-                guard i == tile.i, j == tile.j else { continue }
-                let ll = try proj.inverse(x: n.x, y: n.y)
-                let seen = try seeing(lat: ll.lat, lon: ll.lon, x: n.x, y: n.y)
-                figures[w].intersections += 1
-                switch seen {
-                case 0: figures[w].unseenIntersections += 1
-                case 1: figures[w].singleIntersections += 1
-                default: figures[w].multiIntersections += 1
-                }
+                if let t = tileIndex[Int64(w) << 40 ^ Int64(i) << 20 ^ Int64(j)] { nodesByTile[t, default: []].append(k) }
             }
+        }
+        let wardRings = try wards.map { try $0.polygonRings() }
+        let shared = TileInputs(tiles: tiles.map { TileInputs.Tile(ward: $0.ward, minX: $0.minX, minY: $0.minY, maxX: $0.maxX, maxY: $0.maxY) },
+                                wardRings: wardRings, streetPaths: streetPaths, cams: cams, camTree: camTree, streetTree: streetTree,
+                                nodes: nodes.map { ($0.x, $0.y) }, nodesByTile: nodesByTile, epsg: proj.epsg, map: p.map)
+        let workers = max(1, min(p.threads > 0 ? p.threads : ProcessInfo.processInfo.activeProcessorCount, tiles.count))
+        let outputs = NIOLockedTileOutputs(count: tiles.count)
+        let tileCount = tiles.count
+        DispatchQueue.concurrentPerform(iterations: workers) { _ in
+            do {
+                let worker = try TileWorker(shared)
+                while let t = outputs.next() {
+                    if isCancelled() { throw CoverageCancelled() }
+                    outputs.store(t, try worker.compute(t))
+                    progress(.init(phase: "wards", fraction: 0.05 + 0.75 * Double(outputs.done) / Double(max(1, tileCount))))
+                }
+            } catch {
+                outputs.fail(error)
+            }
+        }
+        if let error = outputs.error { throw error }
+        var gaps: [Path] = []
+        var coveredPaths: [[[(x: Double, y: Double)]]] = Array(repeating: [], count: wardLayer.count)
+        for (t, out) in outputs.results.enumerated() {
+            guard let out else { continue }
+            let w = tiles[t].ward
+            figures[w].area += out.area
+            figures[w].coveredArea += out.coveredArea
+            figures[w].streetLength += out.streetLength
+            figures[w].coveredLength += out.coveredLength
+            figures[w].intersections += out.unseen + out.single + out.multi
+            figures[w].unseenIntersections += out.unseen
+            figures[w].singleIntersections += out.single
+            figures[w].multiIntersections += out.multi
+            for g in out.gaps { gaps.append(Path(ward: w, street: g.street, points: g.points, length: pathLength(g.points))) }
+            coveredPaths[w] += out.covered
         }
 
         // Incident weights of the gaps, and the gap scores.
@@ -320,7 +310,7 @@ public enum CoverageEngine {
     static func suggest(p: CoverageParameters, gaps: [Path], nodes: [(x: Double, y: Double, degree: Int)], nodeWard: [Int?],
                         selected: Set<Int>, streetLayer: [CoverageStreet], streetPaths: [[(x: Double, y: Double)]],
                         wardOf: (Double, Double) throws -> Int?, wardNames: [String], proj: UTMProjection, ctx: GEOSContext,
-                        coveredBefore: Double, progress: (CoverageProgress) -> Void, check: () throws -> Void) throws -> [CoverageSuggestion] {
+                        coveredBefore: Double, progress: @Sendable (CoverageProgress) -> Void, check: () throws -> Void) throws -> [CoverageSuggestion] {
         // Samples.
         var sx: [Double] = [], sy: [Double] = [], sw: [Double] = []
         for g in gaps {
@@ -503,6 +493,143 @@ public enum CoverageEngine {
         if d < -180 { d += 360 }
         if d >= 180 { d -= 360 }
         return d
+    }
+}
+
+/// What every tile worker reads: plain values and read-only STRtrees.
+struct TileInputs: @unchecked Sendable {
+    struct Tile { let ward: Int; let minX, minY, maxX, maxY: Double }
+    let tiles: [Tile]
+    let wardRings: [[[[(x: Double, y: Double)]]]]
+    let streetPaths: [[(x: Double, y: Double)]]
+    let cams: [CoverageEngine.Cam]
+    /// Read-only after construction; queried with each worker's own context.
+    let camTree: STRtree
+    let streetTree: STRtree
+    let nodes: [(x: Double, y: Double)]
+    let nodesByTile: [Int: [Int]]
+    let epsg: Int
+    let map: Bool
+}
+
+/// One tile's figures and line work.
+struct TileOutput: Sendable {
+    var area = 0.0, coveredArea = 0.0, streetLength = 0.0, coveredLength = 0.0
+    var unseen = 0, single = 0, multi = 0
+    var gaps: [(street: Int, points: [(x: Double, y: Double)])] = []
+    var covered: [[(x: Double, y: Double)]] = []
+}
+
+/// The tiles' shared work queue and results, behind a lock.
+final class NIOLockedTileOutputs: @unchecked Sendable {
+    private let lock = NSLock()
+    private var nextTile = 0
+    private(set) var results: [TileOutput?]
+    private var finished = 0
+    private var firstError: Error?
+    init(count: Int) { results = Array(repeating: nil, count: count) }
+    /// The next tile to compute, or nil when all are taken or a worker failed.
+    func next() -> Int? {
+        lock.lock(); defer { lock.unlock() }
+        guard firstError == nil, nextTile < results.count else { return nil }
+        nextTile += 1
+        return nextTile - 1
+    }
+    func store(_ t: Int, _ out: TileOutput) {
+        lock.lock(); defer { lock.unlock() }
+        results[t] = out
+        finished += 1
+    }
+    var done: Int { lock.lock(); defer { lock.unlock() }; return finished }
+    func fail(_ e: Error) {
+        lock.lock(); defer { lock.unlock() }
+        if firstError == nil { firstError = e }
+    }
+    var error: Error? { lock.lock(); defer { lock.unlock() }; return firstError }
+}
+
+/// One worker's GEOS context, projection and lazily built copies of wards and streets.
+final class TileWorker {
+    let s: TileInputs
+    let ctx = GEOSContext()
+    let proj: UTMProjection
+    private var wards: [Int: Geometry] = [:]
+    private var streets: [Int: Geometry] = [:]
+
+    init(_ shared: TileInputs) throws {
+        s = shared
+        proj = try UTMProjection(epsg: shared.epsg)
+    }
+
+    func ward(_ w: Int) throws -> Geometry {
+        if let g = wards[w] { return g }
+        let g = try Geometry.multiPolygon(s.wardRings[w], context: ctx)
+        wards[w] = g
+        return g
+    }
+
+    func street(_ i: Int) throws -> Geometry {
+        if let g = streets[i] { return g }
+        let g = try Geometry.lineString(s.streetPaths[i].map { ($0.x, $0.y) }, context: ctx)
+        streets[i] = g
+        return g
+    }
+
+    func compute(_ t: Int) throws -> TileOutput {
+        var out = TileOutput()
+        let tile = s.tiles[t]
+        let rect = try Geometry.rectangle(minX: tile.minX, minY: tile.minY, maxX: tile.maxX, maxY: tile.maxY, context: ctx)
+        let region = try ward(tile.ward).intersection(rect)
+        if region.isEmpty { return out }
+        let rb = try region.bounds()
+        var camHits: [Int] = []
+        try s.camTree.query(minX: rb.minX, minY: rb.minY, maxX: rb.maxX, maxY: rb.maxY, context: ctx, into: &camHits)
+        camHits.sort()
+        var union: Geometry? = nil
+        var unionPrepared: PreparedGeometry? = nil
+        if !camHits.isEmpty {
+            let polys = try camHits.map { try s.cams[$0].sector.polygon(in: proj, context: ctx) }
+            union = try Geometry.collection(polys, kind: .multiPolygon, context: ctx).unaryUnion()
+            unionPrepared = try PreparedGeometry(union!)
+        }
+        out.area = try region.area()
+        if let union { out.coveredArea = try region.intersection(union).area() }
+
+        var streetHits: [Int] = []
+        try s.streetTree.query(minX: rb.minX, minY: rb.minY, maxX: rb.maxX, maxY: rb.maxY, context: ctx, into: &streetHits)
+        streetHits.sort()
+        for i in streetHits {
+            let clip = try street(i).intersection(region)
+            if clip.isEmpty { continue }
+            out.streetLength += try clip.length()
+            let open: Geometry
+            if let union, try unionPrepared!.intersects(clip) {
+                let covered = try clip.intersection(union)
+                if !covered.isEmpty {
+                    out.coveredLength += try covered.length()
+                    if s.map { out.covered += try covered.lineStrings() }
+                }
+                open = try clip.difference(union)
+            } else {
+                open = clip
+            }
+            for line in try open.lineStrings() where line.count >= 2 { out.gaps.append((i, line)) }
+        }
+
+        // The intersections of this tile (each node belongs to one tile of one ward).
+        for k in s.nodesByTile[t] ?? [] {
+            let n = s.nodes[k]
+            let ll = try proj.inverse(x: n.x, y: n.y)
+            var hits: [Int] = []
+            try s.camTree.query(minX: n.x, minY: n.y, maxX: n.x, maxY: n.y, context: ctx, into: &hits)
+            let seen = hits.reduce(0) { $0 + (s.cams[$1].sector.sees(lat: ll.lat, lon: ll.lon) ? 1 : 0) }
+            switch seen {
+            case 0: out.unseen += 1
+            case 1: out.single += 1
+            default: out.multi += 1
+            }
+        }
+        return out
     }
 }
 

@@ -89,11 +89,13 @@ public struct CoverageParameters: Sendable, Equatable {
     public var map: Bool
     /// Stretches kept in the ranked list.
     public var stretchLimit: Int
+    /// Threads computing tiles (0 = one per core).
+    public var threads: Int
 
     public init(ward: String? = nil, at: Date? = nil, referenceDate: Date = Date(), days: Int = 90, minRange: Double = 0,
                 suggest: Int = 0, suggestRange: Double = 40, suggestFOV: Double = 90, headings: Int = 36,
                 alleySpacing: Double = 25, incidentRadius: Double = 50, tileSize: Double = 2000, map: Bool = true,
-                stretchLimit: Int = 100) {
+                stretchLimit: Int = 100, threads: Int = 0) {
         self.ward = ward
         self.at = at
         self.referenceDate = referenceDate
@@ -108,6 +110,7 @@ public struct CoverageParameters: Sendable, Equatable {
         self.tileSize = tileSize
         self.map = map
         self.stretchLimit = stretchLimit
+        self.threads = threads
     }
 }
 

@@ -5,6 +5,9 @@ import Foundation
 // `camreg coverage …` and `camreg layer …` (issue 4): the coverage-gap analysis with a live
 // progress bar, a per-ward table, and GeoJSON / SVG / PNG maps.
 
+/// Set by the SIGINT handler of `coverage run` (Ctrl-C): the poll loop then cancels the job.
+nonisolated(unsafe) private var interrupted: sig_atomic_t = 0
+
 /// One request on an open connection; an error answer is printed and ends the command (exit 2).
 private func call(_ client: ControlClient, _ line: String, json: Bool) throws -> [String: Any] {
     let t = try client.request(line)
@@ -75,7 +78,7 @@ struct CoverageCLI: ParsableCommand {
     struct Run: ParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Runs the analysis in camregd with a live progress bar, then prints the per-ward table.",
-            discussion: "Ctrl-C leaves the job running; stop it with `camreg coverage cancel <id>`.")
+            discussion: "Ctrl-C cancels the job (JOB CANCEL) and exits with status 130.")
         @OptionGroup var options: ClientOptions
         @Option(help: "Only this ward.") var ward: String?
         @Option(help: "Count a camera only if its schedule records at this time (ISO-8601 with offset).") var at: String?
@@ -102,9 +105,22 @@ struct CoverageCLI: ParsableCommand {
             defer { client.close() }
             let started = try call(client, line, json: options.json)
             let id = int(started["id"])
+            signal(SIGINT) { _ in interrupted = 1 }
+            defer { signal(SIGINT, SIG_DFL) }
+            // A parent may have blocked SIGINT (the mask is inherited): unblock it.
+            var unblock = sigset_t()
+            sigemptyset(&unblock)
+            sigaddset(&unblock, SIGINT)
+            pthread_sigmask(SIG_UNBLOCK, &unblock, nil)
             let interactive = !options.json && isatty(2) == 1
             var status: [String: Any] = [:]
             while true {
+                if interrupted != 0 {
+                    if interactive { FileHandle.standardError.write(Data("\r\u{1B}[K".utf8)) }
+                    let c = try call(client, "JOB CANCEL \(id)", json: options.json)
+                    FileHandle.standardError.write(Data("interrupted: coverage run \(id) \(text(c["status"]))\n".utf8))
+                    throw ExitCode(130)
+                }
                 status = try call(client, "JOB STATUS \(id)", json: options.json)
                 let state = status["status"] as? String ?? "running"
                 if interactive {

@@ -1,4 +1,5 @@
 import Foundation
+import RegistryStore
 import Testing
 
 /// The coverage analysis through the real daemon (`camregd --demo`) and the real CLI.
@@ -41,6 +42,26 @@ struct CoverageDaemonTests {
             #expect(bytes.prefix(4) == Data([0x89, 0x50, 0x4E, 0x47]))
         }
 
+        // Ctrl-C on `camreg coverage run` cancels its job.
+        let cliBin = URL(fileURLWithPath: try daemonBinary()).deletingLastPathComponent().appendingPathComponent("camreg").path
+        let interrupted = try ChildProcess([cliBin, "coverage", "run", "--tile", "100", "--socket", sock], outputPath: dir + "/int.out")
+        let probe = try await TestClient(path: sock)
+        // Runs are numbered in order: the first CLI run was 1, this one is 2.
+        let cancelledID = 2
+        var seen = false
+        for _ in 0..<1500 where !seen {
+            seen = try await probe.request("JOB STATUS \(cancelledID)")["status"] as? String == "running"
+            if !seen { try await Task.sleep(for: .milliseconds(20)) }
+        }
+        #expect(seen)
+        try await Task.sleep(for: .milliseconds(300))
+        interrupted.signal(SIGINT)
+        let deadline = Date().addingTimeInterval(30)
+        while interrupted.isRunning && Date() < deadline { try await Task.sleep(for: .milliseconds(50)) }
+        #expect(interrupted.exitStatus() == 130, "\((try? String(contentsOfFile: dir + "/int.out", encoding: .utf8)) ?? "")")
+        #expect(try await probe.request("JOB STATUS \(cancelledID)")["status"] as? String == "cancelled")
+        await probe.close()
+
         // A long run (100 m tiles), then kill -9 mid-run: the restarted daemon marks it failed.
         let c = try await TestClient(path: sock)
         let started = try await c.request("COVERAGE RUN tile=100")
@@ -56,7 +77,7 @@ struct CoverageDaemonTests {
         #expect(status["status"] as? String == "failed", "\(status)")
         #expect(errorCode(try await c2.request("COVERAGE RESULT \(id)")) == "not_complete")
         // The completed run survived the restart.
-        let cli = try await runCLI(["coverage", "result", String(id - 1), "--socket", sock])
+        let cli = try await runCLI(["coverage", "result", "1", "--socket", sock])
         #expect(cli.status == 0 && cli.output.contains("Town"), "\(cli.output)")
         await c2.close()
         #expect(try await second.terminate() == 0)

@@ -166,7 +166,8 @@ struct CoverageSocketTests {
         let config = try await TestPostgres.shared.migratedDatabase("covlayer")
         let store = PostgresClient(configuration: config, maximumConnections: 2)
         defer { Task { await store.shutdown() } }
-        try await withTestServer(index: try CameraIndex(cameras: DemoInventory.generate().cameras), store: store) { path, _ in
+        // No cameras: every street is a gap and every incident unseen.
+        try await withTestServer(index: try CameraIndex(cameras: []), store: store) { path, _ in
             let client = try await TestClient(path: path)
             #expect(errorCode(try await client.request("COVERAGE RUN")) == "no_layers")
             func upload(_ format: String, _ data: Data) async throws -> [String: Any] {
@@ -197,14 +198,27 @@ struct CoverageSocketTests {
             let c = try PostgresConnection(configuration: config)
             #expect(try CoverageRepository.streets(on: c).map(\.kind) == ["street", "alley", "alley"])
 
+            // Incidents from the incidents table weigh the gaps: one on Đường 1 six days before
+            // `at`, one a year earlier (outside the 90 days).
+            #expect(try await client.request("INCIDENT ADD case=C-1 kind=robbery at=2022-06-20T10:00+07:00 point=11.14,106.6075")["ok"] as? Bool == true)
+            #expect(try await client.request("INCIDENT ADD case=C-2 kind=robbery at=2021-06-20T10:00+07:00 point=11.14,106.6025")["ok"] as? Bool == true)
+
             // The real wards with the imported streets: the crossing of the two lines is an intersection.
-            let run = try await client.request("COVERAGE RUN")
+            let run = try await client.request("COVERAGE RUN at=2022-06-26T12:00+07:00")
             let id = try #require((run["id"] as? NSNumber)?.intValue)
             #expect(try await Self.wait(client, id).last?["status"] as? String == "complete")
-            let result = try await client.request("COVERAGE RESULT \(id)")
+            let result = try await client.request("COVERAGE RESULT \(id) stretches=10")
             let town = try #require((result["summary"] as? [String: Any])?["town"] as? [String: Any])
-            #expect(Self.number(town["intersections"]) == 1)
-            #expect(Self.number(town["street_m"]) > 1000 && Self.number(town["street_m"]) < 2400)
+            #expect(Self.number(town["intersections"]) == 1 && Self.number(town["intersections_unseen"]) == 1)
+            let streetKm = Self.number(town["street_m"]) / 1000
+            #expect(streetKm > 1 && streetKm < 2.4)
+            #expect(Self.number(town["covered_m"]) == 0)
+            #expect(Self.number(town["incidents"]) == 1 && Self.number(town["incidents_unseen"]) == 1)
+            // Σ length × (1 + unseen incidents within 50 m): Đường 1 (≈1.09 km) counts twice.
+            let gap = Self.number(town["gap_score"])
+            #expect(gap > streetKm + 0.5 && gap < streetKm + 1.2, "gap score \(gap), streets \(streetKm) km")
+            let top = try #require((result["stretches"] as? [[String: Any]])?.first)
+            #expect(top["street"] as? String == "Đường 1" && Self.number(top["weight"]) == 2)
             await client.close()
         }
     }

@@ -144,5 +144,13 @@ struct CoverageTownTests {
         #expect(abs(tiled.town.coveredArea - whole.town.coveredArea) < 0.5)
         #expect(tiled.town.intersections == whole.town.intersections)
         #expect(tiled.town.unseenIntersections == whole.town.unseenIntersections)
+        // Tiles are computed by several threads; the result does not depend on how many.
+        var one = CoverageParameters(referenceDate: Self.reference, suggest: 2, suggestFOV: 200, tileSize: 100)
+        one.threads = 1
+        var four = one
+        four.threads = 4
+        let a = try Self.run(one), b = try Self.run(four)
+        #expect(a.wards == b.wards && a.stretches == b.stretches && a.suggestions == b.suggestions)
+        #expect(a.mapFeatures == b.mapFeatures)
     }
 }
