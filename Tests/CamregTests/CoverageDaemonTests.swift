@@ -21,8 +21,10 @@ struct CoverageDaemonTests {
         // One command: the per-ward table, a GeoJSON and a map.
         let geojson = dir + "/c.geojson", svg = dir + "/c.svg", png = dir + "/c.png"
         var args = ["coverage", "run", "--suggest", "10", "--geojson", geojson, "--svg", svg, "--socket", sock]
-        let converter = ["/usr/bin/rsvg-convert", "/usr/local/bin/rsvg-convert"].first { FileManager.default.isExecutableFile(atPath: $0) }
-        if converter != nil { args += ["--png", png] }
+        // deploy/test installs librsvg2-bin, so the PNG path always runs.
+        let converter = try #require(["/usr/bin/rsvg-convert", "/usr/local/bin/rsvg-convert"].first { FileManager.default.isExecutableFile(atPath: $0) },
+                                     "rsvg-convert is needed for the PNG map (apt install librsvg2-bin; deploy/test does)")
+        args += ["--png", png]
         let run = try await runCLI(args)
         #expect(run.status == 0, "\(run.output)")
         for ward in ["Phường Mỹ Phước", "Xã An Tây", "Phường Tân Định", "Town", "Suggested camera sites"] {
@@ -37,7 +39,7 @@ struct CoverageDaemonTests {
         let map = try String(contentsOfFile: svg, encoding: .utf8)
         #expect(map.hasPrefix("<svg") && map.contains("id=\"legend\"") && map.contains("id=\"scale\"") && map.contains("id=\"gap\""))
         #expect(map.contains("suggested new camera"))
-        if converter != nil {
+        if !converter.isEmpty {
             let bytes = try Data(contentsOf: URL(fileURLWithPath: png))
             #expect(bytes.prefix(4) == Data([0x89, 0x50, 0x4E, 0x47]))
         }
