@@ -112,9 +112,12 @@ public enum Tokenizer {
 }
 
 extension Tokenizer {
-    /// Quotes a value for a request line when it needs it (spaces, quotes, `=`, backslashes, or empty).
+    /// Quotes a value for a request line when it needs it (spaces, quotes, `=`, backslashes, line
+    /// breaks, or empty). A line break becomes `\n`, so a value can never end the request line.
     public static func quote(_ value: String) -> String {
-        let needs = value.isEmpty || value.unicodeScalars.contains { $0 == " " || $0 == "\t" || $0 == "\"" || $0 == "\\" || $0 == "=" }
+        let needs = value.isEmpty || value.unicodeScalars.contains {
+            $0 == " " || $0 == "\t" || $0 == "\"" || $0 == "\\" || $0 == "=" || $0 == "\n" || $0 == "\r"
+        }
         guard needs else { return value }
         var out = "\""
         for s in value.unicodeScalars {

@@ -28,6 +28,10 @@ struct ClientOptions: ParsableArguments {
         client.envelopeCase = envelopeCase
         client.envelopePurpose = purpose
         if let token {
+            guard !token.isEmpty, !token.unicodeScalars.contains(where: { $0.value <= 0x20 || $0.value == 0x7F }) else {
+                client.close()
+                throw CLIError("the token must be one word without spaces or line breaks (camreg_<id>_<secret>)")
+            }
             let answer = try client.request("AUTH " + Tokenizer.quote(token), envelope: false)
             guard let o = (try? JSONSerialization.jsonObject(with: Data(answer.utf8))) as? [String: Any], o["ok"] as? Bool == true else {
                 client.close()

@@ -423,6 +423,16 @@ struct AccessControlTests {
         }
     }
 
+    /// A quoted value can never end a request line: a line break is escaped.
+    @Test func quotingEscapesLineBreaks() throws {
+        for value in ["camreg_1_x\nthe", "a\nPING", "\n", "x\n\nQUIT"] {
+            let q = Tokenizer.quote(value)
+            #expect(!q.contains("\n"), "\(q.debugDescription)")
+            let t = try Tokenizer.tokenize("AUTH " + q)
+            #expect(t.words == ["AUTH", value])
+        }
+    }
+
     /// Every seed of the fuzzing corpus (and any crasher kept there) parses or gives a
     /// structured one-line error.
     @Test func fuzzCorpusReplays() throws {
