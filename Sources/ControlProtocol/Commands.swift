@@ -10,6 +10,9 @@ public struct ProtocolLimits: Sendable, Equatable {
     public var maxLimit = 10_000
     /// Largest area a `WITHIN` polygon may cover, in square metres (25 km² by default).
     public var maxArea = 25_000_000.0
+    /// Largest search answer in bytes (4 MiB by default): a longer one is cut at a camera and
+    /// carries `next_offset` to ask for the rest.
+    public var maxResponseBytes = 4 << 20
     /// Longest `ALONG` route, in metres (30 km by default).
     public var maxRouteLength = 30_000.0
     /// Largest `width=` of `ALONG`, in metres.

@@ -10,6 +10,13 @@ public struct JSONWriter: Sendable {
         bytes.reserveCapacity(capacity)
     }
 
+    /// Removes what was written after `mark` (a `bytes.count` taken between two elements of an
+    /// array), so that an element that made an answer too large can be taken back. Nothing may be
+    /// written into the same array afterwards but its end.
+    public mutating func truncate(to mark: Int) {
+        bytes.removeSubrange(mark...)
+    }
+
     /// The text written so far.
     public var string: String { String(decoding: bytes, as: UTF8.self) }
 

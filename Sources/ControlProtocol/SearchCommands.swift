@@ -15,6 +15,8 @@ public struct SearchOptions: Sendable, Equatable {
     /// Keep only cameras whose field of view covers the incident.
     public var seesOnly: Bool
     public var order: SearchOrder
+    /// Cameras of the ranked answer to skip (paging through an answer cut at the size limit).
+    public var offset: Int = 0
     public init(at: String? = nil, from: String? = nil, to: String? = nil, seesOnly: Bool = false, order: SearchOrder = .distance) {
         self.at = at
         self.from = from
@@ -73,6 +75,7 @@ enum SearchCommands {
         opt("to", "<time>", "End of the incident window (with from=)."),
         opt("sees", "<only|all>", "only: keep cameras whose field of view covers the incident."),
         opt("order", "<distance|urgency>", "urgency: cameras that see it with the soonest-expiring footage first."),
+        opt("offset", "<n>", "Skip the first n cameras of the ranked answer: the next_offset of an answer cut at the size limit."),
     ]
 
     static func search(_ options: [String: String]) throws(ProtocolError) -> SearchOptions {
@@ -96,6 +99,7 @@ enum SearchCommands {
             }
             s.order = o
         }
+        if let v = options["offset"] { s.offset = try Values.int(v, field: "offset", range: 0...1_000_000) }
         return s
     }
 

@@ -28,6 +28,8 @@ public struct DaemonSettings: Sendable, Equatable {
     public var defaultLimit = 100
     /// Largest `limit=` (reloadable).
     public var maxLimit = 10_000
+    /// Largest search answer in bytes; longer ones are cut with `next_offset` (reloadable).
+    public var maxResponseBytes = 4 << 20
     /// Longest request line in bytes (restart to change).
     public var maxLineBytes = 64 * 1024
     /// Database connections in the pool.
@@ -75,6 +77,7 @@ public struct DaemonSettings: Sendable, Equatable {
         l.maxLimit = maxLimit
         l.maxLineBytes = maxLineBytes
         l.maxArea = maxAreaKm2 * 1_000_000
+        l.maxResponseBytes = maxResponseBytes
         l.maxRouteLength = maxRouteM
         return l
     }
@@ -139,6 +142,7 @@ public struct DaemonSettings: Sendable, Equatable {
         Key(name: "idle_timeout", reloadable: false, summary: "seconds without a request before a connection is closed (0: never)"),
         Key(name: "rate_limit", reloadable: false, summary: "requests per second per token, bursts of 4x (0: off)"),
         Key(name: "max_area_km2", reloadable: true, summary: "largest WITHIN area in km²"),
+        Key(name: "max_response_bytes", reloadable: true, summary: "largest search answer in bytes; longer ones are paged with next_offset"),
         Key(name: "max_route_m", reloadable: true, summary: "longest ALONG route in metres"),
         Key(name: "audit_database_url", reloadable: false, summary: "read-only daemons: the primary's URL for the audit log"),
     ]
@@ -254,6 +258,7 @@ public struct DaemonSettings: Sendable, Equatable {
         if let v = try number("idle_timeout", 0...86_400) { s.idleTimeout = v }
         if let v = try number("rate_limit", 0...1_000_000) { s.rateLimit = v }
         if let v = try number("max_area_km2", 0.001...1_000_000) { s.maxAreaKm2 = v }
+        if let v = try integer("max_response_bytes", 4096...(1 << 30)) { s.maxResponseBytes = v }
         if let v = try number("max_route_m", 1...10_000_000) { s.maxRouteM = v }
         s.auditDatabaseURL = text("audit_database_url")
         if let v = text("metrics_listen") {
@@ -305,7 +310,7 @@ public struct DaemonSettings: Sendable, Equatable {
             ("demo", String(demo)), ("write_timeout", String(writeTimeout)), ("drain_timeout", String(drainTimeout)),
             ("metrics_listen", metricsListen.map(q)), ("socket_group", socketGroup.map(q)), ("peer_admin", String(peerAdmin)),
             ("tcp_port", tcpPort.map { String($0) }), ("tcp_host", q(tcpHost)), ("max_connections", String(maxConnections)),
-            ("idle_timeout", String(idleTimeout)), ("rate_limit", String(rateLimit)), ("max_area_km2", String(maxAreaKm2)),
+            ("idle_timeout", String(idleTimeout)), ("rate_limit", String(rateLimit)), ("max_area_km2", String(maxAreaKm2)), ("max_response_bytes", String(maxResponseBytes)),
             ("max_route_m", String(maxRouteM)), ("audit_database_url", auditDatabaseURL.map { q(Self.maskPassword($0)) }),
         ]
     }

@@ -200,11 +200,14 @@ extension RegistryService {
             hits.sort { $0.distance != $1.distance ? $0.distance < $1.distance : $0.camera.id < $1.camera.id }
         }
         if hits.count > limit { hits.removeSubrange(limit...) }
-        RequestContext.noteResults(hits.count)
+        // Paging through an answer that was cut at the size limit.
+        let total = hits.count
+        if search.offset > 0 { hits.removeSubrange(..<min(search.offset, hits.count)) }
         let now = Date()
         let consents = self.consents
-        return ok { w in
-            w.field("count", hits.count)
+        let maxBytes = limits.maxResponseBytes
+        var written = 0
+        let reply = ok { w in
             if let window {
                 w.field("from", ISO8601Text.format(window.from))
                 w.field("to", ISO8601Text.format(window.to))
@@ -212,6 +215,7 @@ extension RegistryService {
             w.key("cameras")
             w.array { a in
                 for h in hits {
+                    let mark = a.bytes.count
                     let c = h.camera
                     a.object { o in
                         o.field("id", c.id)
@@ -242,9 +246,23 @@ extension RegistryService {
                         o.field("owner_phone", pii ? c.ownerPhone : nil)
                         o.field("consent", Self.consentState(c.ownerID.flatMap { consents[$0] }, now: now))
                     }
+                    // The size limit: take the camera back and stop (at least one is always sent).
+                    if a.bytes.count > maxBytes, written > 0 {
+                        a.truncate(to: mark)
+                        break
+                    }
+                    written += 1
                 }
             }
+            w.field("count", written)
+            let next = search.offset + written
+            if next < total {
+                w.field("truncated", true)
+                w.field("next_offset", next)
+            }
         }
+        RequestContext.noteResults(written)
+        return reply
     }
 
     /// `granted`, `lapsed` (granted but past its date), `withdrawn` (not granted) or `unknown`

@@ -108,6 +108,9 @@ struct Camregd: AsyncParsableCommand {
     @Option(name: .long, help: "Longest ALONG route in metres (default 30000; reloaded on SIGHUP).")
     var maxRouteM: Double?
 
+    @Option(name: .long, help: "Largest search answer in bytes; longer ones are paged with next_offset (default 4194304; reloaded on SIGHUP).")
+    var maxResponseBytes: Int?
+
     @Option(name: .long, help: "With --read-only: the primary's URL, where the audit log is written (else owner data is not served).")
     var auditDatabaseURL: String?
 
@@ -137,6 +140,7 @@ struct Camregd: AsyncParsableCommand {
         f["rate_limit"] = rateLimit.map { String($0) }
         f["max_area_km2"] = maxAreaKm2.map { String($0) }
         f["max_route_m"] = maxRouteM.map { String($0) }
+        f["max_response_bytes"] = maxResponseBytes.map { String($0) }
         f["audit_database_url"] = auditDatabaseURL
         if demo { f["demo"] = "true" }
         if readOnly { f["read_only"] = "true" }

@@ -577,6 +577,44 @@ struct AccessControlTests {
         }
     }
 
+    /// A search answer is cut at the size limit with `next_offset`; paging with `offset=`
+    /// returns exactly the uncut answer.
+    @Test func largeSearchAnswersArePaged() async throws {
+        let index = try CameraIndex(cameras: DemoInventory.generate().cameras)
+        var small = ProtocolLimits()
+        small.maxResponseBytes = 16 * 1024
+        let query = "NEAR 11.1470 106.6076 radius=5000 limit=10000"
+        let full = try await withTestServer(index: index) { path, _ in
+            let c = try await TestClient(path: path)
+            let r = try await c.request(query)
+            #expect(r["truncated"] == nil)
+            return (r["cameras"] as? [[String: Any]] ?? []).compactMap { $0["id"] as? String }
+        }
+        #expect(full.count > 200)
+        let paged = try await withTestServer(index: index, limits: small) { path, _ in
+            let c = try await TestClient(path: path)
+            var ids: [String] = []
+            var offset = 0
+            var pages = 0
+            while true {
+                try await c.send(query + (offset > 0 ? " offset=\(offset)" : ""))
+                let text = try #require(try await c.readLine())
+                #expect(text.utf8.count <= 16 * 1024 + 200, "a page of \(text.utf8.count) bytes")
+                let r = try decodeJSON(text)
+                let page = (r["cameras"] as? [[String: Any]] ?? []).compactMap { $0["id"] as? String }
+                #expect(r["count"] as? Int == page.count && !page.isEmpty)
+                ids += page
+                pages += 1
+                guard r["truncated"] as? Bool == true else { break }
+                offset = try #require(r["next_offset"] as? Int)
+                #expect(offset == ids.count)
+            }
+            #expect(pages > 3)
+            return ids
+        }
+        #expect(paged == full)
+    }
+
     /// An over-long line gets an error and the connection is closed; the server goes on.
     @Test func overlongLineClosesConnection() async throws {
         let index = try CameraIndex(cameras: DemoInventory.generate().cameras)
