@@ -300,6 +300,12 @@ struct AccessControlTests {
             let byAnalyst = try await admin.request("AUDIT SEARCH identity=\(analystName)")
             #expect((byAnalyst["entries"] as? [[String: Any]])?.count == 1, "only the refused OWNER GET: \(byAnalyst)")
 
+            // By time: everything is after 2000 and nothing after 2100; to= bounds from above.
+            let since = try await admin.request("AUDIT SEARCH from=2000-01-01T00:00Z limit=1000")
+            #expect((since["count"] as? Int ?? 0) >= 24)
+            #expect(try await admin.request("AUDIT SEARCH from=2100-01-01T00:00Z")["count"] as? Int == 0)
+            #expect(try await admin.request("AUDIT SEARCH to=2000-01-01T00:00Z")["count"] as? Int == 0)
+            #expect(errorCode(try await admin.request("AUDIT SEARCH from=yesterday")) == "bad_time")
             let v1 = try await admin.request("AUDIT VERIFY")
             #expect(v1["intact"] as? Bool == true, "\(v1)")
             let total = try #require(v1["checked"] as? Int)
