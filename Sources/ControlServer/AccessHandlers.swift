@@ -27,6 +27,22 @@ extension RegistryService {
         return identity.name + (claimed.map { " (by=\($0))" } ?? "")
     }
 
+    /// Learns the tokens revoked by other daemons on the same database: their connections here
+    /// are refused from their next request. Errors (database down) leave the set as it was.
+    public func refreshRevokedTokens() async {
+        guard let tokens = readStore else { return }
+        guard let ids = try? await tokens.withConnection({ try TokenRepository.revokedIDs(on: $0) }) else { return }
+        revokedTokens.withLockedValue { $0.formUnion(ids) }
+    }
+
+    /// Calls ``refreshRevokedTokens()`` every `interval` seconds until the task is cancelled.
+    public func runRevocationRefresh(interval: Double = 5) async {
+        while !Task.isCancelled {
+            try? await Task.sleep(nanoseconds: UInt64(interval * 1e9))
+            await refreshRevokedTokens()
+        }
+    }
+
     func authenticate(_ token: String, session: ConnectionSession) async throws -> Reply {
         guard let tokens = readStore else { throw ProtocolError(.unavailable, "this daemon has no database to check tokens") }
         let found = try await tokens.withConnection { try TokenRepository.authenticate(token, on: $0) }

@@ -66,6 +66,12 @@ public enum TokenRepository {
         try c.query("SELECT revoked_at IS NOT NULL FROM api_tokens WHERE id = $1", [String(id)]).scalar() != "f"
     }
 
+    /// The ids of every revoked token (few: revocation is rare), for daemons that did not revoke
+    /// them themselves.
+    public static func revokedIDs(on c: PostgresConnection) throws -> Set<Int64> {
+        Set(try c.query("SELECT id FROM api_tokens WHERE revoked_at IS NOT NULL").rows.compactMap { $0[0].flatMap { Int64($0) } })
+    }
+
     /// Tokens, newest first.
     public static func list(includeRevoked: Bool, on c: PostgresConnection) throws -> [APIToken] {
         try c.query("SELECT \(selectList) FROM api_tokens \(includeRevoked ? "" : "WHERE revoked_at IS NULL") ORDER BY id DESC")

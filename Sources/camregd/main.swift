@@ -289,6 +289,9 @@ struct Camregd: AsyncParsableCommand {
             feed = changeFeed
             service.reliability.attach(monitor: monitor, feed: changeFeed, readOnly: readOnly)
             await service.auditLog?.recoverSpool()
+            // Tokens revoked through other daemons are refused here within 5 s.
+            let revocations = Task { await service.runRevocationRefresh(interval: 5) }
+            defer { revocations.cancel() }
             let server = ControlServer(socketPath: socketPath, service: service,
                                        drainTimeout: .milliseconds(Int64(settings.drainTimeout * 1000)),
                                        options: settings.serverOptions, logger: logger)

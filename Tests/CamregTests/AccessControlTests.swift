@@ -212,6 +212,28 @@ struct AccessControlTests {
         }
     }
 
+    /// A token revoked through one daemon is refused by another daemon on the same database,
+    /// on a connection that authenticated before, once it refreshes its revocations.
+    @Test func revocationReachesOtherDaemons() async throws {
+        let f = try await AccessFixture.make("revoke2")
+        let other = PostgresClient(configuration: f.store.configuration, maximumConnections: 2)
+        try await withTestServer(index: f.index, store: f.store, access: AccessFixture.strict) { pathA, _ in
+            try await withTestServer(index: f.index, store: other, access: AccessFixture.strict) { pathB, serviceB in
+                let admin = try await f.client(pathA, as: .admin)
+                let made = try await admin.request("TOKEN CREATE role=analyst name=\"two daemons\"")
+                let secret = try #require(made["secret"] as? String)
+                let id = try #require(field(made, "token", "id") as? Int)
+                let onB = try await TestClient(path: pathB)
+                #expect(try await onB.request("AUTH \(secret)")["role"] as? String == "analyst")
+                #expect(try await admin.request("TOKEN REVOKE \(id)")["ok"] as? Bool == true)
+                await serviceB.refreshRevokedTokens()
+                #expect(errorCode(try await onB.request("STATS")) == "unauthenticated")
+                #expect(errorCode(try await onB.request("AUTH \(secret)")) == "bad_token")
+            }
+        }
+        await other.shutdown()
+    }
+
     /// Analysts never see owner data, whatever query they run.
     @Test func analystsNeverSeeOwnerData() async throws {
         let f = try await AccessFixture.make("pii")
