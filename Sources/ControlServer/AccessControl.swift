@@ -44,21 +44,17 @@ public enum Privacy {
     }
 }
 
-/// The request being answered: identity, case, and what the answer disclosed (for the audit
+/// The request being answered: its identity, and what the answer disclosed (for the audit
 /// log). Handlers reach it through ``RequestContext/current`` (a task local); without one,
 /// nothing is disclosed.
 public final class RequestContext: Sendable {
     @TaskLocal static var current: RequestContext?
 
     let identity: Identity
-    let caseID: String?
-    let purpose: String?
     private let state = NIOLockedValueBox((disclosed: 0, results: Optional<Int>.none))
 
-    init(identity: Identity, caseID: String?, purpose: String?) {
+    init(identity: Identity) {
         self.identity = identity
-        self.caseID = caseID
-        self.purpose = purpose
     }
 
     /// Whether the answer may show the owner data of a record owned by `ownerID`; counts each
@@ -125,8 +121,6 @@ public struct AccessSettings: Sendable {
     public var rateLimit: RateLimit = .standard
     /// Where audit entries wait while the database is down (nil: fail closed).
     public var auditSpoolPath: String?
-    /// Write the audit log at all (off only for database-less test servers).
-    public var auditEnabled: Bool = true
     /// Refuse to disclose owner data when there is no audit log at all (camregd sets it; a
     /// read-only daemon without `audit_database_url` then serves searches without owner data
     /// only). Off for database-less test servers.

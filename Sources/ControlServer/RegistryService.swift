@@ -122,7 +122,7 @@ public final class RegistryService: Sendable {
         self.access = access
         self.rateLimiter = RateLimiter(access.rateLimit)
         self.readStore = readStore ?? store
-        self.auditLog = (auditStore ?? store).flatMap { access.auditEnabled ? AuditLog(store: $0, spoolPath: access.auditSpoolPath) : nil }
+        self.auditLog = (auditStore ?? store).map { AuditLog(store: $0, spoolPath: access.auditSpoolPath) }
         self.maxTimeWindow = maxTimeWindow
         self.index = index
         self.limitsBox = NIOLockedValueBox(limits)
@@ -178,7 +178,7 @@ public final class RegistryService: Sendable {
         }
         let identity = session.identity
         let access = request.spec.access
-        let ctx = RequestContext(identity: identity, caseID: request.caseID, purpose: request.purpose)
+        let ctx = RequestContext(identity: identity)
         var reply: Reply
         var outcome = "ok"
         var refused = false
