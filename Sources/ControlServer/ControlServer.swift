@@ -101,7 +101,7 @@ public final class ControlServer: Service, Sendable {
             .childChannelOption(.allowRemoteHalfClosure, value: true)
             .childChannelOption(.writeBufferWaterMark, value: .init(low: 64 << 10, high: 1 << 20))
             .bind(unixDomainSocketPath: socketPath, cleanupExistingSocketFile: false) { channel in
-                channel.eventLoop.makeCompletedFuture { try self.setUp(channel) }
+                channel.eventLoop.makeCompletedFuture { try self.setUp(channel, tcp: false) }
             }
         guard chmod(socketPath, 0o660) == 0 else {
             let reason = String(cString: strerror(errno))
@@ -119,7 +119,7 @@ public final class ControlServer: Service, Sendable {
                 throw ControlServerError(message: "cannot give \(socketPath) to group \(name): \(reason)")
             }
         }
-        let tcp: NIOAsyncChannel<NIOAsyncChannel<ByteBuffer, ByteBuffer>, Never>?
+        let tcp: NIOAsyncChannel<Void, Never>?
         if let port = options.tcpPort {
             do {
                 tcp = try await ServerBootstrap(group: group)
@@ -128,7 +128,7 @@ public final class ControlServer: Service, Sendable {
                     .childChannelOption(.allowRemoteHalfClosure, value: true)
                     .childChannelOption(.writeBufferWaterMark, value: .init(low: 64 << 10, high: 1 << 20))
                     .bind(host: options.tcpHost, port: port) { channel in
-                        channel.eventLoop.makeCompletedFuture { try self.setUp(channel) }
+                        channel.eventLoop.makeCompletedFuture { try self.setUp(channel, tcp: true) }
                     }
                 boundTCPPort.withLockedValue { $0 = tcp?.channel.localAddress?.port }
                 logger.info("control TCP listening", metadata: ["host": "\(options.tcpHost)", "port": "\(tcpPort ?? port)"])
@@ -143,25 +143,15 @@ public final class ControlServer: Service, Sendable {
         markReady()
 
         try await withGracefulShutdownHandler {
+            // Connections are served by their `ConnectionHandler`s on the event loops; these
+            // loops only keep accepting until the listeners close.
             try await withThrowingDiscardingTaskGroup { outer in
                 if let tcp {
                     outer.addTask {
-                        try await tcp.executeThenClose { inbound in
-                            try await withThrowingDiscardingTaskGroup { group in
-                                for try await connection in inbound {
-                                    group.addTask { await self.serve(connection, tcp: true) }
-                                }
-                            }
-                        }
+                        try await tcp.executeThenClose { inbound in for try await _ in inbound {} }
                     }
                 }
-                try await server.executeThenClose { inbound in
-                    try await withThrowingDiscardingTaskGroup { group in
-                        for try await connection in inbound {
-                            group.addTask { await self.serve(connection, tcp: false) }
-                        }
-                    }
-                }
+                try await server.executeThenClose { inbound in for try await _ in inbound {} }
             }
         } onGracefulShutdown: {
             self.logger.info("control socket: stopping accepting, draining connections")
@@ -169,12 +159,18 @@ public final class ControlServer: Service, Sendable {
             tcp?.channel.close(promise: nil)
             self.quiesce()
         }
+        // Draining: every connection answers what it has read, then closes (or is closed at the
+        // drain timeout by `quiesce`).
+        while connections.withLockedValue({ !$0.isEmpty }) {
+            try? await Task.sleep(for: .milliseconds(10))
+        }
         unlink(socketPath)
         logger.info("control socket closed")
     }
 
-    /// The pipeline of a connection: capped line decoder, idle and slow-reader guards, async channel.
-    private func setUp(_ channel: Channel) throws -> NIOAsyncChannel<ByteBuffer, ByteBuffer> {
+    /// The pipeline of a connection: idle and slow-reader guards, capped line decoder, the
+    /// request handler.
+    private func setUp(_ channel: Channel, tcp: Bool) throws {
         let sync = channel.pipeline.syncOperations
         let activity = ConnectionActivity()
         if options.idleTimeout > .zero {
@@ -183,7 +179,21 @@ public final class ControlServer: Service, Sendable {
         try sync.addHandler(ConnectionGuard(activity: activity, service: service, writeStallTimeout: options.writeStallTimeout))
         try sync.addHandler(ByteToMessageHandler(LineBasedFrameDecoder(), maximumBufferSize: service.limits.maxLineBytes + 2))
         try sync.addHandler(activity)
-        return try NIOAsyncChannel<ByteBuffer, ByteBuffer>(wrappingChannelSynchronously: channel)
+        try sync.addHandler(ConnectionHandler(server: self, service: service, activity: activity, tcp: tcp))
+    }
+
+    /// Counts a new connection in, unless the server holds its maximum.
+    func admit(_ channel: Channel) -> Bool {
+        connections.withLockedValue { c -> Bool in
+            guard c.count < options.maxConnections else { return false }
+            c[ObjectIdentifier(channel)] = channel
+            return true
+        }
+    }
+
+    /// Counts a closed connection out.
+    func release(_ channel: Channel) {
+        _ = connections.withLockedValue { $0.removeValue(forKey: ObjectIdentifier(channel)) }
     }
 
     /// Closes the input side of every connection (after a 200 ms grace): each finishes what it
@@ -199,78 +209,26 @@ public final class ControlServer: Service, Sendable {
         }
     }
 
-    private func serve(_ connection: NIOAsyncChannel<ByteBuffer, ByteBuffer>, tcp: Bool) async {
-        let channel = connection.channel
-        let id = ObjectIdentifier(channel)
-        let admitted = connections.withLockedValue { c -> Bool in
-            guard c.count < options.maxConnections else { return false }
-            c[id] = channel
-            return true
-        }
-        guard admitted else {
-            service.connectionRefused()
-            let e = ProtocolError(.tooManyConnections, "the server holds its maximum of \(options.maxConnections) connections; try again later")
-            var buffer = channel.allocator.buffer(capacity: 200)
-            buffer.writeString(e.json + "\n")
-            try? await channel.writeAndFlush(buffer)
-            try? await channel.close()
-            return
-        }
-        service.connectionOpened()
-        defer {
-            connections.withLockedValue { $0[id] = nil }
-            service.connectionClosed()
-        }
-        let session = await self.session(for: channel, tcp: tcp)
-        let activity = try? await channel.pipeline.handler(type: ConnectionActivity.self).get()
-        do {
-            try await connection.executeThenClose { inbound, outbound in
-                do {
-                    for try await line in inbound {
-                        let reply = await service.respond(to: Array(line.readableBytesView), session: session)
-                        var buffer = channel.allocator.buffer(capacity: reply.json.count + 1)
-                        buffer.writeBytes(reply.json)
-                        buffer.writeInteger(UInt8(ascii: "\n"))
-                        try await outbound.write(buffer)
-                        activity?.finished()
-                        if reply.close { return }
-                    }
-                } catch is ByteToMessageDecoderError.PayloadTooLargeError {
-                    let reply = service.lineTooLong()
-                    var buffer = channel.allocator.buffer(capacity: reply.json.count + 1)
-                    buffer.writeBytes(reply.json)
-                    buffer.writeInteger(UInt8(ascii: "\n"))
-                    try? await outbound.write(buffer)
-                } catch is ChannelError {
-                    // The peer went away.
-                } catch let e as NIOCore.IOError where e.errnoCode == ECONNRESET || e.errnoCode == EPIPE {
-                    // The peer went away.
-                }
-            }
-        } catch {
-            logger.debug("connection ended with an error", metadata: ["error": "\(error)"])
-        }
-    }
-
     /// The session of a new connection: over the Unix socket, a peer running as the daemon's own
     /// OS user is `admin` (when allowed); everyone else starts anonymous.
-    private func session(for channel: Channel, tcp: Bool) async -> ConnectionSession {
+    func session(for channel: Channel, tcp: Bool) -> EventLoopFuture<ConnectionSession> {
         if tcp {
             let peer = channel.remoteAddress.map { "tcp:\($0.ipAddress ?? "?"):\($0.port ?? 0)" } ?? "tcp:?"
+            return channel.eventLoop.makeSucceededFuture(ConnectionSession(identity: .anonymous, peer: peer))
+        }
+        guard let provider = channel as? SocketOptionProvider else {
+            return channel.eventLoop.makeSucceededFuture(ConnectionSession(identity: .anonymous, peer: "unix:unknown"))
+        }
+        let peerAdmin = service.access.peerAdmin
+        let future: EventLoopFuture<PeerCredentials> = provider.unsafeGetSocketOption(level: SocketOptionLevel(SOL_SOCKET), name: SocketOptionName(SO_PEERCRED))
+        return future.map { cred in
+            let peer = "unix:pid=\(cred.pid),uid=\(cred.uid)"
+            if peerAdmin, cred.uid == geteuid() {
+                return ConnectionSession(identity: Identity(name: "peer:uid=\(cred.uid)", label: "daemon user (peer credentials)", role: .admin),
+                                         peer: peer, peerMapped: true)
+            }
             return ConnectionSession(identity: .anonymous, peer: peer)
-        }
-        guard let provider = channel as? SocketOptionProvider,
-              let cred: PeerCredentials = try? await provider.unsafeGetSocketOption(
-                  level: SocketOptionLevel(SOL_SOCKET), name: SocketOptionName(SO_PEERCRED)).get()
-        else {
-            return ConnectionSession(identity: .anonymous, peer: "unix:unknown")
-        }
-        let peer = "unix:pid=\(cred.pid),uid=\(cred.uid)"
-        if service.access.peerAdmin, cred.uid == geteuid() {
-            return ConnectionSession(identity: Identity(name: "peer:uid=\(cred.uid)", label: "daemon user (peer credentials)", role: .admin),
-                                     peer: peer, peerMapped: true)
-        }
-        return ConnectionSession(identity: .anonymous, peer: peer)
+        }.recover { _ in ConnectionSession(identity: .anonymous, peer: "unix:unknown") }
     }
 
     /// Refuses a socket path that is too long or served by a live daemon; removes a stale one.

@@ -154,71 +154,124 @@ public final class RegistryService: Sendable {
         return .error(ProtocolError(.lineTooLong, "the request is longer than \(limits.maxLineBytes) bytes; closing"), close: true)
     }
 
+    /// How a request line is answered: at once, on the caller's thread, or by async work (a
+    /// database call, or the audit entry that must be committed before owner data leaves).
+    public enum Answer: Sendable {
+        /// The reply, computed on the caller's thread.
+        case now(Reply)
+        /// Work that produces the reply; run it off the event loop.
+        case later(@Sendable () async -> Reply)
+    }
+
     /// Answers one request line (raw bytes, without the newline): rate limit, parse, access
     /// check (role, case), the handler, then the audit log — in that order.
     public func respond(to line: [UInt8], session: ConnectionSession = ConnectionSession()) async -> Reply {
+        switch answer(line, session: session) {
+        case .now(let reply): return reply
+        case .later(let work): return await work()
+        }
+    }
+
+    /// ``respond(to:session:)`` split where it must wait: everything up to the handler runs on the
+    /// caller's thread; queries of the in-memory index (and other commands that need neither the
+    /// database nor an audit entry) are answered there too, so the control server answers them on
+    /// the connection's event loop without a hop to a task. Everything else comes back as
+    /// ``Answer/later(_:)``.
+    public func answer(_ line: [UInt8], session: ConnectionSession) -> Answer {
         if !session.peerMapped, let wait = rateLimiter.take(session.identity.tokenID.map { "token:\($0)" } ?? "peer:\(session.peer)") {
             counters.withLockedValue { $0.requests += 1; $0.errors += 1; $0.rateLimited += 1 }
-            return .error(ProtocolError(.rateLimited, "too many requests for \(session.identity.name); retry in \(Int((wait * 1000).rounded(.up))) ms"))
+            return .now(.error(ProtocolError(.rateLimited, "too many requests for \(session.identity.name); retry in \(Int((wait * 1000).rounded(.up))) ms")))
         }
         let request: Request
         do {
             request = try RequestParser.parseRequest(line, limits: limits)
         } catch {
             counters.withLockedValue { $0.requests += 1; $0.errors += 1 }
-            return .error(error, close: error.code == .lineTooLong)
+            return .now(.error(error, close: error.code == .lineTooLong))
         }
         let command = request.command
         let name = Self.name(of: command)
         counters.withLockedValue { $0.requests += 1; $0.perCommand[name, default: 0] += 1 }
         let started = ContinuousClock.now
-        defer { reliability.metrics.record(name, seconds: Double((ContinuousClock.now - started) / .microseconds(1)) / 1e6) }
         if let token = session.identity.tokenID, revokedTokens.withLockedValue({ $0.contains(token) }) {
             session.identity = .anonymous
         }
         let identity = session.identity
         let access = request.spec.access
         let ctx = RequestContext(identity: identity)
-        var reply: Reply
-        var outcome = "ok"
-        var refused = false
+        let step = Step(line: line, request: request, name: name, identity: identity, ctx: ctx, started: started)
         if !access.allows(identity.role) {
-            refused = true
             let e = identity.role == nil
                 ? ProtocolError(.unauthenticated, "\(request.spec.name) needs an authenticated connection: send AUTH <token> first")
                 : ProtocolError(.forbidden, "role \(identity.role!.rawValue) may not run \(request.spec.name); allowed: \(access.roles!.sorted().map(\.rawValue).joined(separator: ", "))")
-            outcome = e.code.rawValue
-            reply = .error(e)
-        } else if let role = identity.role, access.caseRequired.contains(role), request.caseID == nil {
-            refused = true
-            outcome = ProtocolError.Code.caseRequired.rawValue
-            reply = .error(ProtocolError(.caseRequired, "an \(role.rawValue) must give the case this request is for: case=<id> (and purpose=\"…\")", field: "case"))
-        } else {
-            (reply, outcome) = await RequestContext.$current.withValue(ctx) {
+            return finish(step, reply: .error(e), outcome: e.code.rawValue, refused: true, session: session)
+        }
+        if let role = identity.role, access.caseRequired.contains(role), request.caseID == nil {
+            let e = ProtocolError(.caseRequired, "an \(role.rawValue) must give the case this request is for: case=<id> (and purpose=\"…\")", field: "case")
+            return finish(step, reply: .error(e), outcome: e.code.rawValue, refused: true, session: session)
+        }
+        if let (reply, outcome) = RequestContext.$current.withValue(ctx, operation: { runNow(command, name: name, session: session) }) {
+            return finish(step, reply: reply, outcome: outcome, refused: Self.refusalCodes.contains(outcome), session: session)
+        }
+        return .later {
+            let (reply, outcome) = await RequestContext.$current.withValue(ctx) {
                 await self.run(command, name: name, session: session)
             }
-            refused = Self.refusalCodes.contains(outcome)
+            switch self.finish(step, reply: reply, outcome: outcome, refused: Self.refusalCodes.contains(outcome), session: session) {
+            case .now(let r): return r
+            case .later(let audit): return await audit()
+            }
         }
+    }
+
+    /// What ``answer(_:session:)`` carries from the parse to the audit entry.
+    private struct Step: Sendable {
+        let line: [UInt8]
+        let request: Request
+        let name: String
+        let identity: Identity
+        let ctx: RequestContext
+        let started: ContinuousClock.Instant
+    }
+
+    /// After the handler: counts the outcome, and writes the audit entry when the request is
+    /// audited (its reply then waits for the commit); records the latency.
+    private func finish(_ step: Step, reply: Reply, outcome: String, refused: Bool, session: ConnectionSession) -> Answer {
         if outcome != "ok" { counters.withLockedValue { $0.errors += 1 } }
-        let audited = refused || access.audit == .always || (access.audit == .ownerData && ctx.disclosed > 0)
-        if audited, auditLog == nil, self.access.auditRequired, outcome == "ok", access.audit == .ownerData {
-            return .error(ProtocolError(.auditUnavailable, "this daemon has no audit log (a read-only daemon needs audit_database_url), so owner data is not sent"))
+        let access = step.request.spec.access
+        let audited = refused || access.audit == .always || (access.audit == .ownerData && step.ctx.disclosed > 0)
+        guard audited else {
+            recordLatency(step)
+            return .now(reply)
         }
-        if audited, let auditLog {
-            let entry = AuditEntry(at: Date(), identity: identity.name, role: identity.role?.rawValue ?? "none", peer: session.peer,
-                                   command: Request.redacted(line, command: command), caseID: request.caseID,
-                                   purpose: request.purpose, resultCount: ctx.resultCount, outcome: outcome)
+        if auditLog == nil, self.access.auditRequired, outcome == "ok", access.audit == .ownerData {
+            recordLatency(step)
+            return .now(.error(ProtocolError(.auditUnavailable, "this daemon has no audit log (a read-only daemon needs audit_database_url), so owner data is not sent")))
+        }
+        guard let auditLog else {
+            recordLatency(step)
+            return .now(reply)
+        }
+        let entry = AuditEntry(at: Date(), identity: step.identity.name, role: step.identity.role?.rawValue ?? "none", peer: session.peer,
+                               command: Request.redacted(step.line, command: step.request.command), caseID: step.request.caseID,
+                               purpose: step.request.purpose, resultCount: step.ctx.resultCount, outcome: outcome)
+        return .later {
+            defer { self.recordLatency(step) }
             do {
                 try await auditLog.record(entry)
             } catch {
-                logger.error("audit log unavailable", metadata: ["command": "\(name)", "error": "\(error)"])
+                self.logger.error("audit log unavailable", metadata: ["command": "\(step.name)", "error": "\(error)"])
                 if outcome == "ok", access.audit == .ownerData {
                     // Owner data leaves only with its audit entry.
                     return .error(ProtocolError(.auditUnavailable, "the audit log cannot be written, so owner data is not sent; retry later"))
                 }
             }
+            return reply
         }
-        return reply
+    }
+
+    private func recordLatency(_ step: Step) {
+        reliability.metrics.record(step.name, seconds: Double((ContinuousClock.now - step.started) / .microseconds(1)) / 1e6)
     }
 
     /// Error codes that mean "refused by policy"; such requests are always audited.
@@ -227,24 +280,42 @@ public final class RegistryService: Sendable {
         "time_window_too_long",
     ]
 
+    /// Runs the handler of a command that needs neither the database nor a wait, on the
+    /// caller's thread; nil for the others (see ``handleNow(_:session:)``).
+    private func runNow(_ command: Command, name: String, session: ConnectionSession) -> (Reply, String)? {
+        do {
+            guard let reply = try handleNow(command, session: session) else { return nil }
+            return (reply, "ok")
+        } catch {
+            return outcome(of: error, name: name)
+        }
+    }
+
     /// Runs the handler; returns the reply and its outcome (`ok` or the error code).
     private func run(_ command: Command, name: String, session: ConnectionSession) async -> (Reply, String) {
         do {
             return (try await handle(command, session: session), "ok")
-        } catch let e as ProtocolError {
-            return (.error(e), e.code.rawValue)
-        } catch let e as RegistryError {
+        } catch {
+            return outcome(of: error, name: name)
+        }
+    }
+
+    /// The error reply of a failed handler and its outcome code.
+    private func outcome(of error: Error, name: String) -> (Reply, String) {
+        if let e = error as? ProtocolError { return (.error(e), e.code.rawValue) }
+        if let e = error as? RegistryError {
             let p = Self.protocolError(e)
             return (.error(p), p.code.rawValue)
-        } catch let e as PostgresError where e.isConnectionError {
+        }
+        if let e = error as? PostgresError, e.isConnectionError {
             logger.warning("database unavailable for a write", metadata: ["error": "\(e)"])
             return (.error(ProtocolError(.unavailable, "the database is unavailable; nothing was changed: \(e.message)")), "unavailable")
-        } catch let e as PostgresError where e.sqlState?.hasPrefix("23") == true {
-            return (.error(ProtocolError(.validationFailed, "the database refused the change: \(e.message)")), "validation_failed")
-        } catch {
-            logger.error("request failed", metadata: ["command": "\(name)", "error": "\(error)"])
-            return (.error(ProtocolError(.internal, "the server failed to answer: \(error)")), "internal")
         }
+        if let e = error as? PostgresError, e.sqlState?.hasPrefix("23") == true {
+            return (.error(ProtocolError(.validationFailed, "the database refused the change: \(e.message)")), "validation_failed")
+        }
+        logger.error("request failed", metadata: ["command": "\(name)", "error": "\(error)"])
+        return (.error(ProtocolError(.internal, "the server failed to answer: \(error)")), "internal")
     }
 
     static func name(of command: Command) -> String {
@@ -436,7 +507,10 @@ public final class RegistryService: Sendable {
         return store
     }
 
-    private func handle(_ command: Command, session: ConnectionSession) async throws -> Reply {
+    /// The handlers that answer from memory (the index, the session, the counters) without
+    /// waiting; nil for a command that needs the database or other async work. The listing
+    /// commands stay async: they sort the registry, which must not block an event loop.
+    func handleNow(_ command: Command, session: ConnectionSession) throws -> Reply? {
         switch command {
         case .ping:
             return ok { $0.field("pong", true) }
@@ -466,6 +540,37 @@ public final class RegistryService: Sendable {
             }
         case .stats:
             return stats()
+        case .whoami:
+            return whoami(session)
+        case .importBegin(let format, let options):
+            session.upload = .init(format: format, options: options)
+            return ok { $0.field("format", format) }
+        case .importData(let text):
+            guard session.upload != nil else { throw ProtocolError(.noUpload, "no upload in progress; send IMPORT BEGIN first") }
+            guard let bytes = Data(base64Encoded: text) else {
+                throw ProtocolError(.invalidValue, "the chunk is not valid base64", field: "data")
+            }
+            guard session.upload!.data.count + bytes.count <= ConnectionSession.maxUploadBytes else {
+                session.upload = nil
+                throw ProtocolError(.outOfRange, "the upload is larger than \(ConnectionSession.maxUploadBytes >> 20) MiB; dropped")
+            }
+            session.upload!.data.append(contentsOf: bytes)
+            return ok { $0.field("bytes", session.upload!.data.count) }
+        case .importAbort:
+            let had = session.upload != nil
+            session.upload = nil
+            return ok { $0.field("aborted", had) }
+        default:
+            return nil
+        }
+    }
+
+    private func handle(_ command: Command, session: ConnectionSession) async throws -> Reply {
+        if let reply = try handleNow(command, session: session) { return reply }
+        switch command {
+        case .ping, .quit, .help, .near, .nearest, .along, .within, .cameraGet, .stats, .whoami,
+             .importBegin, .importData, .importAbort:
+            throw ProtocolError(.internal, "\(Self.name(of: command)) has no async handler")
         case .ownerAdd(let fields):
             let (draft, errors) = FieldInput.draftOwner(fields, now: Date())
             guard errors.isEmpty else { throw RegistryError(.validation, "the owner is not valid", fields: errors) }
@@ -576,32 +681,12 @@ public final class RegistryService: Sendable {
             return try await handleIncident(c)
         case .auth(let token):
             return try await authenticate(token, session: session)
-        case .whoami:
-            return whoami(session)
         case .token(let t):
             return try await handleToken(t)
         case .audit(let a):
             return try await handleAudit(a)
         case .coverage(let c): return try await handleCoverage(c)
         case .job(let c): return try await handleJob(c)
-        case .importBegin(let format, let options):
-            session.upload = .init(format: format, options: options)
-            return ok { $0.field("format", format) }
-        case .importData(let text):
-            guard session.upload != nil else { throw ProtocolError(.noUpload, "no upload in progress; send IMPORT BEGIN first") }
-            guard let bytes = Data(base64Encoded: text) else {
-                throw ProtocolError(.invalidValue, "the chunk is not valid base64", field: "data")
-            }
-            guard session.upload!.data.count + bytes.count <= ConnectionSession.maxUploadBytes else {
-                session.upload = nil
-                throw ProtocolError(.outOfRange, "the upload is larger than \(ConnectionSession.maxUploadBytes >> 20) MiB; dropped")
-            }
-            session.upload!.data.append(contentsOf: bytes)
-            return ok { $0.field("bytes", session.upload!.data.count) }
-        case .importAbort:
-            let had = session.upload != nil
-            session.upload = nil
-            return ok { $0.field("aborted", had) }
         case .importCommit:
             guard let upload = session.upload else { throw ProtocolError(.noUpload, "no upload in progress; send IMPORT BEGIN first") }
             session.upload = nil

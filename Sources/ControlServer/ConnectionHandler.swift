@@ -1,0 +1,225 @@
+import ControlProtocol
+import NIOCore
+
+/// Serves the request lines of one connection on its event loop.
+///
+/// A line that ``RegistryService/answer(_:session:)`` can answer at once (a query of the
+/// in-memory index, `PING`, `HELP`, …) is answered right there, in the same event-loop turn
+/// that decoded it: no task, no thread hop. Replies are written as they are made and flushed
+/// once per read (so a pipelined batch goes out in one write). A line that needs async work (a
+/// database write, an audit entry) runs in a task; lines read meanwhile wait in a queue, so
+/// answers always leave in request order.
+///
+/// Backpressure: while a task is running, lines are queued, or the socket's write buffer is
+/// above its high-water mark, `read` is held back, so a client cannot make the daemon buffer
+/// without bound (the decoder still caps one line).
+///
+/// Not `Sendable`: every method runs on the channel's event loop; the task's result comes back
+/// through `NIOLoopBound`.
+final class ConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler {
+    typealias InboundIn = ByteBuffer
+    typealias InboundOut = Never
+    typealias OutboundIn = ByteBuffer
+    typealias OutboundOut = ByteBuffer
+
+    private enum Item {
+        case line(ByteBuffer)
+        /// The decoder refused a line as too long: answer, then close.
+        case tooLong
+    }
+
+    private let server: ControlServer
+    private let service: RegistryService
+    private let activity: ConnectionActivity
+    private let tcp: Bool
+    private var session: ConnectionSession?
+    private var queue = CircularBuffer<Item>(initialCapacity: 4)
+    /// A task is answering a request, or the session is being set up.
+    private var busy = true
+    private var admitted = false
+    private var inputClosed = false
+    private var closing = false
+    private var readHeld = false
+    private var unflushed = false
+    private var context: ChannelHandlerContext?
+
+    init(server: ControlServer, service: RegistryService, activity: ConnectionActivity, tcp: Bool) {
+        self.server = server
+        self.service = service
+        self.activity = activity
+        self.tcp = tcp
+    }
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        self.context = context
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        self.context = nil
+    }
+
+    func channelActive(context: ChannelHandlerContext) {
+        guard server.admit(context.channel) else {
+            service.connectionRefused()
+            closing = true
+            let e = ProtocolError(.tooManyConnections, "the server holds its maximum of \(server.options.maxConnections) connections; try again later")
+            var buffer = context.channel.allocator.buffer(capacity: 200)
+            buffer.writeString(e.json + "\n")
+            context.writeAndFlush(wrapOutboundOut(buffer)).whenComplete { _ in context.close(promise: nil) }
+            context.fireChannelActive()
+            return
+        }
+        admitted = true
+        service.connectionOpened()
+        let loopBound = NIOLoopBound(self, eventLoop: context.eventLoop)
+        server.session(for: context.channel, tcp: tcp).whenComplete { result in
+            let handler = loopBound.value
+            handler.session = (try? result.get()) ?? ConnectionSession(identity: .anonymous, peer: "unix:unknown")
+            handler.busy = false
+            handler.drain()
+        }
+        context.fireChannelActive()
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        if admitted {
+            admitted = false
+            server.release(context.channel)
+            service.connectionClosed()
+        }
+        queue.removeAll()
+        context.fireChannelInactive()
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        guard !closing else { return }
+        let line = unwrapInboundIn(data)
+        if busy || !queue.isEmpty {
+            queue.append(.line(line))
+        } else {
+            serve(line)
+        }
+    }
+
+    func channelReadComplete(context: ChannelHandlerContext) {
+        flushIfNeeded()
+        context.fireChannelReadComplete()
+    }
+
+    func read(context: ChannelHandlerContext) {
+        if busy || !queue.isEmpty || closing || !context.channel.isWritable {
+            readHeld = true
+        } else {
+            context.read()
+        }
+    }
+
+    func channelWritabilityChanged(context: ChannelHandlerContext) {
+        if context.channel.isWritable { resumeReading() }
+        context.fireChannelWritabilityChanged()
+    }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if let e = event as? ChannelEvent, e == .inputClosed {
+            // The client finished sending (or the server is draining): answer what was read, then close.
+            inputClosed = true
+            closeIfDone()
+            return
+        }
+        context.fireUserInboundEventTriggered(event)
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: Error) {
+        if error is ByteToMessageDecoderError.PayloadTooLargeError {
+            if busy || !queue.isEmpty { queue.append(.tooLong) } else { answerTooLong() }
+            return
+        }
+        // The peer went away, or the socket failed: nothing more can be answered.
+        context.close(promise: nil)
+    }
+
+    // MARK: Serving
+
+    /// Answers one line: now, or through a task (then `busy` until it is written).
+    private func serve(_ line: ByteBuffer) {
+        guard let context, let session else { return }
+        let bytes = Array(line.readableBytesView)
+        switch service.answer(bytes, session: session) {
+        case .now(let reply):
+            write(reply)
+        case .later(let work):
+            busy = true
+            flushIfNeeded()
+            let loopBound = NIOLoopBound(self, eventLoop: context.eventLoop)
+            let eventLoop = context.eventLoop
+            Task {
+                let reply = await work()
+                eventLoop.execute {
+                    let handler = loopBound.value
+                    handler.busy = false
+                    handler.write(reply)
+                    handler.flushIfNeeded()
+                    handler.drain()
+                }
+            }
+        }
+    }
+
+    private func write(_ reply: Reply) {
+        guard let context, !closing else { return }
+        var buffer = context.channel.allocator.buffer(capacity: reply.json.count + 1)
+        buffer.writeBytes(reply.json)
+        buffer.writeInteger(UInt8(ascii: "\n"))
+        context.write(wrapOutboundOut(buffer), promise: nil)
+        unflushed = true
+        activity.finished()
+        if reply.close {
+            closing = true
+            flushIfNeeded()
+            context.close(promise: nil)
+        }
+    }
+
+    private func answerTooLong() {
+        write(service.lineTooLong())
+        if !closing, let context {
+            closing = true
+            flushIfNeeded()
+            context.close(promise: nil)
+        }
+    }
+
+    /// Answers queued lines until one needs a task; then reads on, or closes after the last answer.
+    private func drain() {
+        while !busy, !closing, let item = queue.popFirst() {
+            switch item {
+            case .line(let line): serve(line)
+            case .tooLong: answerTooLong()
+            }
+        }
+        flushIfNeeded()
+        if !busy, queue.isEmpty {
+            closeIfDone()
+            resumeReading()
+        }
+    }
+
+    private func resumeReading() {
+        guard readHeld, !busy, queue.isEmpty, !closing, let context, context.channel.isWritable else { return }
+        readHeld = false
+        context.read()
+    }
+
+    private func closeIfDone() {
+        guard inputClosed, !busy, queue.isEmpty, !closing, let context else { return }
+        closing = true
+        flushIfNeeded()
+        context.close(promise: nil)
+    }
+
+    private func flushIfNeeded() {
+        guard unflushed, let context else { return }
+        unflushed = false
+        context.flush()
+    }
+}
