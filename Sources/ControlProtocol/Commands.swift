@@ -206,6 +206,9 @@ public enum CommandTable {
                     summary: "Closes the connection.") { _, _, _ in .quit },
     ]
 
+    /// The commands by their first word (the parser's lookup).
+    static let byFirstWord: [String: [CommandSpec]] = Dictionary(grouping: all) { $0.words[0] }
+
     /// The spec of a command by name (`"camera get"` or `"CAMERA GET"`).
     public static func spec(named name: String) -> CommandSpec? {
         let words = name.split(separator: " ").map { $0.uppercased() }
@@ -251,9 +254,9 @@ public enum RequestParser {
             throw ProtocolError(.unknownCommand, "a request starts with a command name; try HELP")
         }
         let upper = tokens.words.prefix(3).map { $0.uppercased() }
-        // Longest match of command words.
-        let candidates = CommandTable.all.filter { spec in
-            spec.words.count <= upper.count && Array(upper.prefix(spec.words.count)) == spec.words
+        // Longest match of command words, among the commands that start with the first word.
+        let candidates = (CommandTable.byFirstWord[upper[0]] ?? []).filter { spec in
+            spec.words.count <= upper.count && upper.prefix(spec.words.count).elementsEqual(spec.words)
         }
         guard let spec = candidates.max(by: { $0.words.count < $1.words.count }) else {
             let group = CommandTable.all.filter { $0.words.first == upper[0] && $0.words.count > 1 }
@@ -302,12 +305,12 @@ public enum Values {
     /// A finite decimal number (`-12.5`, `1e3`); NaN and infinities are refused as `not_finite`,
     /// anything else that is not a plain decimal as `not_a_number`.
     public static func double(_ s: String, field: String, range: ClosedRange<Double>? = nil) throws(ProtocolError) -> Double {
-        let lower = s.lowercased()
-        let bare = lower.hasPrefix("+") || lower.hasPrefix("-") ? String(lower.dropFirst()) : lower
-        if ["nan", "inf", "infinity", "snan"].contains(bare) {
-            throw ProtocolError(.notFinite, "\(field) must be a finite number, not \(clip(s))", field: field)
-        }
         guard isDecimal(s), let v = Double(s) else {
+            let lower = s.lowercased()
+            let bare = lower.hasPrefix("+") || lower.hasPrefix("-") ? String(lower.dropFirst()) : lower
+            if ["nan", "inf", "infinity", "snan"].contains(bare) {
+                throw ProtocolError(.notFinite, "\(field) must be a finite number, not \(clip(s))", field: field)
+            }
             throw ProtocolError(.notANumber, "\(field) must be a number, not \(clip(s))", field: field)
         }
         guard v.isFinite else {

@@ -58,12 +58,12 @@ public struct JSONWriter: Sendable {
     /// Writes a boolean value.
     public mutating func value(_ b: Bool) { separator(); bytes.append(contentsOf: (b ? "true" : "false").utf8) }
     /// Writes an integer value.
-    public mutating func value(_ i: Int) { separator(); bytes.append(contentsOf: String(i).utf8) }
+    public mutating func value(_ i: Int) { separator(); appendInt(i) }
     /// Writes a double value (`null` if not finite).
     public mutating func value(_ d: Double) {
         separator()
         if d.isFinite {
-            if d == d.rounded(), abs(d) < 1e15 { bytes.append(contentsOf: String(Int64(d)).utf8) } else {
+            if d == d.rounded(), abs(d) < 1e15 { appendInt(Int(d)) } else {
                 bytes.append(contentsOf: d.description.utf8)
             }
         } else {
@@ -96,8 +96,34 @@ public struct JSONWriter: Sendable {
 
     private static let hex: [UInt8] = Array("0123456789abcdef".utf8)
 
+    /// Decimal digits of `i`, without making a `String`.
+    private mutating func appendInt(_ i: Int) {
+        if i < 0 { bytes.append(UInt8(ascii: "-")) }
+        var v = i.magnitude
+        var digits: (UInt64, UInt64, UInt64) = (0, 0, 0)  // 24 bytes: room for 20 digits
+        var n = 0
+        withUnsafeMutableBytes(of: &digits) { d in
+            repeat {
+                d[23 - n] = UInt8(truncatingIfNeeded: v % 10) + 0x30
+                v /= 10
+                n += 1
+            } while v > 0
+            bytes.append(contentsOf: UnsafeRawBufferPointer(rebasing: d[(24 - n)...]))
+        }
+    }
+
     private mutating func appendString(_ s: String) {
         bytes.append(UInt8(ascii: "\""))
+        // Most strings need no escaping: copy them whole.
+        let copied: Bool? = s.utf8.withContiguousStorageIfAvailable { u in
+            for b in u where b < 0x20 || b == 0x22 || b == 0x5C || b == 0x7F { return false }
+            bytes.append(contentsOf: u)
+            return true
+        }
+        if copied == true {
+            bytes.append(UInt8(ascii: "\""))
+            return
+        }
         for b in s.utf8 {
             switch b {
             case UInt8(ascii: "\""): bytes.append(UInt8(ascii: "\\")); bytes.append(b)

@@ -48,8 +48,10 @@ public enum RecordingSchedule: Sendable, Equatable, Hashable, CustomStringConver
         switch self {
         case .always: return "24/7"
         case .daily(let s, let e):
-            func f(_ m: Int) -> String { String(format: "%02d:%02d", m / 60, m % 60) }
-            return "\(f(s))-\(f(e))"
+            // By hand: String(format:) is slow, and this is written for every search hit.
+            func digits(_ v: Int) -> [UInt8] { [UInt8(0x30 + v / 10), UInt8(0x30 + v % 10)] }
+            let text = digits(s / 60) + [0x3A] + digits(s % 60) + [0x2D] + digits(e / 60) + [0x3A] + digits(e % 60)
+            return String(decoding: text, as: UTF8.self)
         }
     }
 
