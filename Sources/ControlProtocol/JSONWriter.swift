@@ -91,6 +91,27 @@ public struct JSONWriter: Sendable {
     public mutating func field(_ name: String, _ v: Int?) { key(name); if let v { value(v) } else { null() } }
     public mutating func field(_ name: String, _ v: Double?) { key(name); if let v { value(v) } else { null() } }
 
+    /// Writes a member name known at compile time (a literal that needs no escaping): copied
+    /// as it is, for the hot answers (search hits).
+    public mutating func key(static name: StaticString) {
+        separator()
+        bytes.append(UInt8(ascii: "\""))
+        name.withUTF8Buffer { bytes.append(contentsOf: $0) }
+        bytes.append(UInt8(ascii: "\""))
+        bytes.append(UInt8(ascii: ":"))
+        needsComma = false
+    }
+
+    /// `key: value` shorthands with a compile-time member name (see ``key(static:)``).
+    public mutating func put(_ name: StaticString, _ v: String) { key(static: name); value(v) }
+    public mutating func put(_ name: StaticString, _ v: Bool) { key(static: name); value(v) }
+    public mutating func put(_ name: StaticString, _ v: Int) { key(static: name); value(v) }
+    public mutating func put(_ name: StaticString, _ v: Double) { key(static: name); value(v) }
+    public mutating func put(_ name: StaticString, _ v: String?) { key(static: name); if let v { value(v) } else { null() } }
+    public mutating func put(_ name: StaticString, _ v: Int?) { key(static: name); if let v { value(v) } else { null() } }
+    public mutating func put(_ name: StaticString, _ v: Double?) { key(static: name); if let v { value(v) } else { null() } }
+    public mutating func put(_ name: StaticString, _ v: Double, decimals: Int) { key(static: name); value(v, decimals: decimals) }
+
     /// Appends raw, already-encoded JSON (e.g. a cached object) as a value.
     public mutating func raw(_ json: [UInt8]) { separator(); bytes.append(contentsOf: json) }
 

@@ -6,6 +6,68 @@ public enum SearchOrder: String, Sendable, Equatable {
     case urgency
 }
 
+/// The members of a search hit an answer holds (`fields=id,distance_m,sees,footage`): data
+/// minimisation for investigators and scripts. `id` is always sent. Without any of the owner
+/// fields (`address`, `owner_name`, `owner_phone`) an answer discloses no owner data, so it is
+/// not written to the audit log either. Default: every field.
+public struct HitFields: OptionSet, Sendable, Equatable {
+    public let rawValue: UInt32
+    public init(rawValue: UInt32) { self.rawValue = rawValue }
+
+    /// Every field name, in the order the answer writes them (`id` first).
+    public static let names: [String] = [
+        "id", "lat", "lon", "distance_m", "bearing_deg", "along_m", "sees", "footage", "expires_at", "window",
+        "site", "address", "ward", "status", "heading_deg", "fov_deg", "range_m", "retention_days", "schedule",
+        "owner_kind", "owner_name", "owner_phone", "consent",
+    ]
+
+    /// The field of a name in ``names``.
+    public static func named(_ name: String) -> HitFields? {
+        names.firstIndex(of: name).map { HitFields(rawValue: 1 << UInt32($0)) }
+    }
+
+    public static let id = named("id")!
+    public static let lat = named("lat")!
+    public static let lon = named("lon")!
+    public static let distance = named("distance_m")!
+    public static let bearing = named("bearing_deg")!
+    public static let along = named("along_m")!
+    public static let sees = named("sees")!
+    public static let footage = named("footage")!
+    public static let expiresAt = named("expires_at")!
+    public static let window = named("window")!
+    public static let site = named("site")!
+    public static let address = named("address")!
+    public static let ward = named("ward")!
+    public static let status = named("status")!
+    public static let heading = named("heading_deg")!
+    public static let fov = named("fov_deg")!
+    public static let range = named("range_m")!
+    public static let retention = named("retention_days")!
+    public static let schedule = named("schedule")!
+    public static let ownerKind = named("owner_kind")!
+    public static let ownerName = named("owner_name")!
+    public static let ownerPhone = named("owner_phone")!
+    public static let consent = named("consent")!
+    /// Every field.
+    public static let all = HitFields(rawValue: (1 << UInt32(names.count)) - 1)
+    /// The owner data: shown only where the privacy rule allows, and audited when shown.
+    public static let ownerData: HitFields = [.address, .ownerName, .ownerPhone]
+
+    /// `id,distance_m,…`: known names, comma-separated; `id` is added.
+    public static func parse(_ text: String) throws(ProtocolError) -> HitFields {
+        var set: HitFields = .id
+        for part in text.split(separator: ",", omittingEmptySubsequences: false) {
+            let name = part.lowercased()
+            guard let f = named(name) else {
+                throw ProtocolError(.invalidValue, "fields has no member \(Values.clip(String(part))); known: \(names.joined(separator: ","))", field: "fields")
+            }
+            set.insert(f)
+        }
+        return set
+    }
+}
+
 /// Options shared by the investigator searches: the incident's time (`at=` or `from=`/`to=`,
 /// ISO-8601 with an offset; parsed and checked by the server), `sees=only` and `order=`.
 public struct SearchOptions: Sendable, Equatable {
@@ -17,6 +79,8 @@ public struct SearchOptions: Sendable, Equatable {
     public var order: SearchOrder
     /// Cameras of the ranked answer to skip (paging through an answer cut at the size limit).
     public var offset: Int = 0
+    /// The members each hit holds (`fields=`); every one by default.
+    public var fields: HitFields = .all
     public init(at: String? = nil, from: String? = nil, to: String? = nil, seesOnly: Bool = false, order: SearchOrder = .distance) {
         self.at = at
         self.from = from
@@ -76,6 +140,7 @@ enum SearchCommands {
         opt("sees", "<only|all>", "only: keep cameras whose field of view covers the incident."),
         opt("order", "<distance|urgency>", "urgency: cameras that see it with the soonest-expiring footage first."),
         opt("offset", "<n>", "Skip the first n cameras of the ranked answer: the next_offset of an answer cut at the size limit."),
+        opt("fields", "<f,f,…>", "Only these members of each camera (id is always sent), e.g. id,distance_m,sees,footage; without address, owner_name and owner_phone no owner data is disclosed."),
     ]
 
     static func search(_ options: [String: String]) throws(ProtocolError) -> SearchOptions {
@@ -100,6 +165,7 @@ enum SearchCommands {
             s.order = o
         }
         if let v = options["offset"] { s.offset = try Values.int(v, field: "offset", range: 0...1_000_000) }
+        if let v = options["fields"] { s.fields = try HitFields.parse(v) }
         return s
     }
 

@@ -44,6 +44,8 @@ public struct DaemonSettings: Sendable, Equatable {
     public var writeTimeout = 5.0
     /// Seconds SIGTERM waits for connections to finish before closing them.
     public var drainTimeout = 10.0
+    /// Event-loop threads serving the control socket; 0 = one per core.
+    public var eventLoopThreads = 0
     /// `host:port` of the Prometheus text endpoint; `nil` (the default) keeps it off.
     public var metricsListen: String?
     /// Group owning the control socket; `nil` keeps the daemon's group.
@@ -133,6 +135,7 @@ public struct DaemonSettings: Sendable, Equatable {
         Key(name: "demo", reloadable: false, summary: "load the demo inventory into an empty database"),
         Key(name: "write_timeout", reloadable: false, summary: "seconds a write may wait for PostgreSQL (1–300)"),
         Key(name: "drain_timeout", reloadable: false, summary: "seconds SIGTERM waits for connections to finish"),
+        Key(name: "event_loop_threads", reloadable: false, summary: "threads answering the control socket (0 = one per core)"),
         Key(name: "metrics_listen", reloadable: false, summary: "host:port of the Prometheus endpoint; off when unset"),
         Key(name: "socket_group", reloadable: false, summary: "group owning the control socket (mode 0660)"),
         Key(name: "peer_admin", reloadable: false, summary: "the daemon's own OS user is admin on the Unix socket (true/false)"),
@@ -250,6 +253,7 @@ public struct DaemonSettings: Sendable, Equatable {
         if let v = try flag("demo") { s.demo = v }
         if let v = try number("write_timeout", 1...300) { s.writeTimeout = v }
         if let v = try number("drain_timeout", 0...3600) { s.drainTimeout = v }
+        if let v = try integer("event_loop_threads", 0...256) { s.eventLoopThreads = v }
         s.socketGroup = text("socket_group")
         if let v = try flag("peer_admin") { s.peerAdmin = v }
         if let v = try integer("tcp_port", 0...65535) { s.tcpPort = v }
@@ -308,6 +312,7 @@ public struct DaemonSettings: Sendable, Equatable {
             ("default_limit", String(defaultLimit)), ("max_limit", String(maxLimit)), ("max_line_bytes", String(maxLineBytes)),
             ("db_connections", String(dbConnections)), ("jurisdiction_wkt", jurisdictionWKT.map(q)), ("read_only", String(readOnly)),
             ("demo", String(demo)), ("write_timeout", String(writeTimeout)), ("drain_timeout", String(drainTimeout)),
+            ("event_loop_threads", String(eventLoopThreads)),
             ("metrics_listen", metricsListen.map(q)), ("socket_group", socketGroup.map(q)), ("peer_admin", String(peerAdmin)),
             ("tcp_port", tcpPort.map { String($0) }), ("tcp_host", q(tcpHost)), ("max_connections", String(maxConnections)),
             ("idle_timeout", String(idleTimeout)), ("rate_limit", String(rateLimit)), ("max_area_km2", String(maxAreaKm2)), ("max_response_bytes", String(maxResponseBytes)),

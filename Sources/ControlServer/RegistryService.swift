@@ -736,8 +736,8 @@ public final class RegistryService: Sendable {
         }
     }
 
-    func ok(_ body: (inout JSONWriter) -> Void) -> Reply {
-        var w = JSONWriter()
+    func ok(capacity: Int = 256, _ body: (inout JSONWriter) -> Void) -> Reply {
+        var w = JSONWriter(capacity: capacity)
         w.object { o in
             o.field("ok", true)
             body(&o)

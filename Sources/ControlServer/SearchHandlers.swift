@@ -61,8 +61,10 @@ extension RegistryService {
     /// Search hits for a point incident: `sees` by the exact sector test, footage for the window.
     func pointHits(_ found: [NearHit], lat: Double, lon: Double, window w: IncidentWindow?, now: Date) -> [SearchHit] {
         found.map { h in
+            // The hit's distance and bearing are the camera → point geodesic the sector test needs.
             SearchHit(camera: h.camera, distance: h.distance, bearing: h.bearing,
-                      sees: (try? h.camera.sector().sees(lat: lat, lon: lon)) ?? false, footage: footage(h.camera, w, now: now))
+                      sees: (try? h.camera.sector().sees(distance: h.distance, azimuth: h.bearing)) ?? false,
+                      footage: footage(h.camera, w, now: now))
         }
     }
 
@@ -206,8 +208,9 @@ extension RegistryService {
         let now = Date()
         let consents = self.consents
         let maxBytes = limits.maxResponseBytes
+        let f = search.fields
         var written = 0
-        let reply = ok { w in
+        let reply = ok(capacity: 64 + hits.count * (search.fields == .all ? 480 : 160)) { w in
             if let window {
                 w.field("from", ISO8601Text.format(window.from))
                 w.field("to", ISO8601Text.format(window.to))
@@ -218,33 +221,34 @@ extension RegistryService {
                     let mark = a.bytes.count
                     let c = h.camera
                     a.object { o in
-                        o.field("id", c.id)
-                        o.field("lat", c.lat)
-                        o.field("lon", c.lon)
-                        o.key("distance_m"); o.value(h.distance, decimals: 3)
-                        o.key("bearing_deg"); o.value(h.bearing, decimals: 1)
-                        if let along = h.alongMetres { o.key("along_m"); o.value(along, decimals: 1) }
-                        o.field("sees", h.sees)
-                        o.field("footage", h.footage?.state.rawValue ?? "unknown")
-                        o.field("expires_at", h.footage?.expiresAt.map(ISO8601Text.format))
-                        if let win = h.window {
-                            o.field("window_from", ISO8601Text.format(win.from))
-                            o.field("window_to", ISO8601Text.format(win.to))
+                        o.put("id", c.id)
+                        if f.contains(.lat) { o.put("lat", c.lat) }
+                        if f.contains(.lon) { o.put("lon", c.lon) }
+                        if f.contains(.distance) { o.put("distance_m", h.distance, decimals: 3) }
+                        if f.contains(.bearing) { o.put("bearing_deg", h.bearing, decimals: 1) }
+                        if f.contains(.along), let along = h.alongMetres { o.put("along_m", along, decimals: 1) }
+                        if f.contains(.sees) { o.put("sees", h.sees) }
+                        if f.contains(.footage) { o.put("footage", h.footage?.state.rawValue ?? "unknown") }
+                        if f.contains(.expiresAt) { o.put("expires_at", h.footage?.expiresAt.map(ISO8601Text.format)) }
+                        if f.contains(.window), let win = h.window {
+                            o.put("window_from", ISO8601Text.format(win.from))
+                            o.put("window_to", ISO8601Text.format(win.to))
                         }
-                        let pii = RequestContext.showsOwnerData(ownerID: c.ownerID)
-                        o.field("site", c.siteKind.rawValue)
-                        o.field("address", pii ? c.address : nil)
-                        o.field("ward", c.ward)
-                        o.field("status", c.status.rawValue)
-                        o.field("heading_deg", c.heading)
-                        o.field("fov_deg", c.fov)
-                        o.field("range_m", c.range)
-                        o.field("retention_days", c.retentionDays)
-                        o.field("schedule", c.schedule.description)
-                        o.field("owner_kind", c.ownerKind.rawValue)
-                        o.field("owner_name", pii ? c.ownerName : nil)
-                        o.field("owner_phone", pii ? c.ownerPhone : nil)
-                        o.field("consent", Self.consentState(c.ownerID.flatMap { consents[$0] }, now: now))
+                        // Owner data: only when asked for and allowed (each disclosure is counted for the audit log).
+                        let pii = !f.isDisjoint(with: .ownerData) && RequestContext.showsOwnerData(ownerID: c.ownerID)
+                        if f.contains(.site) { o.put("site", c.siteKind.rawValue) }
+                        if f.contains(.address) { o.put("address", pii ? c.address : nil) }
+                        if f.contains(.ward) { o.put("ward", c.ward) }
+                        if f.contains(.status) { o.put("status", c.status.rawValue) }
+                        if f.contains(.heading) { o.put("heading_deg", c.heading) }
+                        if f.contains(.fov) { o.put("fov_deg", c.fov) }
+                        if f.contains(.range) { o.put("range_m", c.range) }
+                        if f.contains(.retention) { o.put("retention_days", c.retentionDays) }
+                        if f.contains(.schedule) { o.put("schedule", c.schedule.description) }
+                        if f.contains(.ownerKind) { o.put("owner_kind", c.ownerKind.rawValue) }
+                        if f.contains(.ownerName) { o.put("owner_name", pii ? c.ownerName : nil) }
+                        if f.contains(.ownerPhone) { o.put("owner_phone", pii ? c.ownerPhone : nil) }
+                        if f.contains(.consent) { o.put("consent", Self.consentState(c.ownerID.flatMap { consents[$0] }, now: now)) }
                     }
                     // The size limit: take the camera back and stop (at least one is always sent).
                     if a.bytes.count > maxBytes, written > 0 {

@@ -76,13 +76,20 @@ public struct Sector: Sendable, Hashable {
     public func sees(lat: Double, lon: Double) -> Bool {
         guard lat.isFinite, lon.isFinite, (-90...90).contains(lat) else { return false }
         let g = Geodesic.wgs84.inverse(lat1: self.lat, lon1: self.lon, lat2: lat, lon2: lon)
-        guard g.distance <= range + Self.boundaryTolerance else { return false }
+        return sees(distance: g.distance, azimuth: g.azimuth1)
+    }
+
+    /// ``sees(lat:lon:)`` for a point whose geodesic from the camera is already measured:
+    /// `distance` in metres and `azimuth` (degrees) at the camera, as `geod_inverse` from the
+    /// camera to the point gives them (a search hit has both).
+    public func sees(distance: Double, azimuth: Double) -> Bool {
+        guard distance <= range + Self.boundaryTolerance else { return false }
         guard let heading, fov < 360 else { return true }
-        let excess = abs(Self.signedDifference(g.azimuth1, heading)) - fov / 2
+        let excess = abs(Self.signedDifference(azimuth, heading)) - fov / 2
         if excess <= 0 { return true }
         // Outside the angle: seen only when within the tolerance of the nearer straight edge.
-        return excess < 90 && g.distance * sin(excess * .pi / 180) <= Self.boundaryTolerance
-            || g.distance <= Self.boundaryTolerance
+        return excess < 90 && distance * sin(excess * .pi / 180) <= Self.boundaryTolerance
+            || distance <= Self.boundaryTolerance
     }
 
     // MARK: Local azimuthal-equidistant plane

@@ -118,22 +118,25 @@ public final class CameraIndex: Sendable {
         var items: [Int] = []
         try s.snapshot.tree.query(minX: box.minLon, minY: box.minLat, maxX: box.maxLon, maxY: box.maxLat, into: &items)
         var hits: [NearHit] = []
-        func consider(_ c: Camera) {
-            guard c.status != .retired else { return }
-            let g = geodesic.inverse(lat1: c.lat, lon1: c.lon, lat2: lat, lon2: lon)
-            if g.distance <= radius {
-                var bearing = g.azimuth1
-                if bearing < 0 { bearing += 360 }
-                if bearing >= 360 { bearing -= 360 }
-                hits.append(NearHit(camera: c, distance: g.distance, bearing: bearing))
+        /// Distance and bearing (camera → point) of a camera at (cLat, cLon) within the radius.
+        func measure(_ cLat: Double, _ cLon: Double) -> (distance: Double, bearing: Double)? {
+            let g = geodesic.inverse(lat1: cLat, lon1: cLon, lat2: lat, lon2: lon)
+            guard g.distance <= radius else { return nil }
+            var bearing = g.azimuth1
+            if bearing < 0 { bearing += 360 }
+            if bearing >= 360 { bearing -= 360 }
+            return (g.distance, bearing)
+        }
+        // Fields are read in place; a camera is copied only when it is a hit.
+        s.snapshot.cameras.withUnsafeBufferPointer { cams in
+            for i in items where cams[i].status != .retired {
+                if !s.delta.isEmpty, s.delta[cams[i].id] != nil { continue }
+                if let m = measure(cams[i].lat, cams[i].lon) { hits.append(NearHit(camera: cams[i], distance: m.distance, bearing: m.bearing)) }
             }
         }
-        for i in items {
-            let c = s.snapshot.cameras[i]
-            if !s.delta.isEmpty, s.delta[c.id] != nil { continue }
-            consider(c)
+        for c in s.delta.values where c.status != .retired {
+            if let m = measure(c.lat, c.lon) { hits.append(NearHit(camera: c, distance: m.distance, bearing: m.bearing)) }
         }
-        for c in s.delta.values { consider(c) }
         hits.sort { $0.distance != $1.distance ? $0.distance < $1.distance : $0.camera.id < $1.camera.id }
         if hits.count > limit { hits.removeSubrange(limit...) }
         return hits

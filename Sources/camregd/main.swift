@@ -69,6 +69,9 @@ struct Camregd: AsyncParsableCommand {
     @Option(name: .long, help: "Seconds SIGTERM waits for connections to finish their requests (default 10).")
     var drainTimeout: Double?
 
+    @Option(name: .long, help: "Event-loop threads answering the control socket (default 0 = one per core).")
+    var eventLoopThreads: Int?
+
     @Option(name: .long, help: "host:port for the Prometheus text endpoint (/metrics); off by default.")
     var metricsListen: String?
 
@@ -127,6 +130,7 @@ struct Camregd: AsyncParsableCommand {
         f["jurisdiction_wkt"] = jurisdictionWkt
         f["write_timeout"] = writeTimeout.map { String($0) }
         f["drain_timeout"] = drainTimeout.map { String($0) }
+        f["event_loop_threads"] = eventLoopThreads.map { String($0) }
         f["metrics_listen"] = metricsListen
         f["socket_group"] = socketGroup
         f["default_limit"] = defaultLimit.map { String($0) }
@@ -292,7 +296,10 @@ struct Camregd: AsyncParsableCommand {
             // Tokens revoked through other daemons are refused here within 5 s.
             let revocations = Task { await service.runRevocationRefresh(interval: 5) }
             defer { revocations.cancel() }
-            let server = ControlServer(socketPath: socketPath, service: service,
+            let loops: EventLoopGroup = settings.eventLoopThreads > 0
+                ? MultiThreadedEventLoopGroup(numberOfThreads: settings.eventLoopThreads)
+                : MultiThreadedEventLoopGroup.singleton
+            let server = ControlServer(socketPath: socketPath, service: service, group: loops,
                                        drainTimeout: .milliseconds(Int64(settings.drainTimeout * 1000)),
                                        options: settings.serverOptions, logger: logger)
             let reloader = HangupReloader { [self] in self.reload(into: service, running: settings, logger: logger) }

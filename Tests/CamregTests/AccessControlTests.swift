@@ -165,6 +165,15 @@ struct AccessControlTests {
             let cams = allowed["cameras"] as? [[String: Any]] ?? []
             #expect(cams.contains { $0["owner_phone"] as? String == "+84912000111" }, "an investigator with a case sees the phone")
 
+            // Data minimisation: without owner fields nothing is disclosed, so nothing is audited.
+            let audited = { try f.pg.query("SELECT count(*) FROM audit_log WHERE case_id = 'BC-2026-8'").scalar() ?? "" }
+            let slim = try await inv.request("NEAR 11.1490 106.6060 radius=300 case=BC-2026-8 fields=distance_m,sees,footage")
+            #expect(slim["ok"] as? Bool == true && !(slim["cameras"] as? [[String: Any]] ?? []).isEmpty)
+            #expect(try audited() == "0")
+            let withPhone = try await inv.request("NEAR 11.1490 106.6060 radius=300 case=BC-2026-8 fields=owner_phone")
+            #expect((withPhone["cameras"] as? [[String: Any]] ?? []).contains { $0["owner_phone"] as? String == "+84912000111" })
+            #expect(try audited() == "1")
+
             let owner = try await f.client(path, as: .owner)
             #expect(try await owner.request("CAMERA GET \(f.ownCamera)")["ok"] as? Bool == true)
             #expect(errorCode(try await owner.request("CAMERA GET \(f.otherCamera)")) == "forbidden")

@@ -36,7 +36,7 @@ struct EndToEndTests {
             #expect(listed.contains("NEAR") && listed.contains("CAMERA GET") && listed.contains("STATS"))
             let near = try await client.request("HELP near")
             let opts = ((near["commands"] as? [[String: Any]])?.first?["options"] as? [[String: Any]] ?? []).compactMap { $0["name"] as? String }
-            #expect(opts == ["radius", "limit", "at", "from", "to", "sees", "order", "offset"])
+            #expect(opts == ["radius", "limit", "at", "from", "to", "sees", "order", "offset", "fields"])
 
             let get = try await client.request("CAMERA GET bc-00042")
             let cam = try #require(get["camera"] as? [String: Any])

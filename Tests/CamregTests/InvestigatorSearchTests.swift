@@ -91,6 +91,38 @@ struct InvestigatorSearchTests {
         }
     }
 
+    /// `fields=`: each hit holds exactly the members asked for (plus `id`), with the values of
+    /// the full answer; an unknown member is refused by name.
+    @Test func fieldsProjection() async throws {
+        try await withTestServer(index: try CameraIndex(cameras: Scene.cameras)) { path, _ in
+            let c = try await TestClient(path: path)
+            let at = localTime(daysAgo: 1, hour: 10)
+            for query in ["NEAR \(Scene.lat) \(Scene.lon) radius=300", "NEAREST \(Scene.lat) \(Scene.lon) k=4",
+                          "ALONG route=\"\(Scene.lat),\(Scene.lon - 0.001);\(Scene.lat),\(Scene.lon + 0.001)\" width=100",
+                          "WITHIN polygon=\"POLYGON((106.606 11.146, 106.609 11.146, 106.609 11.148, 106.606 11.148, 106.606 11.146))\""] {
+                let full = try await c.request("\(query) at=\(at)")
+                let slim = try await c.request("\(query) at=\(at) fields=distance_m,sees,footage,ward")
+                #expect(ids(slim) == ids(full) && !ids(full).isEmpty, "\(query)")
+                let fullByID = byID(full)
+                for hit in slim["cameras"] as? [[String: Any]] ?? [] {
+                    #expect(Set(hit.keys) == ["id", "distance_m", "sees", "footage", "ward"], "\(query): \(hit.keys)")
+                    let id = hit["id"] as! String
+                    for k in ["distance_m", "sees", "footage", "ward"] {
+                        #expect("\(hit[k]!)" == "\(fullByID[id]?[k] ?? "missing")", "\(query) \(id) \(k)")
+                    }
+                }
+                // Every member by name gives the full answer.
+                let named = try await c.request("\(query) at=\(at) fields=\(HitFields.names.joined(separator: ","))")
+                #expect(String(decoding: try JSONSerialization.data(withJSONObject: named, options: .sortedKeys), as: UTF8.self)
+                        == String(decoding: try JSONSerialization.data(withJSONObject: full, options: .sortedKeys), as: UTF8.self), "\(query)")
+            }
+            let bad = try await c.request("NEAR \(Scene.lat) \(Scene.lon) radius=300 fields=id,phone")
+            let err = try #require(bad["error"] as? [String: Any])
+            #expect(err["code"] as? String == "invalid_value" && err["field"] as? String == "fields")
+            #expect((err["message"] as? String ?? "").contains("phone"))
+        }
+    }
+
     @Test func nearestAlongWithin() async throws {
         try await withTestServer(index: try CameraIndex(cameras: Scene.cameras)) { path, _ in
             let c = try await TestClient(path: path)
