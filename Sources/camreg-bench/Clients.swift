@@ -38,8 +38,9 @@ final class CamregClient: QueryClient {
         }
     }
 
-    static func request(_ q: BenchQuery) -> [UInt8] {
-        Array("NEAR \(q.lat) \(q.lon) radius=\(q.radius) limit=10000\n".utf8)
+    /// `NEAR lat lon radius=r limit=10000`, with `fields=…` when given (nil: the full answer).
+    static func request(_ q: BenchQuery, fields: String?) -> [UInt8] {
+        Array("NEAR \(q.lat) \(q.lon) radius=\(q.radius) limit=10000\(fields.map { " fields=\($0)" } ?? "")\n".utf8)
     }
 
     func send(_ indices: ArraySlice<Int>) throws {

@@ -46,6 +46,9 @@ struct CamregBench: ParsableCommand {
     @Option(help: "redis-server binary (default: on PATH).")
     var redisServer: String?
 
+    @Option(help: "Ask camregd for only these members of each hit (NEAR … fields=…), e.g. distance_m,sees,footage; default: the full answer.")
+    var camregdFields: String?
+
     @Option(help: "Write the results as JSON to this file.")
     var jsonOut: String?
 
@@ -174,7 +177,7 @@ struct CamregBench: ParsableCommand {
         log("Redis GEOADD \(report.redisLoadSeconds) s; restart with RDB (\(rdbSize ?? 0) bytes) answered PING after \(report.redisRDBLoad) s")
 
         // 6. The same requests for everybody, prepared before timing.
-        let camregReq = list.map(CamregClient.request)
+        let camregReq = list.map { CamregClient.request($0, fields: camregdFields) }
         let redisReq = list.map { RedisClient.request($0, key: key) }
         let pgReq = list.map(PostGISClient.request)
         let pgConfig = cluster.configuration

@@ -193,6 +193,7 @@ struct SearchFlags: ParsableArguments {
     @Option(help: "End of the incident window.") var to: String?
     @Flag(help: "Only cameras whose field of view covers the incident.") var seesOnly = false
     @Option(help: "distance or urgency (seeing cameras with the soonest-expiring footage first).") var order: String?
+    @Option(help: "Only these members of each camera, comma-separated (e.g. distance_m,sees,footage); without owner fields nothing is disclosed or audited.") var fields: String?
 
     var options: String {
         var s = ""
@@ -201,6 +202,7 @@ struct SearchFlags: ParsableArguments {
         if let to { s += " to=\(Tokenizer.quote(to))" }
         if seesOnly { s += " sees=only" }
         if let order { s += " order=\(Tokenizer.quote(order))" }
+        if let fields { s += " fields=\(Tokenizer.quote(fields))" }
         return s
     }
 }
@@ -209,13 +211,22 @@ struct SearchFlags: ParsableArguments {
 func printHits(_ o: [String: Any], what: String) {
     let cams = o["cameras"] as? [[String: Any]] ?? []
     let timed = o["from"] != nil
-    let rows = cams.enumerated().map { i, c in
-        [String(i + 1), text(c["id"]), number(c["distance_m"], decimals: 1), number(c["bearing_deg"], decimals: 0),
-         (c["sees"] as? Bool) == true ? "yes" : "no"] + (timed ? [text(c["footage"]), text(c["expires_at"]).prefix(16).description] : [])
-            + [text(c["site"]), text(c["status"]), text(c["owner_name"]), text(c["owner_phone"]), text(c["address"])]
+    // (header, member, cell): a column is shown when the answer holds its member (see fields=).
+    var columns: [(String, String, ([String: Any]) -> String)] = [
+        ("ID", "id", { text($0["id"]) }), ("DIST m", "distance_m", { number($0["distance_m"], decimals: 1) }),
+        ("BRG°", "bearing_deg", { number($0["bearing_deg"], decimals: 0) }),
+        ("SEES", "sees", { ($0["sees"] as? Bool) == true ? "yes" : "no" }),
+    ]
+    if timed {
+        columns += [("FOOTAGE", "footage", { text($0["footage"]) }), ("EXPIRES (UTC)", "expires_at", { text($0["expires_at"]).prefix(16).description })]
     }
-    printTable(["#", "ID", "DIST m", "BRG°", "SEES"] + (timed ? ["FOOTAGE", "EXPIRES (UTC)"] : []) + ["SITE", "STATUS", "OWNER", "PHONE", "ADDRESS"],
-               rows, rightAligned: [0, 2, 3])
+    columns += [("SITE", "site", { text($0["site"]) }), ("STATUS", "status", { text($0["status"]) }),
+                ("OWNER", "owner_name", { text($0["owner_name"]) }), ("PHONE", "owner_phone", { text($0["owner_phone"]) }),
+                ("ADDRESS", "address", { text($0["address"]) })]
+    if !cams.isEmpty { columns = columns.filter { col in cams.contains { $0[col.1] != nil } } }
+    let rows = cams.enumerated().map { i, c in [String(i + 1)] + columns.map { $0.2(c) } }
+    let headers = ["#"] + columns.map(\.0)
+    printTable(headers, rows, rightAligned: Set([0] + ["DIST m", "BRG°"].compactMap { h in headers.firstIndex(of: h) }))
     print("\(cams.count) camera\(cams.count == 1 ? "" : "s") \(what)")
 }
 

@@ -117,6 +117,10 @@ struct DaemonTests {
         #expect(table.status == 0)
         #expect(table.output.contains("DIST m") && table.output.contains(firstID))
         #expect(table.output.contains("\(cams.count) camera"))
+        // --fields: only the columns the answer holds.
+        let slim = try await runCLI(["near", "11.1470", "106.6076", "--radius", "500", "--fields", "distance_m,sees", "--socket", sock])
+        #expect(slim.status == 0 && slim.output.contains("DIST m") && slim.output.contains("SEES") && slim.output.contains(firstID), "\(slim.output)")
+        #expect(!slim.output.contains("ADDRESS") && !slim.output.contains("STATUS"), "\(slim.output)")
         let json = try await runCLI(["near", "11.1470", "106.6076", "--radius", "500", "--json", "--socket", sock])
         #expect(json.status == 0)
         #expect((try decodeJSON(json.output.trimmingCharacters(in: .whitespacesAndNewlines))["cameras"] as? [Any])?.count == cams.count)
