@@ -85,7 +85,7 @@ let package = Package(
 
         // Benchmark: camregd vs PostGIS vs Redis GEO on the same radius queries (issue 6).
         .executableTarget(name: "camreg-bench", dependencies: [
-            "Postgres", "Registry", "RegistryStore", "Geo",
+            "Postgres", "Registry", "RegistryStore", "Geo", "ControlProtocol", "ControlServer",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
 

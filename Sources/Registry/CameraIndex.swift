@@ -114,12 +114,20 @@ public final class CameraIndex: Sendable {
     /// retired cameras are never returned.
     public func near(lat: Double, lon: Double, radius: Double, limit: Int) throws -> [NearHit] {
         let s = current
-        let box = geodesic.boundingBox(lat: lat, lon: lon, radius: radius)
+        // Boxes that provably hold the geodesic disc (no geodesic calls; split at ±180°, whole
+        // longitude bands over a pole), see `GeodesicDisc`.
+        let disc = GeodesicDisc(lat: lat, lon: lon, radius: radius)
         var items: [Int] = []
-        try s.snapshot.tree.query(minX: box.minLon, minY: box.minLat, maxX: box.maxLon, maxY: box.maxLat, into: &items)
+        for box in disc.boxes {
+            try s.snapshot.tree.query(minX: box.minLon, minY: box.minLat, maxX: box.maxLon, maxY: box.maxLat, into: &items)
+        }
         var hits: [NearHit] = []
+        // Candidates in the boxes' corners are dropped by a cheap rigorous lower bound of their
+        // distance before any geodesic is computed.
+        let query = GeocentricPoint(lat: lat, lon: lon)
         /// Distance and bearing (camera → point) of a camera at (cLat, cLon) within the radius.
         func measure(_ cLat: Double, _ cLon: Double) -> (distance: Double, bearing: Double)? {
+            guard query.lowerBound(lat: cLat, lon: cLon) <= radius else { return nil }
             let g = geodesic.inverse(lat1: cLat, lon1: cLon, lat2: lat, lon2: lon)
             guard g.distance <= radius else { return nil }
             var bearing = g.azimuth1

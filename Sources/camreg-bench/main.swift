@@ -49,6 +49,9 @@ struct CamregBench: ParsableCommand {
     @Option(help: "Ask camregd for only these members of each hit (NEAR … fields=…), e.g. distance_m,sees,footage; default: the full answer.")
     var camregdFields: String?
 
+    @Flag(help: "Only time camregd's request handling in this process (no sockets, no PostgreSQL or Redis): parse, search, whole answer.")
+    var micro = false
+
     @Option(help: "Write the results as JSON to this file.")
     var jsonOut: String?
 
@@ -87,6 +90,10 @@ struct CamregBench: ParsableCommand {
         let searchable = cams.filter { $0.status != .retired }
         let list = Workload.queries(count: queries, cameras: searchable, region: reg, radii: radiusList, seed: seed)
         log("generated \(cams.count) cameras (\(searchable.count) not retired) and \(list.count) queries in \(secs(t)) s")
+        if micro {
+            print(try MicroBench.run(cameras: cams, queries: list, fields: camregdFields, log: log))
+            return
+        }
 
         // 2. A throwaway folder and PostgreSQL cluster.
         var template = Array("/tmp/cb-XXXXXX".utf8CString)

@@ -181,6 +181,21 @@ struct SpatialQueryTests {
             for k in 1...base.count { try Self.check(index, base, lat, lon, k) }
         }
         #expect(try index.nearest(lat: 10, lon: 180, k: 2).map(\.camera.id) == ["A", "B"])
+        // NEAR too: its boxes are split at ±180° and become a longitude band over a pole.
+        for (lat, lon) in [(10.0, 180.0), (10.0, -180.0), (10.001, 179.99995), (90.0, 0.0), (89.99995, 90.0), (-90.0, 0.0)] {
+            for radius in [50.0, 2_000, 30_000] {
+                let got = try index.near(lat: lat, lon: lon, radius: radius, limit: 100).map(\.camera.id)
+                var measured: [(id: String, d: Double)] = []
+                for c in base {
+                    let d = Geodesic.wgs84.distance(lat1: c.lat, lon1: c.lon, lat2: lat, lon2: lon)
+                    if d <= radius { measured.append((c.id, d)) }
+                }
+                measured.sort { a, b in a.d != b.d ? a.d < b.d : a.id < b.id }
+                let want = measured.map(\.id)
+                #expect(got == want, "NEAR \(lat) \(lon) radius=\(radius)")
+            }
+        }
+        #expect(try index.near(lat: 10, lon: 180, radius: 50, limit: 10).map(\.camera.id) == ["A", "B"])
     }
 
     /// Rounds with more than 512 candidates go through the cell grid: check it on a dense

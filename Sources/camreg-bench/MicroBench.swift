@@ -1,0 +1,56 @@
+import ControlProtocol
+import ControlServer
+import Foundation
+import Geo
+import Registry
+
+/// `camreg-bench --micro`: what one `NEAR` costs inside camregd, without sockets — the same
+/// request lines and the same `RegistryService.answer` the control socket runs, on one thread,
+/// split into its parts (parse, index search, the whole answer). Shows how much of a query's
+/// time is the server's own work and how much is the trip through the kernel and the event loop.
+enum MicroBench {
+    static func run(cameras: [Camera], queries: [BenchQuery], fields: String?, log: (String) -> Void) throws -> String {
+        var t = monotonicNanos()
+        let index = try CameraIndex(cameras: cameras)
+        log("micro: index of \(cameras.count) cameras built in \(secs(t)) s")
+        var access = AccessSettings()
+        access.rateLimit = RateLimit(rate: 0, burst: 0)
+        let service = RegistryService(index: index, access: access)
+        let session = ConnectionSession(identity: Identity(name: "bench", label: "bench", role: .analyst), peer: "bench")
+        let lines = queries.map { q in Array(CamregClient.request(q, fields: fields).dropLast()) }
+        var sink = 0
+
+        func perQuery(_ body: () throws -> Void) rethrows -> Double {
+            let start = monotonicNanos()
+            try body()
+            return Double(monotonicNanos() - start) / 1000 / Double(lines.count)
+        }
+        // Warm-up: caches and lazily built tables.
+        for line in lines.prefix(2000) { if case .now(let r) = service.answer(line, session: session) { sink &+= r.json.count } }
+
+        let parse = try perQuery { for line in lines { _ = try RequestParser.parseRequest(line) } }
+        var hits = 0
+        let search = try perQuery { for q in queries { hits &+= try index.near(lat: q.lat, lon: q.lon, radius: q.radius, limit: 10_000).count } }
+        log(String(format: "micro: %.2f hits per query", Double(hits) / Double(queries.count)))
+        let box = perQuery { for q in queries { sink &+= Int(Geo.Geodesic.wgs84.boundingBox(lat: q.lat, lon: q.lon, radius: q.radius).minLat) } }
+        let inverse = perQuery { for q in queries { sink &+= Int(Geo.Geodesic.wgs84.inverse(lat1: q.lat, lon1: q.lon, lat2: q.lat + 0.001, lon2: q.lon + 0.001).distance) } }
+        log(String(format: "micro: boundingBox %.2f µs, one geod_inverse %.2f µs", box, inverse))
+        var bytes = 0
+        let whole = perQuery {
+            for line in lines {
+                guard case .now(let r) = service.answer(line, session: session) else { continue }
+                bytes += r.json.count + 1
+            }
+        }
+        t = monotonicNanos()
+        _ = sink
+        return String(format: """
+            micro (one thread, no sockets; %d NEAR lines%@):
+              parse            %7.2f µs/query
+              index search     %7.2f µs/query (STRtree + geodesics)
+              whole answer     %7.2f µs/query (parse, access, search, sector tests, JSON; %.0f bytes/answer)
+              = %.0f answers/s per core
+            """, lines.count, fields.map { ", fields=\($0)" as NSString } ?? "" as NSString, parse, search, whole,
+                      Double(bytes) / Double(lines.count), 1e6 / whole)
+    }
+}
