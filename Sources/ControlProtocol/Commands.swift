@@ -324,8 +324,8 @@ public enum Values {
 
     /// A whole number in `range`.
     public static func int(_ s: String, field: String, range: ClosedRange<Int>) throws(ProtocolError) -> Int {
-        let digits = s.hasPrefix("-") || s.hasPrefix("+") ? s.dropFirst() : Substring(s)
-        guard !digits.isEmpty, digits.allSatisfy({ $0.isASCII && $0.isNumber }) else {
+        let digits = s.utf8.first == UInt8(ascii: "-") || s.utf8.first == UInt8(ascii: "+") ? s.utf8.dropFirst() : s.utf8[...]
+        guard !digits.isEmpty, digits.allSatisfy({ $0 >= 0x30 && $0 <= 0x39 }) else {
             throw ProtocolError(.notANumber, "\(field) must be a whole number, not \(clip(s))", field: field)
         }
         guard let v = Int(s), range.contains(v) else {
