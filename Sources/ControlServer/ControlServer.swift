@@ -273,21 +273,21 @@ struct PeerCredentials: Sendable {
 }
 
 /// Whether a request is being answered on a connection (the idle timer ignores busy ones).
-final class ConnectionActivity: ChannelInboundHandler, RemovableChannelHandler, @unchecked Sendable {
+/// Touched only on the channel's event loop (by the pipeline and ``ConnectionHandler``).
+final class ConnectionActivity: ChannelInboundHandler, RemovableChannelHandler {
     typealias InboundIn = ByteBuffer
     typealias InboundOut = ByteBuffer
-    // Touched from the event loop (started) and the connection's task (finished): a lock.
-    private let busy = NIOLockedValueBox(0)
+    private var busy = 0
 
-    var isBusy: Bool { busy.withLockedValue { $0 > 0 } }
+    var isBusy: Bool { busy > 0 }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        busy.withLockedValue { $0 += 1 }
+        busy += 1
         context.fireChannelRead(data)
     }
 
     /// One request has been answered.
-    func finished() { busy.withLockedValue { $0 = max(0, $0 - 1) } }
+    func finished() { busy = max(0, busy - 1) }
 }
 
 /// Closes idle connections (no request for the idle timeout while none is in flight) with an
