@@ -27,18 +27,19 @@ struct Report {
     func table() -> String {
         var out = "camreg-bench: \(cameras) cameras, region \(region), \(queries) queries (radii \(radii.map { "\(Int($0)) m" }.joined(separator: ", "))), seed \(seed)\n"
         out += "machine: \(ProcessInfo.processInfo.activeProcessorCount) cores\n\n"
-        out += "| system | conns | pipeline | queries/s | p50 µs | p99 µs | p99.9 µs | client CPU | camregd ÷ this |\n"
-        out += "|---|---:|---:|---:|---:|---:|---:|---:|---:|\n"
+        out += "| system | conns | pipeline | queries/s | p50 µs | p99 µs | p99.9 µs | server CPU µs/query | client CPU | camregd ÷ this |\n"
+        out += "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n"
         var settings: [(Int, Int)] = []
         for r in runs where !settings.contains(where: { $0 == (r.connections, r.depth) }) { settings.append((r.connections, r.depth)) }
         for (c, d) in settings {
             for s in ["camregd", "redis", "postgis"] {
                 if let r = run(s, c, d) {
                     let ratio = run("camregd", c, d).map { String(format: "%.2f×", $0.qps / r.qps) } ?? "–"
-                    out += String(format: "| %@ | %d | %d | %.0f | %.1f | %.1f | %.1f | %.1f %% | %@ |\n",
-                                  s as NSString, c, d, r.qps, r.p50, r.p99, r.p999, r.clientCPU * 100, (s == "camregd" ? "" : ratio) as NSString)
+                    out += String(format: "| %@ | %d | %d | %.0f | %.1f | %.1f | %.1f | %@ | %.1f %% | %@ |\n",
+                                  s as NSString, c, d, r.qps, r.p50, r.p99, r.p999, (r.serverCPU.map { String(format: "%.1f", $0) } ?? "–") as NSString,
+                                  r.clientCPU * 100, (s == "camregd" ? "" : ratio) as NSString)
                 } else if unsupported.contains(where: { $0 == (s, c, d) }) {
-                    out += "| \(s) | \(c) | \(d) | not supported (no libpq pipelining in this slice) | | | | | |\n"
+                    out += "| \(s) | \(c) | \(d) | not supported (no libpq pipelining in this slice) | | | | | | |\n"
                 }
             }
         }
@@ -71,6 +72,7 @@ struct Report {
             var d: [String: Any] = ["system": r.system, "connections": r.connections, "pipeline_depth": r.depth, "queries": r.queries,
                                     "seconds": r.seconds, "qps": r.qps, "p50_us": r.p50, "p99_us": r.p99, "p999_us": r.p999,
                                     "client_cpu_share": r.clientCPU]
+            if let c = r.serverCPU { d["server_cpu_us_per_query"] = c }
             if r.system != "camregd", let c = run("camregd", r.connections, r.depth) { d["camregd_qps_ratio"] = c.qps / r.qps }
             return d
         }

@@ -10,6 +10,8 @@ struct RunResult: Sendable {
     let p50: Double, p99: Double, p999: Double   // microseconds
     let clientCPU: Double                        // share of all cores used by this process
     let digests: [IDSetDigest]
+    /// CPU time of the server's processes per query, microseconds (nil when not measured).
+    var serverCPU: Double? = nil
     var qps: Double { Double(queries) / seconds }
 }
 
@@ -23,6 +25,33 @@ func processCPUSeconds() -> Double {
     var u = rusage()
     getrusage(RUSAGE_SELF.rawValue, &u)
     return Double(u.ru_utime.tv_sec) + Double(u.ru_utime.tv_usec) / 1e6 + Double(u.ru_stime.tv_sec) + Double(u.ru_stime.tv_usec) / 1e6
+}
+
+/// User + system CPU seconds of processes, from `/proc/<pid>/stat` (fields 14 and 15, in
+/// clock ticks); processes that are gone count 0.
+func processesCPUSeconds(_ pids: [Int32]) -> Double {
+    let tick = Double(sysconf(Int32(_SC_CLK_TCK)))
+    var total = 0.0
+    for pid in pids {
+        guard let text = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+              let close = text.lastIndex(of: ")") else { continue }
+        // After "pid (comm) ": state is field 3, so utime/stime are the 12th and 13th after comm.
+        let fields = text[text.index(after: close)...].split(separator: " ")
+        guard fields.count > 12, let u = Double(fields[11]), let s = Double(fields[12]) else { continue }
+        total += (u + s) / tick
+    }
+    return total
+}
+
+/// The processes whose parent is `pid` (e.g. the backends of a PostgreSQL postmaster).
+func childProcesses(of pid: Int32) -> [Int32] {
+    guard let entries = try? FileManager.default.contentsOfDirectory(atPath: "/proc") else { return [] }
+    return entries.compactMap { Int32($0) }.filter { child in
+        guard let text = try? String(contentsOfFile: "/proc/\(child)/stat", encoding: .utf8),
+              let close = text.lastIndex(of: ")") else { return false }
+        let fields = text[text.index(after: close)...].split(separator: " ")
+        return fields.count > 1 && Int32(fields[1]) == pid
+    }
 }
 
 /// Shared, index-disjoint output of the client threads.
@@ -47,9 +76,13 @@ enum Runner {
     /// `i % connections`), each on its own thread with blocking I/O, `depth` requests in flight
     /// per connection (written together, replies read in order). A query's latency runs from
     /// the write of its batch to the end of its reply.
-    static func run(system: String, count: Int, connections: Int, depth: Int,
+    /// `serverPIDs` gives the server's processes (read once the clients are connected): their CPU
+    /// time over the run, per query, is reported as `serverCPU`.
+    static func run(system: String, count: Int, connections: Int, depth: Int, serverPIDs: () -> [Int32] = { [] },
                     makeClient: (Int) throws -> QueryClient) throws -> RunResult {
         let clients = try (0..<connections).map { ClientBox(try makeClient($0)) }
+        let servers = serverPIDs()
+        let server0 = processesCPUSeconds(servers)
         let out = RunBuffers(count: count)
         let done = DispatchSemaphore(value: 0)
         let cores = Double(ProcessInfo.processInfo.activeProcessorCount)
@@ -84,6 +117,7 @@ enum Runner {
         for _ in 0..<connections { done.wait() }
         let seconds = Double(monotonicNanos() - t0) / 1e9
         let cpu = processCPUSeconds() - cpu0
+        let serverCPU = servers.isEmpty ? nil : (processesCPUSeconds(servers) - server0) / Double(count) * 1e6
         if let e = out.errors.first { throw BenchError("\(system): \(e)") }
         let sorted = out.latencies.sorted()
         func pct(_ p: Double) -> Double {
@@ -93,6 +127,6 @@ enum Runner {
         }
         return RunResult(system: system, connections: connections, depth: depth, queries: count, seconds: seconds,
                          p50: pct(0.5), p99: pct(0.99), p999: pct(0.999), clientCPU: cpu / (seconds * cores),
-                         digests: out.digests)
+                         digests: out.digests, serverCPU: serverCPU)
     }
 }

@@ -189,6 +189,14 @@ struct CamregBench: ParsableCommand {
         let pgReq = list.map(PostGISClient.request)
         let pgConfig = cluster.configuration
         let redisSock = redis.socket
+        // Server processes, for CPU per query: camregd, redis-server, and the cluster's backends.
+        let postmaster = (try? String(contentsOfFile: cluster.pgData + "/postmaster.pid", encoding: .utf8))
+            .flatMap { $0.split(separator: "\n").first.flatMap { Int32($0) } }
+        let serverPIDs: [String: () -> [Int32]] = [
+            "camregd": { [daemon.pid] },
+            "redis": { redis.child.map { [$0.pid] } ?? [] },
+            "postgis": { postmaster.map(childProcesses(of:)) ?? [] },
+        ]
         let systems: [(String, Bool, (Int) throws -> QueryClient)] = [
             ("camregd", true, { _ in try CamregClient(socket: sock, requests: camregReq, token: benchToken) }),
             ("redis", true, { _ in try RedisClient(socket: redisSock, requests: redisReq) }),
@@ -204,9 +212,10 @@ struct CamregBench: ParsableCommand {
                         report.unsupported.append((name, conns, depth))
                         continue
                     }
-                    let r = try Runner.run(system: name, count: list.count, connections: conns, depth: depth, makeClient: make)
-                    log(String(format: "%-8@ c=%2d d=%2d  %9.0f q/s  p50 %8.1f µs  p99 %8.1f µs  p99.9 %8.1f µs  client CPU %4.1f %%",
-                               name as NSString, conns, depth, r.qps, r.p50, r.p99, r.p999, r.clientCPU * 100))
+                    let r = try Runner.run(system: name, count: list.count, connections: conns, depth: depth,
+                                           serverPIDs: serverPIDs[name] ?? { [] }, makeClient: make)
+                    log(String(format: "%-8@ c=%2d d=%2d  %9.0f q/s  p50 %8.1f µs  p99 %8.1f µs  p99.9 %8.1f µs  server CPU %6.1f µs/q  client CPU %4.1f %%",
+                               name as NSString, conns, depth, r.qps, r.p50, r.p99, r.p999, r.serverCPU ?? .nan, r.clientCPU * 100))
                     report.runs.append(r)
                 }
             }
