@@ -1,0 +1,93 @@
+import Foundation
+import Postgres
+import Registry
+import RegistryStore
+
+/// The import comparison of issue 6: the same CSV file loaded by camregd through its import
+/// path (`IMPORT BEGIN … DATA … COMMIT` on the control socket, as `camreg import` sends it) into
+/// its `cameras` table, and by `psql \copy` into an identical empty table.
+enum ImportBench {
+    /// Writes `cameras` as camregd's import CSV (``CSVExporter``: the default header, every
+    /// field); returns the file's size in bytes.
+    static func writeCSV(_ cameras: [Camera], to path: String) throws -> Int {
+        guard FileManager.default.createFile(atPath: path, contents: nil),
+              let handle = FileHandle(forWritingAtPath: path) else { throw BenchError("cannot create \(path)") }
+        defer { try? handle.close() }
+        let csv = CSVExporter()
+        var chunk = csv.header()
+        var size = 0
+        for c in cameras {
+            chunk += csv.row(c)
+            if chunk.utf8.count > 1 << 20 {
+                let d = Data(chunk.utf8)
+                try handle.write(contentsOf: d)
+                size += d.count
+                chunk.removeAll(keepingCapacity: true)
+            }
+        }
+        let d = Data(chunk.utf8)
+        try handle.write(contentsOf: d)
+        return size + d.count
+    }
+
+    /// Imports the file through camregd's control socket with all_or_nothing=yes, in chunks of
+    /// 45,000 bytes as `camreg import` sends them (here up to 8 chunks in flight: the protocol
+    /// answers in order). Returns the seconds from `IMPORT BEGIN` to the `IMPORT COMMIT` answer
+    /// and the number of cameras imported.
+    static func importThroughCamregd(socket: String, csvPath: String) throws -> (seconds: Double, imported: Int) {
+        guard let data = FileManager.default.contents(atPath: csvPath) else { throw BenchError("cannot read \(csvPath)") }
+        let bytes = [UInt8](data)
+        let stream = try UnixStream(path: socket)
+        func answer() throws -> String { try stream.withLine { String(decoding: $0, as: UTF8.self) } }
+        func expectOK(_ text: String, _ what: String) throws {
+            guard text.hasPrefix(#"{"ok":true"#) else { throw BenchError("camregd \(what): \(text.prefix(500))") }
+        }
+        let t = monotonicNanos()
+        try stream.write(Array("IMPORT BEGIN format=csv all_or_nothing=yes by=camreg-bench\n".utf8))
+        try expectOK(try answer(), "IMPORT BEGIN")
+        let chunk = 45_000
+        var sent = 0, inFlight = 0
+        while sent < bytes.count {
+            let part = bytes[sent..<min(sent + chunk, bytes.count)]
+            try stream.write(Array(("IMPORT DATA data=" + Data(part).base64EncodedString() + "\n").utf8))
+            sent += part.count
+            inFlight += 1
+            if inFlight == 8 { try expectOK(try answer(), "IMPORT DATA"); inFlight -= 1 }
+        }
+        while inFlight > 0 { try expectOK(try answer(), "IMPORT DATA"); inFlight -= 1 }
+        try stream.write(Array("IMPORT COMMIT\n".utf8))
+        let commit = try answer()
+        let seconds = secs(t)
+        try expectOK(commit, "IMPORT COMMIT")
+        guard let o = try JSONSerialization.jsonObject(with: Data(commit.utf8)) as? [String: Any],
+              o["committed"] as? Bool == true, let imported = (o["imported"] as? NSNumber)?.intValue else {
+            throw BenchError("camregd IMPORT COMMIT did not commit: \(commit.prefix(1000))")
+        }
+        return (seconds, imported)
+    }
+
+    /// `psql -c "\copy cameras_copy(<columns>) FROM '<csv>' CSV HEADER"` with the real `psql` of
+    /// the cluster, into `cameras_copy`, created empty `LIKE cameras INCLUDING ALL` (same
+    /// constraints, defaults and indexes). Returns the seconds `psql` ran.
+    static func psqlCopy(cluster: EmbeddedCluster, db: PostgresConnection, csvPath: String) throws -> Double {
+        try db.query("DROP TABLE IF EXISTS cameras_copy")
+        try db.query("CREATE TABLE cameras_copy (LIKE cameras INCLUDING ALL)")
+        let psql = [cluster.binDirectory + "/psql", "/usr/bin/psql"].first { FileManager.default.isExecutableFile(atPath: $0) }
+            ?? findExecutable("psql")
+        guard let psql else { throw BenchError("psql not found") }
+        let columns = CSVExporter.fields.map(\.rawValue).joined(separator: ", ")
+        let escaped = csvPath.replacingOccurrences(of: "'", with: "''")
+        let logPath = csvPath + ".psql.log"
+        let t = monotonicNanos()
+        let child = try ChildProcess([psql, "-X", "-q", "-v", "ON_ERROR_STOP=1", "-h", cluster.socketDirectory, "-p", String(cluster.port),
+                                      "-U", cluster.user, "-d", cluster.database,
+                                      "-c", "\\copy cameras_copy(\(columns)) FROM '\(escaped)' CSV HEADER"],
+                                     outputPath: logPath)
+        let status = child.wait()
+        let seconds = secs(t)
+        guard status == 0 else {
+            throw BenchError("psql \\copy failed: \((try? String(contentsOfFile: logPath, encoding: .utf8)) ?? "")")
+        }
+        return seconds
+    }
+}
