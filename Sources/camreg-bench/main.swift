@@ -135,6 +135,7 @@ struct CamregBench: ParsableCommand {
             let r = try ImportBench.importThroughCamregd(socket: sock, csvPath: csvPath)
             guard r.imported == cams.count else { throw BenchError("camregd imported \(r.imported) of \(cams.count) cameras") }
             report.importSeconds = r.seconds
+            report.importUploads = r.uploads
             stopChild(importer, timeout: 120)
         }
         report.copySeconds = try ImportBench.psqlCopy(cluster: cluster, db: db, csvPath: csvPath)
