@@ -181,6 +181,47 @@ struct StartupLoadTests {
     }
 }
 
+@Suite("Bulk import: staged COPY, change numbers, imported values")
+struct BulkImportStoreTests {
+    @Test func importedCamerasEqualWhatPostgreSQLStored() async throws {
+        let (_, c) = try await seededDatabase(10)
+        let before = try ChangeFeed.currentSequence(on: c)
+        var rows: [(number: Int, camera: Camera)] = []
+        for n in 0..<500 {
+            var cam = startupCamera(1000 + n, bare: n % 2 == 0)
+            cam.statusReason = nil
+            // Sub-microsecond dates, as `Date()` gives them.
+            cam.createdAt = Date(timeIntervalSince1970: 1_650_000_000.1234567891 + Double(n) * 0.3333333)
+            cam.updatedAt = cam.createdAt.addingTimeInterval(12.987654321)
+            rows.append((n + 2, cam))
+        }
+        rows.append((600, startupCamera(3, bare: true)))          // id taken in the database
+        rows.append((601, rows[0].camera))                        // repeated in the file
+        // All or nothing: the taken id stops everything.
+        let refused = try CameraImport.importRows(Array(rows.dropLast()), earlierRejections: [], allOrNothing: true, actor: "t", on: c)
+        #expect(!refused.committed && refused.imported.isEmpty)
+        #expect(refused.rejected.map(\.number) == [600])
+        #expect(try CameraRepository.count(on: c) == 10)
+        #expect(try ChangeFeed.currentSequence(on: c) == before)
+
+        let report = try CameraImport.importRows(rows, earlierRejections: [], allOrNothing: false, actor: "t", on: c)
+        #expect(report.committed)
+        #expect(report.rejected.map(\.number) == [600, 601])
+        #expect(report.imported.count == 500)
+        let stored = try CameraRepository.all(on: c).filter { Int($0.id.dropFirst(3))! >= 1000 }
+        #expect(report.imported.sorted { $0.id < $1.id } == stored)
+        // One change row per imported camera, numbered after everything before, all distinct.
+        let changes = try c.query("SELECT seq, camera_id, detail FROM camera_changes WHERE seq > $1 ORDER BY seq", [String(before)]).rows
+        #expect(changes.count == 500)
+        #expect(Set(changes.map { $0[1]! }) == Set(stored.map(\.id)))
+        #expect(changes.contains { $0[2] == "row 2" })
+        #expect(try ChangeFeed.currentSequence(on: c) == Int64(changes.last![0]!)!)
+        // Other writers are still numbered by the trigger.
+        try c.query("INSERT INTO camera_changes (camera_id, kind, actor, version) VALUES ('ST-00001', 'update', 't', 2)")
+        #expect(try ChangeFeed.currentSequence(on: c) == Int64(changes.last![0]!)! + 1)
+    }
+}
+
 @Suite("camregd start-up with the index cache", .serialized)
 struct StartupCacheDaemonTests {
     func waitForCache(_ path: String, _ d: DaemonProcess) async throws {
