@@ -40,6 +40,9 @@ public struct DaemonSettings: Sendable, Equatable {
     public var readOnly = false
     /// Load the demo inventory into an empty database.
     public var demo = false
+    /// Start from `<data_dir>/index-cache.bin` when it is current, and (unless read-only) write
+    /// it after each start-up load. The cache is only an accelerator: PostgreSQL stays the truth.
+    public var indexCache = true
     /// Seconds a write may wait for PostgreSQL before `unavailable`.
     public var writeTimeout = 5.0
     /// Seconds SIGTERM waits for connections to finish before closing them.
@@ -133,6 +136,7 @@ public struct DaemonSettings: Sendable, Equatable {
         Key(name: "jurisdiction_wkt", reloadable: false, summary: "jurisdiction polygon, WGS84 WKT (lon lat)"),
         Key(name: "read_only", reloadable: false, summary: "serve searches only (on a replica)"),
         Key(name: "demo", reloadable: false, summary: "load the demo inventory into an empty database"),
+        Key(name: "index_cache", reloadable: false, summary: "start from <data_dir>/index-cache.bin when it is current (true/false)"),
         Key(name: "write_timeout", reloadable: false, summary: "seconds a write may wait for PostgreSQL (1–300)"),
         Key(name: "drain_timeout", reloadable: false, summary: "seconds SIGTERM waits for connections to finish"),
         Key(name: "event_loop_threads", reloadable: false, summary: "threads answering the control socket (0 = one per core)"),
@@ -251,6 +255,7 @@ public struct DaemonSettings: Sendable, Equatable {
         s.jurisdictionWKT = text("jurisdiction_wkt")
         if let v = try flag("read_only") { s.readOnly = v }
         if let v = try flag("demo") { s.demo = v }
+        if let v = try flag("index_cache") { s.indexCache = v }
         if let v = try number("write_timeout", 1...300) { s.writeTimeout = v }
         if let v = try number("drain_timeout", 0...3600) { s.drainTimeout = v }
         if let v = try integer("event_loop_threads", 0...256) { s.eventLoopThreads = v }
@@ -311,7 +316,7 @@ public struct DaemonSettings: Sendable, Equatable {
             ("migrations", migrations.map(q)), ("log_level", q(logLevel.rawValue)), ("max_radius", String(maxRadius)),
             ("default_limit", String(defaultLimit)), ("max_limit", String(maxLimit)), ("max_line_bytes", String(maxLineBytes)),
             ("db_connections", String(dbConnections)), ("jurisdiction_wkt", jurisdictionWKT.map(q)), ("read_only", String(readOnly)),
-            ("demo", String(demo)), ("write_timeout", String(writeTimeout)), ("drain_timeout", String(drainTimeout)),
+            ("demo", String(demo)), ("index_cache", String(indexCache)), ("write_timeout", String(writeTimeout)), ("drain_timeout", String(drainTimeout)),
             ("event_loop_threads", String(eventLoopThreads)),
             ("metrics_listen", metricsListen.map(q)), ("socket_group", socketGroup.map(q)), ("peer_admin", String(peerAdmin)),
             ("tcp_port", tcpPort.map { String($0) }), ("tcp_host", q(tcpHost)), ("max_connections", String(maxConnections)),

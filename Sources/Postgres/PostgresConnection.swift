@@ -209,6 +209,64 @@ public final class PostgresConnection: @unchecked Sendable {
         return rows.affected
     }
 
+    /// Streams the rows of `COPY … TO STDOUT` (text or binary, as `sql` asks) to `receive`, one
+    /// CopyData message at a time, without building a result set. The bytes passed to `receive`
+    /// are valid only during the call (libpq's buffer, freed right after). Returns the number of
+    /// rows the server reports. If `receive` throws, the COPY is cancelled (`PQcancel`), the rest
+    /// of its data is discarded, the connection is left idle and the error is rethrown.
+    @discardableResult
+    public func copyOut(_ sql: String, _ receive: (UnsafeRawBufferPointer) throws -> Void) throws -> Int {
+        lock.lock(); defer { lock.unlock() }
+        let start = PQexec(conn, sql)
+        guard PQresultStatus(start) == PGRES_COPY_OUT else {
+            _ = try consume(start)
+            throw PostgresError(code: .unexpectedResult, message: "\(sql) did not start COPY OUT")
+        }
+        PQclear(start)
+        var failure: Error?
+        while true {
+            var buffer: UnsafeMutablePointer<CChar>?
+            let n = PQgetCopyData(conn, &buffer, 0)
+            if n > 0, let buffer {
+                defer { PQfreemem(buffer) }
+                if failure == nil {
+                    do {
+                        try receive(UnsafeRawBufferPointer(start: buffer, count: Int(n)))
+                    } catch {
+                        failure = error
+                        cancelRunningQuery()
+                    }
+                }
+                continue
+            }
+            if let buffer { PQfreemem(buffer) }
+            if n == -1 { break }  // the COPY is over; its result follows
+            // -2 (or 0, which cannot happen in blocking mode): an error.
+            let message = Self.trim(PQerrorMessage(conn))
+            drainResults()
+            throw failure ?? PostgresError(code: PQstatus(conn) == CONNECTION_OK ? .client : .connectionBroken,
+                                           message: message.isEmpty ? "COPY OUT failed" : message)
+        }
+        do {
+            let rows = try consume(PQgetResult(conn))
+            drainResults()
+            if let failure { throw failure }
+            return rows.affected
+        } catch {
+            drainResults()
+            throw failure ?? error
+        }
+    }
+
+    /// Asks the server to cancel the statement in progress (best effort: the statement may
+    /// finish anyway; the caller reads its end either way).
+    private func cancelRunningQuery() {
+        guard let cancel = PQgetCancel(conn) else { return }
+        defer { PQfreeCancel(cancel) }
+        var errbuf = [CChar](repeating: 0, count: 256)
+        _ = PQcancel(cancel, &errbuf, Int32(errbuf.count))
+    }
+
     /// Reads and discards the results left after a COPY.
     private func drainResults() {
         while let r = PQgetResult(conn) { PQclear(r) }

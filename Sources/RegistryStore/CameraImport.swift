@@ -36,45 +36,144 @@ public enum CameraImport {
             return report
         }
         return try c.transaction { c in
-            try c.query("CREATE TEMP TABLE import_stage (LIKE cameras INCLUDING DEFAULTS, row_number integer) ON COMMIT DROP")
+            try c.query("""
+                CREATE TEMP TABLE import_stage (LIKE cameras INCLUDING DEFAULTS, row_number integer,
+                                                row_taken boolean NOT NULL DEFAULT false) ON COMMIT DROP
+                """)
             let cols = CameraRepository.columns + ["row_number"]
             try c.copyIn("COPY import_stage (\(cols.joined(separator: ", "))) FROM STDIN") { send in
-                var chunk = ""
+                var chunk: [UInt8] = []
+                chunk.reserveCapacity(1 << 17)
                 for r in unique {
-                    chunk += PostgresConnection.copyLine(CameraRepository.encode(r.camera) + [String(r.number)])
-                    if chunk.utf8.count > 60_000 {
-                        try send(Array(chunk.utf8))
+                    CopyText.appendLine(r.camera, rowNumber: r.number, to: &chunk)
+                    if chunk.count > 1 << 16 {
+                        try send(chunk)
                         chunk.removeAll(keepingCapacity: true)
                     }
                 }
-                if !chunk.isEmpty { try send(Array(chunk.utf8)) }
+                if !chunk.isEmpty { try send(chunk) }
             }
-            let taken = try c.query("SELECT s.row_number, s.id FROM import_stage s JOIN cameras USING (id) ORDER BY 1")
+            // Ids already taken: refused, and marked so that nothing below touches them.
+            let taken = try c.query("""
+                UPDATE import_stage s SET row_taken = true FROM cameras x WHERE x.id = s.id RETURNING s.row_number, s.id
+                """)
+            var refused = Set<Int>()
             for t in taken.rows {
-                report.rejected.append(ImportRowError(number: Int(t[0]!)!, field: "id", reason: "a camera with id \(t[1]!) already exists"))
+                let number = Int(t[0]!)!
+                refused.insert(number)
+                report.rejected.append(ImportRowError(number: number, field: "id", reason: "a camera with id \(t[1]!) already exists"))
             }
-            report.rejected.sort { $0.number < $1.number }
-            if allOrNothing && !report.rejected.isEmpty {
+            func rollBack() throws -> ImportReport {
+                report.rejected.sort { $0.number < $1.number }
                 try c.query("ROLLBACK")
                 try c.query("BEGIN")  // the transaction wrapper commits an empty transaction
                 return report
             }
+            if allOrNothing && !report.rejected.isEmpty { return try rollBack() }
             let list = CameraRepository.columns.joined(separator: ", ")
+            // NOT EXISTS still guards against a camera registered with one of these ids since
+            // the check above (a concurrent writer): such rows are skipped here and found below.
             let inserted = try c.query("""
                 INSERT INTO cameras (\(list)) SELECT \(list) FROM import_stage s
-                WHERE NOT EXISTS (SELECT 1 FROM cameras x WHERE x.id = s.id) ORDER BY row_number
-                RETURNING \(CameraRepository.selectList)
-                """)
-            report.imported = inserted.rows.map(CameraRepository.decode)
+                WHERE NOT s.row_taken AND NOT EXISTS (SELECT 1 FROM cameras x WHERE x.id = s.id) ORDER BY row_number
+                """).affected
+            if inserted != unique.count - refused.count {
+                // Rows of `cameras` with these ids that this transaction did not write.
+                let late = try c.query("""
+                    UPDATE import_stage s SET row_taken = true FROM cameras x
+                    WHERE x.id = s.id AND NOT s.row_taken
+                      AND x.xmin::text::bigint <> (pg_current_xact_id()::text::bigint & 4294967295)
+                    RETURNING s.row_number, s.id
+                    """)
+                for t in late.rows {
+                    let number = Int(t[0]!)!
+                    refused.insert(number)
+                    report.rejected.append(ImportRowError(number: number, field: "id", reason: "a camera with id \(t[1]!) already exists"))
+                }
+                if allOrNothing && !report.rejected.isEmpty { return try rollBack() }
+                guard inserted == unique.count - refused.count else {
+                    throw PostgresError(code: .unexpectedResult, message: "import inserted \(inserted) cameras, expected \(unique.count - refused.count)")
+                }
+            }
+            report.rejected.sort { $0.number < $1.number }
+            // The change log: numbered in the statement under the change lock (migration 0007),
+            // taken only now so that other writers wait for it as briefly as before.
+            try c.query("SELECT pg_advisory_xact_lock(99097114101104)")
             try c.query("""
-                INSERT INTO camera_changes (camera_id, kind, actor, version, detail)
-                SELECT id, 'import', $1, version, 'row ' || row_number FROM import_stage s
-                WHERE NOT EXISTS (SELECT 1 FROM camera_changes x WHERE x.camera_id = s.id AND x.kind = 'import' AND x.detail = 'row ' || s.row_number)
-                  AND s.id = ANY($2::text[])
-                """, [actor, "{" + report.imported.map(\.id).joined(separator: ",") + "}"])
+                INSERT INTO camera_changes (seq, camera_id, kind, actor, version, detail)
+                SELECT nextval('camera_changes_seq_seq'), id, 'import', $1, version, 'row ' || row_number FROM import_stage s
+                WHERE NOT s.row_taken
+                  AND NOT EXISTS (SELECT 1 FROM camera_changes x WHERE x.camera_id = s.id AND x.kind = 'import' AND x.detail = 'row ' || s.row_number)
+                """, [actor])
             try CameraRepository.advanceIDSequence(on: c)
+            // The inserted rows are exactly the staged ones not refused; their values are what
+            // PostgreSQL stored (the text COPY round-trips doubles; timestamps are kept to the
+            // microsecond, as CameraRepository.decode would read them back).
+            report.imported.reserveCapacity(unique.count - refused.count)
+            for r in unique where !refused.contains(r.number) {
+                var camera = r.camera
+                camera.createdAt = CopyText.microsecondDate(camera.createdAt)
+                camera.updatedAt = CopyText.microsecondDate(camera.updatedAt)
+                camera.ownerID = nil
+                camera.verifiedBy = nil
+                camera.verifiedAt = nil
+                camera.statusReason = nil
+                report.imported.append(camera)
+            }
             report.committed = true
             return report
         }
+    }
+}
+
+/// COPY text-format lines of cameras written straight into bytes (the same values as
+/// `PostgresConnection.copyLine(CameraRepository.encode(camera))`, without the arrays of strings).
+enum CopyText {
+    static func appendLine(_ cam: Camera, rowNumber: Int, to out: inout [UInt8]) {
+        func text(_ s: String) {
+            var s = s
+            s.withUTF8 { b in
+                for byte in b {
+                    switch byte {
+                    case 0x5C: out.append(0x5C); out.append(0x5C)
+                    case 0x09: out.append(0x5C); out.append(0x74)
+                    case 0x0A: out.append(0x5C); out.append(0x6E)
+                    case 0x0D: out.append(0x5C); out.append(0x72)
+                    default: out.append(byte)
+                    }
+                }
+            }
+        }
+        func optional(_ s: String?) { if let s { text(s) } else { out.append(0x5C); out.append(0x4E) } }
+        func tab() { out.append(0x09) }
+        text(cam.id); tab()
+        text(CameraRepository.format(cam.lat)); tab()
+        text(CameraRepository.format(cam.lon)); tab()
+        text(cam.siteKind.rawValue); tab()
+        text(cam.address); tab()
+        text(cam.ward); tab()
+        optional(cam.heading.map(CameraRepository.format)); tab()
+        text(CameraRepository.format(cam.fov)); tab()
+        text(CameraRepository.format(cam.range)); tab()
+        optional(cam.mountHeight.map(CameraRepository.format)); tab()
+        text(cam.ownerKind.rawValue); tab()
+        optional(cam.ownerName); tab()
+        optional(cam.ownerPhone); tab()
+        text(cam.schedule.description); tab()
+        text(String(cam.retentionDays)); tab()
+        text(cam.status.rawValue); tab()
+        text(CameraRepository.timestamp(cam.createdAt)); tab()
+        text(CameraRepository.timestamp(cam.updatedAt)); tab()
+        text(String(cam.version)); tab()
+        text(String(rowNumber))
+        out.append(0x0A)
+    }
+
+    /// `date` as PostgreSQL keeps it and `CameraRepository.decode` reads it back: rounded to the
+    /// microsecond (the same rounding as `CameraRepository.timestamp`), then
+    /// `extract(epoch …)::float8`, which is exactly microseconds ÷ 10⁶ correctly rounded.
+    static func microsecondDate(_ date: Date) -> Date {
+        let micros = (date.timeIntervalSince1970 * 1_000_000).rounded()
+        return Date(timeIntervalSince1970: micros / 1_000_000)
     }
 }

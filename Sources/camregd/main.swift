@@ -114,6 +114,9 @@ struct Camregd: AsyncParsableCommand {
     @Option(name: .long, help: "Largest search answer in bytes; longer ones are paged with next_offset (default 4194304; reloaded on SIGHUP).")
     var maxResponseBytes: Int?
 
+    @Option(name: .long, help: "Start from <data-dir>/index-cache.bin when it is current, and write it after start-up (true|false; default true).")
+    var indexCache: String?
+
     @Option(name: .long, help: "With --read-only: the primary's URL, where the audit log is written (else owner data is not served).")
     var auditDatabaseURL: String?
 
@@ -146,6 +149,7 @@ struct Camregd: AsyncParsableCommand {
         f["max_route_m"] = maxRouteM.map { String($0) }
         f["max_response_bytes"] = maxResponseBytes.map { String($0) }
         f["audit_database_url"] = auditDatabaseURL
+        f["index_cache"] = indexCache
         if demo { f["demo"] = "true" }
         if readOnly { f["read_only"] = "true" }
         return f
@@ -258,13 +262,24 @@ struct Camregd: AsyncParsableCommand {
             // Coverage: the demo's reference layers (wards, streets) where none are stored, and
             // runs left `running` by a daemon that stopped are marked failed.
             if !readOnly { try await CoverageStartup.prepare(demo: demo, client: client, logger: logger) }
-            // The change number first: what is committed after it reaches the index through the
-            // feed (applying a change twice is harmless, missing one is not).
-            let startSeq = try await client.withConnection { try ChangeFeed.currentSequence(on: $0) }
-            let cameras = try await client.withConnection { try CameraRepository.all(on: $0) }
+            // The cameras, with the change number of the snapshot they were read in: what is
+            // committed after it reaches the index through the feed (applying a change twice is
+            // harmless, missing one is not). From the index cache when it is current, else
+            // streamed from PostgreSQL.
+            let cachePath = dataDir + "/" + IndexCache.fileName
+            let startup = try await CameraStartup.cameras(useCache: settings.indexCache, cachePath: cachePath,
+                                                        client: client, logger: logger)
+            let startSeq = startup.load.sequence
+            let cameras = startup.load.cameras
             let index = try CameraIndex(cameras: cameras)
-            logger.info("index built", metadata: ["cameras": "\(cameras.count)",
+            // The load's garbage (libpq buffers, the cache file, decoding) goes back to the system.
+            CameraStartup.trimHeap()
+            logger.info("index built", metadata: ["cameras": "\(cameras.count)", "source": "\(startup.source)",
                                                   "ms": "\(Int(index.snapshot.buildSeconds * 1000))"])
+            // Only a daemon that may write writes the cache (a read-only one may read one).
+            if settings.indexCache && !readOnly && startup.needsWrite {
+                CameraStartup.writeCacheInBackground(startup.load, path: cachePath, client: client, logger: logger)
+            }
 
             // 3. Serve until SIGTERM/SIGINT.
             let limits = settings.limits

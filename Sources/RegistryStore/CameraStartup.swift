@@ -1,0 +1,95 @@
+import Foundation
+import Logging
+import Postgres
+import Registry
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The start-up load of the cameras (used by `camregd`) (docs/architecture.md, "Start-up"): from the index cache
+/// (`<data-dir>/index-cache.bin`) brought up to date through `camera_changes` and checked against
+/// the table, or — without a usable cache — streamed from PostgreSQL with a binary COPY.
+public enum CameraStartup {
+    /// What was loaded, where from, and whether the cache file should be (re)written.
+    public struct Result: Sendable {
+        /// The cameras and the change number they reflect.
+        public var load: CameraSnapshotLoad
+        /// `cache` or `database`.
+        public var source: String
+        /// Whether the cache file should be written (it is missing, stale or behind).
+        public var needsWrite: Bool
+    }
+
+    /// Loads every camera: from the cache at `cachePath` when `useCache` and it is current (see
+    /// ``IndexCache``), else from PostgreSQL. Why a cache was not used is logged.
+    public static func cameras(useCache: Bool, cachePath: String, client: PostgresClient, logger: Logger) async throws -> Result {
+        if useCache {
+            let start = DispatchTime.now()
+            do {
+                let file = try IndexCache.read(path: cachePath)
+                let header = file.header
+                // The database's side (identity, changes since the cache, fingerprint) runs on the
+                // pool's thread while this one checks and decodes the file.
+                async let database = client.withConnection { try IndexCache.catchUp(after: header, on: $0) }
+                let cached = try IndexCache.decode(file)
+                let db = try await database
+                let merged = try IndexCache.merge(cached, header: header, with: db)
+                logger.notice("cameras loaded from the index cache", metadata: [
+                    "cameras": "\(merged.cameras.count)", "cache_seq": "\(header.sequence)", "seq": "\(merged.sequence)",
+                    "changes_applied": "\(db.changeRows)", "changed_cameras": "\(db.changed.cameras.count)",
+                    "ms": "\(millis(since: start))"])
+                return Result(load: merged, source: "cache", needsWrite: merged.sequence != header.sequence || db.changeRows > 0)
+            } catch let e as IndexCacheError {
+                if e.missing {
+                    logger.info("no index cache; loading the cameras from PostgreSQL")
+                } else {
+                    logger.warning("index cache not used; loading the cameras from PostgreSQL", metadata: ["reason": "\(e.reason)"])
+                }
+            } catch let e as PostgresError where !e.isConnectionError {
+                logger.warning("index cache not used; loading the cameras from PostgreSQL", metadata: ["reason": "\(e)"])
+            }
+        }
+        let start = DispatchTime.now()
+        let load = try await client.withConnection { try CameraStream.loadAll(on: $0) }
+        logger.info("cameras loaded from PostgreSQL", metadata: ["cameras": "\(load.cameras.count)", "seq": "\(load.sequence)",
+                                                                  "ms": "\(millis(since: start))"])
+        return Result(load: load, source: "database", needsWrite: true)
+    }
+
+    /// Writes the cache after start-up, off the start-up path (the daemon answers meanwhile).
+    /// A failure is logged and changes nothing else: the next start does a full load.
+    public static func writeCacheInBackground(_ load: CameraSnapshotLoad, path: String, client: PostgresClient, logger: Logger) {
+        Task.detached(priority: .background) {
+            let start = DispatchTime.now()
+            do {
+                let identity = try await client.withConnection { try DatabaseIdentity.read(on: $0) }
+                try IndexCache.write(load, identity: identity, to: path)
+                let size = (try? FileManager.default.attributesOfItem(atPath: path)[.size] as? Int) ?? 0
+                logger.info("index cache written", metadata: ["path": "\(path)", "cameras": "\(load.cameras.count)",
+                                                               "seq": "\(load.sequence)", "bytes": "\(size)",
+                                                               "ms": "\(millis(since: start))"])
+            } catch {
+                logger.warning("index cache not written", metadata: ["path": "\(path)", "error": "\(error)"])
+            }
+            trimHeap()
+        }
+    }
+
+    /// Returns free heap memory to the system (`malloc_trim`), e.g. after the start-up load.
+    public static func trimHeap() {
+        #if os(Linux)
+        _ = glibcMallocTrim(0)
+        #endif
+    }
+
+    static func millis(since start: DispatchTime) -> Int {
+        Int((DispatchTime.now().uptimeNanoseconds - start.uptimeNanoseconds) / 1_000_000)
+    }
+}
+
+#if os(Linux)
+/// glibc's `malloc_trim(3)` (not exported by the Glibc module): gives free heap pages back.
+@_silgen_name("malloc_trim")
+private func glibcMallocTrim(_ pad: Int) -> Int32
+#endif

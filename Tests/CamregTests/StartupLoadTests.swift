@@ -1,0 +1,352 @@
+import Foundation
+import Postgres
+import Registry
+import RegistryStore
+import Testing
+
+/// A camera with every optional field nil (`bare`) or set, with awkward text.
+fileprivate func startupCamera(_ n: Int, bare: Bool) -> Camera {
+    var c = Camera(id: String(format: "ST-%05d", n), lat: 11.05 + Double(n) * 0.000123456789, lon: 106.6 + Double(n) * 0.0000987654321,
+                   siteKind: SiteKind.allCases[n % SiteKind.allCases.count],
+                   address: n % 3 == 0 ? "Số \(n), Đường\tNA6\\khu \"A\"\nKhu phố 5, Phường Mỹ Phước" : "Số \(n), Đường Hùng Vương, Thị xã Bến Cát",
+                   ward: n % 2 == 0 ? "Phường Mỹ Phước" : "Phường Thới Hòa",
+                   heading: bare ? nil : Double(n % 360) + 0.25, fov: 90.5, range: 30 + Double(n % 50),
+                   mountHeight: bare ? nil : 3.75, ownerKind: OwnerKind.allCases[n % OwnerKind.allCases.count],
+                   ownerName: bare ? nil : "Nguyễn Thị Ánh \\ \(n)\r\n", ownerPhone: bare ? nil : "+8490\(String(format: "%07d", n))",
+                   schedule: n % 2 == 0 ? .always : .daily(start: 18 * 60 + n % 60, end: 6 * 60),
+                   retentionDays: 1 + n % 3650, status: CameraStatus.allCases[n % 3],
+                   createdAt: Date(timeIntervalSince1970: 1_600_000_000.123456 + Double(n)),
+                   updatedAt: Date(timeIntervalSince1970: 1_700_000_000.654321 + Double(n)), version: 1 + n % 4)
+    if !bare { c.statusReason = "lý do\t\(n)" }
+    return c
+}
+
+/// Inserts `count` cameras (half bare, half with every field) and gives some an owner and a
+/// verification; returns the connection.
+fileprivate func seededDatabase(_ count: Int) async throws -> (PostgresConfiguration, PostgresConnection) {
+    let config = try await TestPostgres.shared.migratedDatabase("stl")
+    let c = try PostgresConnection(configuration: config)
+    try c.transaction { c in
+        _ = try CameraRepository.copyInsert((0..<count).map { startupCamera($0, bare: $0 % 2 == 0) }, on: c)
+        try c.query("INSERT INTO camera_changes (camera_id, kind, actor, version) SELECT id, 'import', 'test', version FROM cameras")
+    }
+    let owner = try #require(try c.query("""
+        INSERT INTO owners (kind, name, phone, address, ward) VALUES ('household', 'Trần Văn Bình', '+84901234567', 'Số 1', 'Phường Mỹ Phước') RETURNING id
+        """).scalar())
+    try c.query("""
+        UPDATE cameras SET owner_id = $1, verified_by = 'cán bộ\\x', verified_at = '2024-02-29T12:34:56.789012+07',
+               status_reason = 'đã kiểm tra' WHERE id IN (SELECT id FROM cameras WHERE NOT (id ~ '[02468]$') ORDER BY id LIMIT 20)
+        """, [owner])
+    return (config, c)
+}
+
+@Suite("Start-up load: binary COPY stream and the index cache")
+struct StartupLoadTests {
+    @Test func streamedCamerasEqualCameraRepositoryAll() async throws {
+        let (_, c) = try await seededDatabase(300)
+        let expected = try CameraRepository.all(on: c)
+        let load = try CameraStream.loadAll(on: c)
+        #expect(load.cameras.count == 300)
+        #expect(load.xmins.count == 300)
+        let streamed = load.cameras.sorted { $0.id < $1.id }
+        #expect(streamed == expected)
+        #expect(expected.contains { $0.heading == nil && $0.ownerName == nil && $0.ownerID == nil })
+        #expect(expected.contains { $0.ownerID != nil && $0.verifiedAt != nil && $0.statusReason != nil })
+        #expect(expected.contains { $0.address.contains("\t") && $0.address.contains("\\") && $0.address.contains("\n") })
+        #expect(load.sequence == (try ChangeFeed.currentSequence(on: c)))
+        #expect(load.anchor > 0)
+        // The database's fingerprint equals the loaded one.
+        #expect(try CameraTableFingerprint.read(on: c) == load.fingerprint)
+        // The connection is usable after the COPY.
+        #expect(try c.query("SELECT 1").scalar() == "1")
+        // An empty table streams nothing.
+        let e = try PostgresConnection(configuration: try await TestPostgres.shared.migratedDatabase("stle"))
+        #expect(try CameraStream.loadAll(on: e).cameras.isEmpty)
+    }
+
+    @Test func copyOutErrorsAreTypedAndLeaveTheConnectionUsable() async throws {
+        let (_, c) = try await seededDatabase(10)
+        // A failing statement: a server error, the connection stays usable.
+        #expect(throws: PostgresError.self) { try c.copyOut("COPY (SELECT 1/0) TO STDOUT") { _ in } }
+        #expect(try c.query("SELECT 2").scalar() == "2")
+        // Not a COPY.
+        #expect(throws: PostgresError.self) { try c.copyOut("SELECT 1") { _ in } }
+        #expect(try c.query("SELECT 3").scalar() == "3")
+        // The receiver throws: the COPY is cancelled, the error is the receiver's.
+        struct Stop: Error {}
+        #expect(throws: Stop.self) {
+            try c.copyOut("COPY (SELECT g FROM generate_series(1, 200000) g) TO STDOUT") { _ in throw Stop() }
+        }
+        #expect(try c.query("SELECT 4").scalar() == "4")
+        // Text COPY delivers rows.
+        var lines = 0
+        let n = try c.copyOut("COPY (SELECT g FROM generate_series(1, 1000) g) TO STDOUT") { _ in lines += 1 }
+        #expect(n == 1000 && lines == 1000)
+    }
+
+    @Test func binaryDecoderRejectsMalformedStreams() throws {
+        var d = PostgresBinaryCopyDecoder(columns: 1)
+        let bad: [UInt8] = Array("NOTPGCOPY\n\0\0\0\0\0\0\0\0\0\0\0\0".utf8)
+        #expect(throws: PostgresError.self) { try bad.withUnsafeBytes { try d.feed($0) { _ in } } }
+        // A valid header, a row split over two chunks, then the trailer.
+        var ok = PostgresBinaryCopyDecoder(columns: 1)
+        let stream: [UInt8] = [0x50, 0x47, 0x43, 0x4F, 0x50, 0x59, 0x0A, 0xFF, 0x0D, 0x0A, 0x00, 0, 0, 0, 0, 0, 0, 0, 0,
+                               0, 1, 0, 0, 0, 4, 0, 0, 0, 42, 0xFF, 0xFF]
+        var values: [Int32] = []
+        for part in [Array(stream[0..<23]), Array(stream[23...])] {
+            try part.withUnsafeBytes { try ok.feed($0) { values.append(try $0.int32(0) ?? -1) } }
+        }
+        try ok.finish()
+        #expect(values == [42])
+        // Truncated: finish() refuses.
+        var cut = PostgresBinaryCopyDecoder(columns: 1)
+        try Array(stream[0..<25]).withUnsafeBytes { try cut.feed($0) { _ in } }
+        #expect(throws: PostgresError.self) { try cut.finish() }
+        // Wrong field count.
+        var wrong = PostgresBinaryCopyDecoder(columns: 2)
+        #expect(throws: PostgresError.self) { try stream.withUnsafeBytes { try wrong.feed($0) { _ in } } }
+    }
+
+    @Test func cacheRoundTripCatchUpAndRefusals() async throws {
+        let (config, c) = try await seededDatabase(200)
+        let dir = try shortTempDirectory("ic")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let path = dir + "/" + IndexCache.fileName
+        let load = try CameraStream.loadAll(on: c)
+        let identity = try DatabaseIdentity.read(on: c)
+        try IndexCache.write(load, identity: identity, to: path)
+        #expect(!FileManager.default.fileExists(atPath: path + ".tmp"))
+
+        // Round trip: the same cameras, xmins and numbers.
+        let file = try IndexCache.read(path: path)
+        let back = try IndexCache.decode(file)
+        #expect(back.cameras == load.cameras)
+        #expect(back.xmins == load.xmins)
+        #expect(file.header.sequence == load.sequence && file.header.anchor == load.anchor)
+        #expect(file.header.identity == identity)
+
+        // No changes: the catch-up agrees.
+        let same = try IndexCache.merge(back, header: file.header, with: try IndexCache.catchUp(after: file.header, on: c))
+        #expect(same.cameras == load.cameras)
+
+        // A change through the log (and a new camera) is applied.
+        try c.transaction { c in
+            try c.query("UPDATE cameras SET address = 'Địa chỉ mới', version = version + 1 WHERE id = 'ST-00007'")
+            _ = try CameraRepository.copyInsert([startupCamera(999, bare: false)], on: c)
+            try c.query("INSERT INTO camera_changes (camera_id, kind, actor, version) SELECT id, 'update', 'sql', version FROM cameras WHERE id IN ('ST-00007', 'ST-00999')")
+        }
+        let merged = try IndexCache.merge(back, header: file.header, with: try IndexCache.catchUp(after: file.header, on: c))
+        #expect(merged.cameras.sorted { $0.id < $1.id } == (try CameraRepository.all(on: c)))
+        #expect(merged.cameras.first { $0.id == "ST-00007" }?.address == "Địa chỉ mới")
+        #expect(merged.sequence > file.header.sequence)
+
+        // A change that bypassed the log (no camera_changes row, same version): the xmin sum differs.
+        try c.query("UPDATE cameras SET address = 'lén sửa' WHERE id = 'ST-00011'")
+        #expect(throws: IndexCacheError.self) {
+            _ = try IndexCache.merge(back, header: file.header, with: try IndexCache.catchUp(after: file.header, on: c))
+        }
+
+        // The log pruned past the cache's anchor.
+        let fresh = try CameraStream.loadAll(on: c)
+        try IndexCache.write(fresh, identity: identity, to: path)
+        let f2 = try IndexCache.read(path: path)
+        try c.query("DELETE FROM camera_changes WHERE seq <= $1", [String(f2.header.anchor)])
+        let pruned = try IndexCache.catchUp(after: f2.header, on: c)
+        #expect(!pruned.anchorPresent)
+        #expect(throws: IndexCacheError.self) { _ = try IndexCache.merge(try IndexCache.decode(f2), header: f2.header, with: pruned) }
+
+        // Another database: refused by identity.
+        let other = try PostgresConnection(configuration: try await TestPostgres.shared.migratedDatabase("stlo"))
+        let foreign = try IndexCache.catchUp(after: f2.header, on: other)
+        #expect(foreign.identity != f2.header.identity)
+        #expect(throws: IndexCacheError.self) { _ = try IndexCache.merge(try IndexCache.decode(f2), header: f2.header, with: foreign) }
+        _ = config
+
+        // Corruption anywhere and truncation are refused, never a crash.
+        let good = try #require(FileManager.default.contents(atPath: path))
+        for offset in [3, 20, 60, good.count / 2, good.count - 1] {
+            var bytes = [UInt8](good)
+            bytes[offset] ^= 0x5A
+            try Data(bytes).write(to: URL(fileURLWithPath: path))
+            #expect(throws: IndexCacheError.self) { _ = try IndexCache.decode(try IndexCache.read(path: path)) }
+        }
+        for length in [0, 10, 79, 100, good.count - 1] {
+            try Data(good.prefix(length)).write(to: URL(fileURLWithPath: path))
+            #expect(throws: IndexCacheError.self) { _ = try IndexCache.decode(try IndexCache.read(path: path)) }
+        }
+        try? FileManager.default.removeItem(atPath: path)
+        let missing = try? IndexCache.read(path: path)
+        #expect(missing == nil)
+        do { _ = try IndexCache.read(path: path) } catch let e as IndexCacheError { #expect(e.missing) }
+    }
+}
+
+@Suite("Bulk import: staged COPY, change numbers, imported values")
+struct BulkImportStoreTests {
+    @Test func importedCamerasEqualWhatPostgreSQLStored() async throws {
+        let (_, c) = try await seededDatabase(10)
+        let before = try ChangeFeed.currentSequence(on: c)
+        var rows: [(number: Int, camera: Camera)] = []
+        for n in 0..<500 {
+            var cam = startupCamera(1000 + n, bare: n % 2 == 0)
+            cam.statusReason = nil
+            // Sub-microsecond dates, as `Date()` gives them.
+            cam.createdAt = Date(timeIntervalSince1970: 1_650_000_000.1234567891 + Double(n) * 0.3333333)
+            cam.updatedAt = cam.createdAt.addingTimeInterval(12.987654321)
+            rows.append((n + 2, cam))
+        }
+        rows.append((600, startupCamera(3, bare: true)))          // id taken in the database
+        rows.append((601, rows[0].camera))                        // repeated in the file
+        // All or nothing: the taken id stops everything.
+        let refused = try CameraImport.importRows(Array(rows.dropLast()), earlierRejections: [], allOrNothing: true, actor: "t", on: c)
+        #expect(!refused.committed && refused.imported.isEmpty)
+        #expect(refused.rejected.map(\.number) == [600])
+        #expect(try CameraRepository.count(on: c) == 10)
+        #expect(try ChangeFeed.currentSequence(on: c) == before)
+
+        let report = try CameraImport.importRows(rows, earlierRejections: [], allOrNothing: false, actor: "t", on: c)
+        #expect(report.committed)
+        #expect(report.rejected.map(\.number) == [600, 601])
+        #expect(report.imported.count == 500)
+        let stored = try CameraRepository.all(on: c).filter { Int($0.id.dropFirst(3))! >= 1000 }
+        #expect(report.imported.sorted { $0.id < $1.id } == stored)
+        // One change row per imported camera, numbered after everything before, all distinct.
+        let changes = try c.query("SELECT seq, camera_id, detail FROM camera_changes WHERE seq > $1 ORDER BY seq", [String(before)]).rows
+        #expect(changes.count == 500)
+        #expect(Set(changes.map { $0[1]! }) == Set(stored.map(\.id)))
+        #expect(changes.contains { $0[2] == "row 2" })
+        #expect(try ChangeFeed.currentSequence(on: c) == Int64(changes.last![0]!)!)
+        // Other writers are still numbered by the trigger.
+        try c.query("INSERT INTO camera_changes (camera_id, kind, actor, version) VALUES ('ST-00001', 'update', 't', 2)")
+        #expect(try ChangeFeed.currentSequence(on: c) == Int64(changes.last![0]!)! + 1)
+    }
+}
+
+@Suite("camregd start-up with the index cache", .serialized)
+struct StartupCacheDaemonTests {
+    func waitForCache(_ path: String, _ d: DaemonProcess) async throws {
+        let written = await eventually(60) { FileManager.default.fileExists(atPath: path) }
+        if !written { throw TestFailure("no index cache written:\n\(d.logText)") }
+    }
+
+    func snapshot(_ sock: String) async throws -> (near: [String], list: [[String: String]]) {
+        let c = try await TestClient(path: sock)
+        defer { Task { await c.close() } }
+        let near = try await c.request("NEAR 11.1470 106.6076 radius=3000 limit=10000")
+        let ids = (near["cameras"] as? [[String: Any]] ?? []).compactMap { $0["id"] as? String }
+        var all: [[String: String]] = []
+        var after: String?
+        repeat {
+            let page = try await c.request("CAMERA LIST limit=1000" + (after.map { " after=\($0)" } ?? ""))
+            let cams = page["cameras"] as? [[String: Any]] ?? []
+            all += cams.map { $0.mapValues { "\($0)" } }
+            after = page["next_cursor"] as? String
+        } while after != nil
+        return (ids, all)
+    }
+
+    @Test func restartUsesTheCacheCatchesUpAndRefusesBadCaches() async throws {
+        let config = try await TestPostgres.shared.freshDatabase("scd")
+        let url = try databaseURL(for: config)
+        let db = try PostgresConnection(configuration: config)
+        let dir = try shortTempDirectory("sc")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let data = dir + "/data", sock = dir + "/d.sock", cache = data + "/" + IndexCache.fileName
+        func start(_ n: Int, _ extra: [String] = [], data dataDir: String? = nil) async throws -> DaemonProcess {
+            let d = try DaemonProcess(arguments: ["--database-url", url, "--data-dir", dataDir ?? data, "--log-level", "info"] + extra,
+                                      socket: sock, log: dir + "/\(n).log")
+            try await d.waitReady()
+            return d
+        }
+
+        // 1. First start: full load from PostgreSQL, then the cache is written.
+        let first = try await start(1, ["--demo"])
+        #expect(first.logText.contains("cameras loaded from PostgreSQL"))
+        try await waitForCache(cache, first)
+        let reference = try await snapshot(sock)
+        #expect(reference.list.count == 1202 && !reference.near.isEmpty)
+        #expect(try await first.terminate() == 0)
+
+        // 2. While camregd is down: a change by SQL, logged in camera_changes as camregd logs it.
+        try db.transaction { c in
+            try c.query("UPDATE cameras SET address = 'Số 9, Đường mới, Phường Mỹ Phước', version = version + 1, updated_at = now() WHERE id = 'BC-00042'")
+            try c.query("INSERT INTO camera_changes (camera_id, kind, actor, version) SELECT id, 'update', 'sql', version FROM cameras WHERE id = 'BC-00042'")
+        }
+        let second = try await start(2)
+        #expect(second.logText.contains("cameras loaded from the index cache"))
+        #expect(second.logText.contains("changed_cameras=1"))
+        let c2 = try await TestClient(path: sock)
+        let got = try await c2.request("CAMERA GET BC-00042")
+        #expect((got["camera"] as? [String: Any])?["address"] as? String == "Số 9, Đường mới, Phường Mỹ Phước")
+        await c2.close()
+        let fromCache = try await snapshot(sock)
+        // The restart rewrote the cache (it had changes to apply).
+        #expect(await eventually(30) { second.logText.contains("index cache written") })
+        #expect(try await second.terminate() == 0)
+
+        // 3. The same answers as a cold load without the cache.
+        let cold = try await start(3, ["--index-cache", "false"])
+        #expect(cold.logText.contains("cameras loaded from PostgreSQL"))
+        #expect(!cold.logText.contains("index cache"))
+        let coldAnswers = try await snapshot(sock)
+        #expect(coldAnswers.near == fromCache.near)
+        #expect(coldAnswers.list == fromCache.list)
+        #expect(coldAnswers.list != reference.list)
+        #expect(try await cold.terminate() == 0)
+
+        // 4. A corrupted cache file: refused, full load, same answers.
+        var bytes = [UInt8](try #require(FileManager.default.contents(atPath: cache)))
+        bytes[bytes.count / 2] ^= 0xFF
+        try Data(bytes).write(to: URL(fileURLWithPath: cache))
+        let corrupt = try await start(4)
+        #expect(corrupt.logText.contains("index cache not used"))
+        #expect(corrupt.logText.contains("corrupted"))
+        #expect(try await snapshot(sock).list == coldAnswers.list)
+        #expect(await eventually(30) { corrupt.logText.contains("index cache written") })
+        #expect(try await corrupt.terminate() == 0)
+
+        // 5. A truncated cache file: the same.
+        let whole = try #require(FileManager.default.contents(atPath: cache))
+        try Data(whole.prefix(whole.count - 1000)).write(to: URL(fileURLWithPath: cache))
+        let truncated = try await start(5)
+        #expect(truncated.logText.contains("index cache not used"))
+        #expect(try await snapshot(sock).list == coldAnswers.list)
+        #expect(await eventually(30) { truncated.logText.contains("index cache written") })
+        #expect(try await truncated.terminate() == 0)
+
+        // 6. A change that bypassed camera_changes: the fingerprint check refuses the cache.
+        try db.query("UPDATE cameras SET address = 'Sửa thẳng trong SQL' WHERE id = 'BC-00100'")
+        let bypass = try await start(6)
+        #expect(bypass.logText.contains("do not match the cameras table"))
+        let c6 = try await TestClient(path: sock)
+        let g6 = try await c6.request("CAMERA GET BC-00100")
+        #expect((g6["camera"] as? [String: Any])?["address"] as? String == "Sửa thẳng trong SQL")
+        await c6.close()
+        #expect(await eventually(30) { bypass.logText.contains("index cache written") })
+        #expect(try await bypass.terminate() == 0)
+
+        // 7. A cache from another database is refused.
+        let otherConfig = try await TestPostgres.shared.freshDatabase("scdo")
+        let otherURL = try databaseURL(for: otherConfig)
+        let otherData = dir + "/other"
+        try FileManager.default.createDirectory(atPath: otherData, withIntermediateDirectories: true)
+        try FileManager.default.copyItem(atPath: cache, toPath: otherData + "/" + IndexCache.fileName)
+        let other = try DaemonProcess(arguments: ["--database-url", otherURL, "--data-dir", otherData, "--log-level", "info"],
+                                      socket: sock, log: dir + "/7.log")
+        try await other.waitReady()
+        #expect(other.logText.contains("another database"))
+        let c7 = try await TestClient(path: sock)
+        #expect((try await c7.request("STATS")["cameras"] as? NSNumber)?.intValue == 0)
+        await c7.close()
+        #expect(try await other.terminate() == 0)
+
+        // 8. A read-only daemon reads the cache but never writes it.
+        let before = try FileManager.default.attributesOfItem(atPath: cache)[.modificationDate] as? Date
+        let readOnly = try await start(8, ["--read-only"])
+        #expect(readOnly.logText.contains("cameras loaded from the index cache"))
+        try await Task.sleep(for: .seconds(1))
+        #expect(!readOnly.logText.contains("index cache written"))
+        #expect(try FileManager.default.attributesOfItem(atPath: cache)[.modificationDate] as? Date == before)
+        #expect(try await readOnly.terminate() == 0)
+    }
+}
