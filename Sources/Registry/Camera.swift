@@ -29,7 +29,7 @@ public enum RecordingSchedule: Sendable, Equatable, Hashable, CustomStringConver
 
     /// Parses `24/7` or `HH:MM-HH:MM`.
     public init?(text: String) {
-        let t = text.trimmingCharacters(in: .whitespaces)
+        let t = TextCleaning.trimmed(text, newlines: false)
         if t == "24/7" { self = .always; return }
         let parts = t.split(separator: "-", omittingEmptySubsequences: false)
         guard parts.count == 2, let a = Self.minutes(parts[0]), let b = Self.minutes(parts[1]), a != b else { return nil }
@@ -162,8 +162,8 @@ extension Camera {
         }
         if !lat.isFinite || !(-90...90).contains(lat) { errors.append(FieldError("lat", "must be between -90 and 90")) }
         if !lon.isFinite || !(-180...180).contains(lon) { errors.append(FieldError("lon", "must be between -180 and 180")) }
-        if address.trimmingCharacters(in: .whitespaces).isEmpty { errors.append(FieldError("address", "must not be empty")) }
-        if ward.trimmingCharacters(in: .whitespaces).isEmpty { errors.append(FieldError("ward", "must not be empty")) }
+        if TextCleaning.isBlank(address) { errors.append(FieldError("address", "must not be empty")) }
+        if TextCleaning.isBlank(ward) { errors.append(FieldError("ward", "must not be empty")) }
         if let h = heading, !h.isFinite || !(0..<360).contains(h) {
             errors.append(FieldError("heading", "must be at least 0 and below 360 degrees"))
         }

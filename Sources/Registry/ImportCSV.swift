@@ -137,7 +137,7 @@ public enum CSVImporter {
         // Decode every mapped field first so that bad UTF-8 is reported on its column.
         var values: [CameraField: String] = [:]
         for (field, k) in index {
-            guard let s = String(bytes: fields[k], encoding: .utf8) else {
+            guard let s = String(validating: fields[k], as: UTF8.self) else {
                 throw reader.fail(field, "is not valid UTF-8 text")
             }
             values[field] = s

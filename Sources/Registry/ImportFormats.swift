@@ -247,7 +247,7 @@ enum ImportText {
     /// Trimmed of surrounding whitespace and newlines and normalised to NFC (Vietnamese letters
     /// with diacritics as single precomposed characters, as typed on most keyboards).
     static func clean(_ s: String) -> String {
-        s.trimmingCharacters(in: .whitespacesAndNewlines).precomposedStringWithCanonicalMapping
+        TextCleaning.nfc(TextCleaning.trimmed(s))
     }
 }
 
@@ -424,7 +424,7 @@ struct DraftReader {
         case nil: return nil
         case .number(let d, _): return d
         case .text(let s):
-            let t = s.trimmingCharacters(in: .whitespaces)
+            let t = TextCleaning.trimmed(s, newlines: false)
             if t.isEmpty { return nil }
             guard let d = ImportValue.decimal(t) else { throw fail(field, "must be a number, not '\(Self.clip(t))'") }
             return d
@@ -448,7 +448,7 @@ struct DraftReader {
             }
             return i
         case .text(let s):
-            let t = s.trimmingCharacters(in: .whitespaces)
+            let t = TextCleaning.trimmed(s, newlines: false)
             if t.isEmpty { return nil }
             guard let i = ImportValue.integer(t) else { throw fail(field, "must be a whole number, not '\(Self.clip(t))'") }
             return i

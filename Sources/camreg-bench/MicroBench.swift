@@ -42,6 +42,20 @@ enum MicroBench {
                 bytes += r.json.count + 1
             }
         }
+        // The import path's parse and validation (what IMPORT COMMIT does before PostgreSQL).
+        let csvPath = NSTemporaryDirectory() + "camreg-micro-\(getpid()).csv"
+        defer { unlink(csvPath) }
+        let csvBytes = try ImportBench.writeCSV(cameras, to: csvPath)
+        let csv = try Data(contentsOf: URL(fileURLWithPath: csvPath))
+        t = monotonicNanos()
+        let rows = try CSVImporter.parse(csv, jurisdiction: nil)
+        let parseSeconds = secs(t)
+        t = monotonicNanos()
+        var valid = 0
+        let now = Date()
+        for row in rows { if case .success(let d) = row.result, d.validate(jurisdiction: nil).isEmpty { _ = d.camera(now: now); valid += 1 } }
+        log(String(format: "micro: CSV import of %d cameras (%.0f MiB): parse %.2f s, validate %.2f s (%d valid)",
+                   cameras.count, Double(csvBytes) / 1048576, parseSeconds, secs(t), valid))
         t = monotonicNanos()
         _ = sink
         return String(format: """

@@ -97,6 +97,24 @@ struct ImportExportTests {
         #expect(Array(try #require(try row(13).draft?.ward).unicodeScalars) == Array(nfc.unicodeScalars))
     }
 
+    /// The import's text clean-up skips Foundation only where Foundation would return its
+    /// input: compare both on tricky text (every kind of space and line break at either end,
+    /// decomposed Vietnamese, combining marks after a precomposed letter, Hangul, Angstrom sign).
+    @Test func textCleaningAgreesWithFoundation() {
+        let pieces = ["Số 7", "Đường NA3", "Nguyễn Văn Ánh", "Phường Mỹ Phước", "e\u{301}", "Ê\u{323}", "ư\u{309}", "\u{1EC7}\u{300}",
+                      "\u{212B}", "\u{1100}\u{1161}", "\u{0958}", "ﬁ", "a", "", "x\u{0340}"]
+        let ends = ["", " ", "\t", "\n", "\r\n", "\u{0B}", "\u{85}", "\u{A0}", "\u{2028}", "\u{3000}", "\u{200B}", "\u{FEFF}"]
+        var rng = SystemRandomNumberGenerator()
+        for _ in 0..<3000 {
+            let body = (0..<Int.random(in: 0...3, using: &rng)).map { _ in pieces.randomElement(using: &rng)! }.joined(separator: " ")
+            let s = ends.randomElement(using: &rng)! + body + ends.randomElement(using: &rng)!
+            #expect(TextCleaning.trimmed(s) == s.trimmingCharacters(in: .whitespacesAndNewlines), "\(Array(s.unicodeScalars))")
+            #expect(TextCleaning.trimmed(s, newlines: false) == s.trimmingCharacters(in: .whitespaces), "\(Array(s.unicodeScalars))")
+            #expect(TextCleaning.nfc(s).unicodeScalars.elementsEqual(s.precomposedStringWithCanonicalMapping.unicodeScalars), "\(Array(s.unicodeScalars))")
+            #expect(TextCleaning.isBlank(s) == s.trimmingCharacters(in: .whitespaces).isEmpty, "\(Array(s.unicodeScalars))")
+        }
+    }
+
     @Test func csvStrayQuoteThatClosesLaterDoesNotSwallowLines() throws {
         let csv = """
             id,lat,lon,address
