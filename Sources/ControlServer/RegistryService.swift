@@ -1,6 +1,7 @@
 import ControlProtocol
 import Foundation
 import Logging
+import NIOPosix
 import NIOConcurrencyHelpers
 import Postgres
 import Registry
@@ -482,7 +483,9 @@ public final class RegistryService: Sendable {
         let report = try await store.withConnection { c in
             try CameraImport.importRows(goodRows, earlierRejections: earlier, allOrNothing: allOrNothing, actor: actor, on: c)
         }
-        for camera in report.imported { index.upsert(camera) }
+        // A big import becomes a new snapshot before the answer (see upsert(contentsOf:)).
+        let imported = report.imported, index = self.index
+        try await NIOThreadPool.singleton.runIfActive { try index.upsert(contentsOf: imported) }
         scheduleRebuildIfNeeded()
         return ok { w in
             w.field("committed", report.committed)

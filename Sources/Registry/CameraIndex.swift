@@ -20,6 +20,12 @@ public final class IndexSnapshot: Sendable {
     public let cameras: [Camera]
     /// Position of each id in `cameras`.
     let positions: [String: Int]
+    /// Latitude, longitude and "searchable" (not retired) of `cameras[i]`, side by side: a search
+    /// filters its candidates on these few bytes and copies a `Camera` only for a hit (at a
+    /// million cameras the 280-byte values are far apart in memory).
+    let lats: [Double]
+    let lons: [Double]
+    let searchable: [Bool]
     let tree: STRtree
     /// How long the build took, in seconds.
     public let buildSeconds: Double
@@ -34,6 +40,9 @@ public final class IndexSnapshot: Sendable {
         positions.reserveCapacity(cameras.count)
         for (i, c) in cameras.enumerated() { positions[c.id] = i }
         self.positions = positions
+        lats = cameras.map(\.lat)
+        lons = cameras.map(\.lon)
+        searchable = cameras.map { $0.status != .retired }
         tree = try STRtree(boxes: cameras.map { ($0.lon, $0.lat, $0.lon, $0.lat) })
         buildSeconds = Double(DispatchTime.now().uptimeNanoseconds - start.uptimeNanoseconds) / 1e9
         builtAt = Date()
@@ -135,12 +144,12 @@ public final class CameraIndex: Sendable {
             if bearing >= 360 { bearing -= 360 }
             return (g.distance, bearing)
         }
-        // Fields are read in place; a camera is copied only when it is a hit.
-        s.snapshot.cameras.withUnsafeBufferPointer { cams in
-            for i in items where cams[i].status != .retired {
-                if !s.delta.isEmpty, s.delta[cams[i].id] != nil { continue }
-                if let m = measure(cams[i].lat, cams[i].lon) { hits.append(NearHit(camera: cams[i], distance: m.distance, bearing: m.bearing)) }
-            }
+        // Candidates are filtered on the side arrays; a camera is copied only when it is a hit.
+        let snap = s.snapshot
+        for i in items where snap.searchable[i] {
+            guard let m = measure(snap.lats[i], snap.lons[i]) else { continue }
+            if !s.delta.isEmpty, s.delta[snap.cameras[i].id] != nil { continue }
+            hits.append(NearHit(camera: snap.cameras[i], distance: m.distance, bearing: m.bearing))
         }
         for c in s.delta.values where c.status != .retired {
             if let m = measure(c.lat, c.lon) { hits.append(NearHit(camera: c, distance: m.distance, bearing: m.bearing)) }
@@ -150,17 +159,54 @@ public final class CameraIndex: Sendable {
         return hits
     }
 
+    /// Adds or replaces many cameras at once (a bulk import). A large batch goes straight into a
+    /// new snapshot, built off the lock and swapped in before this returns, instead of through
+    /// the delta: every search scans the whole delta, so a million-camera delta would slow each
+    /// one until a background rebuild caught up. Small batches, or a batch arriving while a
+    /// rebuild runs, are upserted one by one.
+    public func upsert(contentsOf batch: [Camera], directAbove threshold: Int = 4096) throws {
+        guard batch.count >= threshold, claimRebuild() else {
+            for c in batch { upsert(c) }
+            return
+        }
+        defer { rebuilding.withLockedValue { $0 = false } }
+        let s = current
+        var cameras = s.snapshot.cameras
+        var positions = s.snapshot.positions
+        func place(_ c: Camera) {
+            if let p = positions[c.id] {
+                if cameras[p].version <= c.version { cameras[p] = c }
+            } else {
+                positions[c.id] = cameras.count
+                cameras.append(c)
+            }
+        }
+        for (_, c) in s.delta.sorted(by: { $0.key < $1.key }) { place(c) }
+        for c in batch { place(c) }
+        let fresh = try IndexSnapshot(cameras: cameras)
+        state.withLockedValue { st in
+            // Changes made while building stay in the delta (a newer version than the batch's wins there).
+            var remaining: [String: Camera] = [:]
+            for (id, c) in st.delta where s.delta[id] != c { remaining[id] = c }
+            st.snapshot = fresh
+            st.delta = remaining
+        }
+    }
+
+    private func claimRebuild() -> Bool {
+        rebuilding.withLockedValue { busy -> Bool in
+            if busy { return false }
+            busy = true
+            return true
+        }
+    }
+
     /// Folds the delta into a new snapshot when it holds at least `threshold` changes. The
     /// build runs without holding the lock; changes made meanwhile stay in the delta.
     /// Returns whether a new snapshot was swapped in.
     @discardableResult
     public func rebuildIfNeeded(threshold: Int = 1) throws -> Bool {
-        let claimed = rebuilding.withLockedValue { busy -> Bool in
-            if busy { return false }
-            busy = true
-            return true
-        }
-        guard claimed else { return false }
+        guard claimRebuild() else { return false }
         defer { rebuilding.withLockedValue { $0 = false } }
         let s = current
         guard s.delta.count >= threshold, !s.delta.isEmpty else { return false }

@@ -106,6 +106,33 @@ struct SpatialQueryTests {
         #expect(abs(hits.last!.bearing - 270) < 0.01)  // from the camera 10 m east back to the spot
     }
 
+    /// A bulk upsert above the threshold becomes a new snapshot at once (no delta left), keeps
+    /// what was in the delta, and lets newer versions win; searches see exactly the merged set.
+    @Test func bulkUpsertBuildsASnapshot() throws {
+        let base = Self.randomCameras(300, seed: 31)
+        let index = try CameraIndex(cameras: base)
+        var moved = base[5]
+        moved.lat += 0.002
+        moved.version = 2
+        index.upsert(moved)                         // in the delta before the bulk upsert
+        var stale = base[6]
+        stale.version = 0                           // older than held: ignored
+        stale.lat += 0.01
+        let batch = Self.randomCameras(500, seed: 32, firstId: 5000) + [stale]
+        try index.upsert(contentsOf: batch, directAbove: 100)
+        #expect(index.deltaCount == 0)
+        #expect(index.count == 800)
+        #expect(index.camera(id: moved.id)?.lat == moved.lat)
+        #expect(index.camera(id: stale.id)?.lat == base[6].lat)
+        let cams = Self.merged(base, [moved] + batch.dropLast())
+        for (lat, lon) in [(11.05, 106.6), (moved.lat, moved.lon), (11.02, 106.58)] {
+            for k in [1, 10, 200] { try Self.check(index, cams, lat, lon, k) }
+        }
+        // A small batch goes through the delta as before.
+        try index.upsert(contentsOf: Self.randomCameras(5, seed: 33, firstId: 9000), directAbove: 100)
+        #expect(index.deltaCount == 5 && index.count == 805)
+    }
+
     @Test func nearestWithDelta() throws {
         let base = Self.randomCameras(400, seed: 3)
         let index = try CameraIndex(cameras: base)
