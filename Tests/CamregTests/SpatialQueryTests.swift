@@ -133,6 +133,25 @@ struct SpatialQueryTests {
         #expect(index.deltaCount == 5 && index.count == 805)
     }
 
+    /// A large snapshot builds its id dictionary and STRtree on two threads: same answers.
+    @Test func largeSnapshotBuiltInParallel() throws {
+        let base = Self.randomCameras(60_000, seed: 41)
+        let index = try CameraIndex(cameras: base)
+        #expect(index.count == 60_000)
+        for c in base.prefix(200) { #expect(index.camera(id: c.id) == c) }
+        let live = base.filter { $0.status != .retired }
+        for (lat, lon) in [(11.05, 106.6), (base[7].lat, base[7].lon), (11.0, 106.55)] {
+            let got = try index.near(lat: lat, lon: lon, radius: 150, limit: 10_000).map(\.camera.id)
+            var measured: [(id: String, d: Double)] = []
+            for c in live {
+                let d = Geodesic.wgs84.distance(lat1: c.lat, lon1: c.lon, lat2: lat, lon2: lon)
+                if d <= 150 { measured.append((c.id, d)) }
+            }
+            measured.sort { a, b in a.d != b.d ? a.d < b.d : a.id < b.id }
+            #expect(got == measured.map(\.id) && !got.isEmpty)
+        }
+    }
+
     @Test func nearestWithDelta() throws {
         let base = Self.randomCameras(400, seed: 3)
         let index = try CameraIndex(cameras: base)
