@@ -192,7 +192,13 @@ public final class CameraIndex: Sendable {
             return
         }
         defer { rebuilding.withLockedValue { $0 = false } }
-        let s = current
+        try rebuild(from: current, adding: batch)
+    }
+
+    /// Builds a snapshot of `s` with its delta folded in, then `extra` (a newer or equal version
+    /// replaces a held camera), without holding the lock, and swaps it in. Changes made
+    /// meanwhile stay in the delta. The caller holds the `rebuilding` claim.
+    private func rebuild(from s: State, adding extra: [Camera] = []) throws {
         var cameras = s.snapshot.cameras
         var positions = s.snapshot.positions
         func place(_ c: Camera) {
@@ -204,10 +210,10 @@ public final class CameraIndex: Sendable {
             }
         }
         for (_, c) in s.delta.sorted(by: { $0.key < $1.key }) { place(c) }
-        for c in batch { place(c) }
+        for c in extra { place(c) }
         let fresh = try IndexSnapshot(cameras: cameras)
         state.withLockedValue { st in
-            // Changes made while building stay in the delta (a newer version than the batch's wins there).
+            // Keep only changes made after the copy was taken (or that differ from it).
             var remaining: [String: Camera] = [:]
             for (id, c) in st.delta where s.delta[id] != c { remaining[id] = c }
             st.snapshot = fresh
@@ -232,18 +238,7 @@ public final class CameraIndex: Sendable {
         defer { rebuilding.withLockedValue { $0 = false } }
         let s = current
         guard s.delta.count >= threshold, !s.delta.isEmpty else { return false }
-        var cameras = s.snapshot.cameras
-        for (id, c) in s.delta.sorted(by: { $0.key < $1.key }) {
-            if let p = s.snapshot.positions[id] { cameras[p] = c } else { cameras.append(c) }
-        }
-        let fresh = try IndexSnapshot(cameras: cameras)
-        state.withLockedValue { st in
-            // Keep only changes made after the copy was taken (or that differ from it).
-            var remaining: [String: Camera] = [:]
-            for (id, c) in st.delta where s.delta[id] != c { remaining[id] = c }
-            st.snapshot = fresh
-            st.delta = remaining
-        }
+        try rebuild(from: s)
         return true
     }
 }
