@@ -33,8 +33,8 @@ public struct ControlServerOptions: Sendable {
 
 /// The control socket: a line-based protocol over a Unix domain socket, served with SwiftNIO.
 ///
-/// One task per connection; requests on a connection are answered in order (pipelining is
-/// allowed). Lines are capped (`LineBasedFrameDecoder` behind `maximumBufferSize`). It is a
+/// Each connection is served by a ``ConnectionHandler`` on its event loop: in-memory queries are
+/// answered there, the rest in a task, always in request order (pipelining is allowed). Lines are capped (`LineBasedFrameDecoder` behind `maximumBufferSize`). It is a
 /// `Service`: on graceful shutdown it stops accepting, lets every connection finish the
 /// requests it has received, then closes them.
 public final class ControlServer: Service, Sendable {
