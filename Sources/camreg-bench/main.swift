@@ -126,12 +126,12 @@ struct CamregBench: ParsableCommand {
         let dataDir = base + "/d"
         let cachePath = dataDir + "/" + IndexCache.fileName
         var daemonRun = 0
-        func startCamregd() throws -> (ChildProcess, Double, String) {
+        func startCamregd(logLevel: String = "notice") throws -> (ChildProcess, Double, String) {
             daemonRun += 1
             let daemonLog = base + "/camregd-\(daemonRun).log"
             let t0 = monotonicNanos()
             let d = try ChildProcess([camregdPath, "--database-url", url, "--socket", sock, "--data-dir", dataDir,
-                                      "--migrations", migrations ?? Migrator.defaultDirectory(), "--log-level", "notice",
+                                      "--migrations", migrations ?? Migrator.defaultDirectory(), "--log-level", logLevel,
                                       "--rate-limit", "0", "--jurisdiction-wkt", wkt],
                                      outputPath: daemonLog)
             Cleanup.shared.add("stop camregd (\(daemonRun))") { stopChild(d) }
@@ -141,12 +141,16 @@ struct CamregBench: ParsableCommand {
             return (d, seconds, daemonLog)
         }
         do {
-            let (importer, _, _) = try startCamregd()
+            // At info level, camregd logs where each import's time went (parse, validation, database, index).
+            let (importer, _, importerLog) = try startCamregd(logLevel: "info")
             let r = try ImportBench.importThroughCamregd(socket: sock, csvPath: csvPath)
             guard r.imported == cams.count else { throw BenchError("camregd imported \(r.imported) of \(cams.count) cameras") }
             report.importSeconds = r.seconds
             report.importUploads = r.uploads
             stopChild(importer, timeout: 120)
+            let phases = ((try? String(contentsOfFile: importerLog, encoding: .utf8)) ?? "")
+                .split(separator: "\n").filter { $0.contains("import committed") }
+            for line in phases { log("camregd log: \(line.prefix(400))") }
         }
         report.copySeconds = try ImportBench.psqlCopy(cluster: cluster, db: db, csvPath: csvPath)
         let copied = Int(try db.query("SELECT count(*) FROM cameras_copy").scalar() ?? "0") ?? 0
