@@ -201,6 +201,8 @@ public final class CameraIndex: Sendable {
     private func rebuild(from s: State, adding extra: [Camera] = []) throws {
         var cameras = s.snapshot.cameras
         var positions = s.snapshot.positions
+        cameras.reserveCapacity(cameras.count + s.delta.count + extra.count)
+        positions.reserveCapacity(cameras.count + s.delta.count + extra.count)
         func place(_ c: Camera) {
             if let p = positions[c.id] {
                 if cameras[p].version <= c.version { cameras[p] = c }

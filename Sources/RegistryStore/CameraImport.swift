@@ -35,6 +35,14 @@ public enum CameraImport {
             report.rejected.sort { $0.number < $1.number }
             return report
         }
+        // The usual bulk load takes no existing id: COPY straight into `cameras`. If an id is
+        // taken after all (the unique index refuses it, the transaction rolls back), the staging
+        // path below finds and reports every taken id.
+        do {
+            return try importDirectly(unique, report: report, actor: actor, on: c)
+        } catch let e as PostgresError where e.sqlState == "23505" {
+            // An id is taken: fall through to the staging path.
+        }
         return try c.transaction { c in
             try c.query("""
                 CREATE TEMP TABLE import_stage (LIKE cameras INCLUDING DEFAULTS, row_number integer,
@@ -110,26 +118,90 @@ public enum CameraImport {
             // PostgreSQL stored (the text COPY round-trips doubles; timestamps are kept to the
             // microsecond, as CameraRepository.decode would read them back).
             report.imported.reserveCapacity(unique.count - refused.count)
-            for r in unique where !refused.contains(r.number) {
-                var camera = r.camera
-                camera.createdAt = CopyText.microsecondDate(camera.createdAt)
-                camera.updatedAt = CopyText.microsecondDate(camera.updatedAt)
-                camera.ownerID = nil
-                camera.verifiedBy = nil
-                camera.verifiedAt = nil
-                camera.statusReason = nil
-                report.imported.append(camera)
-            }
+            for r in unique where !refused.contains(r.number) { report.imported.append(storedImport(r.camera)) }
             report.committed = true
             return report
         }
     }
 }
 
+extension CameraImport {
+    /// The fast path of ``importRows``: one transaction that COPYs the rows into `cameras`, logs
+    /// them in `camera_changes` and moves the id sequence. Throws the unique violation (23505)
+    /// when an id is taken; nothing is then written.
+    static func importDirectly(_ unique: [(number: Int, camera: Camera)], report start: ImportReport, actor: String,
+                               on c: PostgresConnection) throws -> ImportReport {
+        var report = start
+        try c.transaction { c in
+            let list = CameraRepository.columns.joined(separator: ", ")
+            try c.copyIn("COPY cameras (\(list)) FROM STDIN") { send in
+                var chunk: [UInt8] = []
+                chunk.reserveCapacity(1 << 17)
+                for r in unique {
+                    CopyText.appendLine(r.camera, rowNumber: nil, to: &chunk)
+                    if chunk.count > 1 << 16 {
+                        try send(chunk)
+                        chunk.removeAll(keepingCapacity: true)
+                    }
+                }
+                if !chunk.isEmpty { try send(chunk) }
+            }
+            // The change log, numbered under the change lock as on the staging path.
+            try c.query("SELECT pg_advisory_xact_lock(99097114101104)")
+            /// A PostgreSQL array literal; elements are quoted, and `"` and `\` escaped (camera ids
+            /// are validated to letters, digits, `-` and `_`, so this is rarely needed).
+            func array(_ values: [String]) -> String {
+                var out = "{"
+                out.reserveCapacity(values.count * 14)
+                for (i, v) in values.enumerated() {
+                    if i > 0 { out += "," }
+                    out += "\""
+                    if v.utf8.contains(where: { $0 == 0x22 || $0 == 0x5C }) {
+                        for ch in v.unicodeScalars {
+                            if ch == "\"" || ch == "\\" { out += "\\" }
+                            out.unicodeScalars.append(ch)
+                        }
+                    } else {
+                        out += v
+                    }
+                    out += "\""
+                }
+                return out + "}"
+            }
+            try c.query("""
+                INSERT INTO camera_changes (seq, camera_id, kind, actor, version, detail)
+                SELECT nextval('camera_changes_seq_seq'), u.id, 'import', $1, u.version, 'row ' || u.number
+                FROM unnest($2::text[], $3::integer[], $4::integer[]) WITH ORDINALITY AS u(id, version, number, k) ORDER BY u.k
+                """, [actor, array(unique.map(\.camera.id)), array(unique.map { String($0.camera.version) }),
+                      array(unique.map { String($0.number) })])
+            try CameraRepository.advanceIDSequence(on: c)
+        }
+        report.rejected.sort { $0.number < $1.number }
+        report.imported = unique.map { r in storedImport(r.camera) }
+        report.committed = true
+        return report
+    }
+
+    /// An imported camera as PostgreSQL stored it (the text COPY round-trips doubles; timestamps
+    /// are kept to the microsecond, as `CameraRepository.decode` would read them back), with
+    /// the columns an import does not write left empty.
+    static func storedImport(_ camera: Camera) -> Camera {
+        var camera = camera
+        camera.createdAt = CopyText.microsecondDate(camera.createdAt)
+        camera.updatedAt = CopyText.microsecondDate(camera.updatedAt)
+        camera.ownerID = nil
+        camera.verifiedBy = nil
+        camera.verifiedAt = nil
+        camera.statusReason = nil
+        return camera
+    }
+}
+
 /// COPY text-format lines of cameras written straight into bytes (the same values as
 /// `PostgresConnection.copyLine(CameraRepository.encode(camera))`, without the arrays of strings).
 enum CopyText {
-    static func appendLine(_ cam: Camera, rowNumber: Int, to out: inout [UInt8]) {
+    /// One line of `CameraRepository.columns`, then the row number when given (staging table).
+    static func appendLine(_ cam: Camera, rowNumber: Int?, to out: inout [UInt8]) {
         func text(_ s: String) {
             var s = s
             s.withUTF8 { b in
@@ -164,8 +236,11 @@ enum CopyText {
         text(cam.status.rawValue); tab()
         text(CameraRepository.timestamp(cam.createdAt)); tab()
         text(CameraRepository.timestamp(cam.updatedAt)); tab()
-        text(String(cam.version)); tab()
-        text(String(rowNumber))
+        text(String(cam.version))
+        if let rowNumber {
+            tab()
+            text(String(rowNumber))
+        }
         out.append(0x0A)
     }
 

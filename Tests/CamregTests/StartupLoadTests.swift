@@ -219,6 +219,20 @@ struct BulkImportStoreTests {
         // Other writers are still numbered by the trigger.
         try c.query("INSERT INTO camera_changes (camera_id, kind, actor, version) VALUES ('ST-00001', 'update', 't', 2)")
         #expect(try ChangeFeed.currentSequence(on: c) == Int64(changes.last![0]!)! + 1)
+
+        // A file whose ids are all free takes the direct path (COPY straight into cameras): the
+        // same stored values, one change row each, numbered in file order.
+        let afterFirst = try ChangeFeed.currentSequence(on: c)
+        let clean = (0..<200).map { n in (number: n + 2, camera: startupCamera(3000 + n, bare: n % 3 == 0)) }
+        let direct = try CameraImport.importRows(clean, earlierRejections: [], allOrNothing: true, actor: "direct", on: c)
+        #expect(direct.committed && direct.rejected.isEmpty && direct.imported.count == 200)
+        let storedDirect = try CameraRepository.all(on: c).filter { Int($0.id.dropFirst(3))! >= 3000 }
+        #expect(direct.imported.sorted { $0.id < $1.id } == storedDirect)
+        let directChanges = try c.query("SELECT seq, camera_id, detail, actor FROM camera_changes WHERE seq > $1 ORDER BY seq", [String(afterFirst)]).rows
+        #expect(directChanges.map { $0[1]! } == clean.map(\.camera.id))
+        #expect(directChanges.map { $0[2]! } == clean.map { "row \($0.number)" })
+        #expect(directChanges.allSatisfy { $0[3] == "direct" })
+        #expect(try ChangeFeed.currentSequence(on: c) == Int64(directChanges.last![0]!)!)
     }
 }
 
