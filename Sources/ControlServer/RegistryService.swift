@@ -165,19 +165,11 @@ public final class RegistryService: Sendable {
     }
 
     /// Answers one request line (raw bytes, without the newline): rate limit, parse, access
-    /// check (role, case), the handler, then the audit log — in that order.
-    public func respond(to line: [UInt8], session: ConnectionSession = ConnectionSession()) async -> Reply {
-        switch answer(line, session: session) {
-        case .now(let reply): return reply
-        case .later(let work): return await work()
-        }
-    }
-
-    /// ``respond(to:session:)`` split where it must wait: everything up to the handler runs on the
-    /// caller's thread; queries of the in-memory index (and other commands that need neither the
-    /// database nor an audit entry) are answered there too, so the control server answers them on
-    /// the connection's event loop without a hop to a task. Everything else comes back as
-    /// ``Answer/later(_:)``.
+    /// check (role, case), the handler, then the audit log — in that order. Everything up to the
+    /// handler runs on the caller's thread; queries of the in-memory index (and other commands
+    /// that need neither the database nor an audit entry) are answered there too, so the control
+    /// server answers them on the connection's event loop without a hop to a task. Everything
+    /// else comes back as ``Answer/later(_:)``, to be run off the event loop.
     public func answer(_ line: [UInt8], session: ConnectionSession) -> Answer {
         if !session.peerMapped, let wait = rateLimiter.take(session.identity.tokenID.map { "token:\($0)" } ?? "peer:\(session.peer)") {
             counters.withLockedValue { $0.requests += 1; $0.errors += 1; $0.rateLimited += 1 }
