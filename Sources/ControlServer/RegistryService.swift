@@ -102,6 +102,13 @@ public final class RegistryService: Sendable {
         consentBox.withLockedValue { $0[id] = owner.consent }
     }
     private let startedAt = Date()
+    private let indexSourceBox = NIOLockedValueBox("memory")
+
+    /// Where the index was loaded from at start-up (`cache` or `database`), shown in `STATS` as
+    /// `index_loaded_from`.
+    public func noteIndexSource(_ source: String) {
+        indexSourceBox.withLockedValue { $0 = source }
+    }
     private let counters = NIOLockedValueBox(ServerCounters())
     let logger: Logger
     /// Access-control settings (peer mapping, rate limit, audit spool).
@@ -808,6 +815,7 @@ public final class RegistryService: Sendable {
             w.field("cameras", index.count)
             w.field("index_build_ms", (snapshot.buildSeconds * 1000 * 1000).rounded() / 1000)
             w.field("index_built_at", ISO8601Text.format(snapshot.builtAt))
+            w.field("index_loaded_from", indexSourceBox.withLockedValue { $0 })
             w.field("delta", index.deltaCount)
             w.field("uptime_s", (Date().timeIntervalSince(startedAt) * 1000).rounded() / 1000)
             w.field("connections", c.connectionsOpen)

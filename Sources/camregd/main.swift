@@ -291,6 +291,7 @@ struct Camregd: AsyncParsableCommand {
             let service = RegistryService(index: index, limits: limits, store: readOnly ? nil : client,
                                           jurisdiction: jurisdiction, access: settings.access(dataDir: dataDir),
                                           readStore: client, auditStore: auditClient, logger: logger)
+            service.noteIndexSource(startup.source)
             service.loadConsents(try await client.withConnection { try OwnerRepository.allConsents(on: $0) })
             // Outages: writes fail fast while PostgreSQL is away; probes with backoff bring it back.
             let monitor = readOnly ? nil : DatabaseMonitor(client: client, probeTimeout: writeTimeout, logger: logger)

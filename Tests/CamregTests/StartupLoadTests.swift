@@ -279,6 +279,9 @@ struct StartupCacheDaemonTests {
         try await waitForCache(cache, first)
         let reference = try await snapshot(sock)
         #expect(reference.list.count == 1202 && !reference.near.isEmpty)
+        let firstStats = try await TestClient(path: sock)
+        #expect(try await firstStats.request("STATS")["index_loaded_from"] as? String == "database")
+        await firstStats.close()
         #expect(try await first.terminate() == 0)
 
         // 2. While camregd is down: a change by SQL, logged in camera_changes as camregd logs it.
@@ -290,6 +293,7 @@ struct StartupCacheDaemonTests {
         #expect(second.logText.contains("cameras loaded from the index cache"))
         #expect(second.logText.contains("changed_cameras=1"))
         let c2 = try await TestClient(path: sock)
+        #expect(try await c2.request("STATS")["index_loaded_from"] as? String == "cache")
         let got = try await c2.request("CAMERA GET BC-00042")
         #expect((got["camera"] as? [String: Any])?["address"] as? String == "Số 9, Đường mới, Phường Mỹ Phước")
         await c2.close()
