@@ -199,7 +199,7 @@ public final class RegistryService: Sendable {
         let identity = session.identity
         let access = request.spec.access
         let ctx = RequestContext(identity: identity)
-        let step = Step(line: line, request: request, name: name, identity: identity, ctx: ctx, started: started)
+        let step = Step(line: line, request: request, name: name, ctx: ctx, started: started)
         if !access.allows(identity.role) {
             let e = identity.role == nil
                 ? ProtocolError(.unauthenticated, "\(request.spec.name) needs an authenticated connection: send AUTH <token> first")
@@ -229,7 +229,6 @@ public final class RegistryService: Sendable {
         let line: [UInt8]
         let request: Request
         let name: String
-        let identity: Identity
         let ctx: RequestContext
         let started: ContinuousClock.Instant
     }
@@ -252,7 +251,8 @@ public final class RegistryService: Sendable {
             recordLatency(step)
             return .now(reply)
         }
-        let entry = AuditEntry(at: Date(), identity: step.identity.name, role: step.identity.role?.rawValue ?? "none", peer: session.peer,
+        let identity = step.ctx.identity
+        let entry = AuditEntry(at: Date(), identity: identity.name, role: identity.role?.rawValue ?? "none", peer: session.peer,
                                command: Request.redacted(step.line, command: step.request.command), caseID: step.request.caseID,
                                purpose: step.request.purpose, resultCount: step.ctx.resultCount, outcome: outcome)
         return .later {

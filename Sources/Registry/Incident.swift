@@ -355,7 +355,7 @@ public struct Incident: Sendable, Equatable {
     /// Checks and normalises the text fields (trimmed, NFC; kind lower-cased).
     public static func text(caseID: String?, kind: String?, description: String?,
                             limits: IncidentLimits = .current) throws(IncidentInputError) -> (caseID: String, kind: String, description: String?) {
-        func clean(_ s: String) -> String { TextCleaning.nfc(TextCleaning.trimmed(s)) }
+        let clean = ImportText.clean
         guard let c = caseID.map(clean), !c.isEmpty else { throw IncidentInputError(.missingValue, "the case id is missing or empty", field: "case") }
         guard c.count <= limits.maxTextLength else { throw IncidentInputError(.invalidValue, "the case id is longer than \(limits.maxTextLength) characters", field: "case") }
         guard let k = kind.map(clean)?.lowercased(), !k.isEmpty else { throw IncidentInputError(.missingValue, "the kind is missing or empty", field: "kind") }

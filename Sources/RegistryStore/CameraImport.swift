@@ -49,18 +49,7 @@ public enum CameraImport {
                                                 row_taken boolean NOT NULL DEFAULT false) ON COMMIT DROP
                 """)
             let cols = CameraRepository.columns + ["row_number"]
-            try c.copyIn("COPY import_stage (\(cols.joined(separator: ", "))) FROM STDIN") { send in
-                var chunk: [UInt8] = []
-                chunk.reserveCapacity(1 << 17)
-                for r in unique {
-                    CopyText.appendLine(r.camera, rowNumber: r.number, to: &chunk)
-                    if chunk.count > 1 << 16 {
-                        try send(chunk)
-                        chunk.removeAll(keepingCapacity: true)
-                    }
-                }
-                if !chunk.isEmpty { try send(chunk) }
-            }
+            try CopyText.copy(unique, rowNumbers: true, into: "import_stage (\(cols.joined(separator: ", ")))", on: c)
             // Ids already taken: refused, and marked so that nothing below touches them.
             let taken = try c.query("""
                 UPDATE import_stage s SET row_taken = true FROM cameras x WHERE x.id = s.id RETURNING s.row_number, s.id
@@ -134,18 +123,7 @@ extension CameraImport {
         var report = start
         try c.transaction { c in
             let list = CameraRepository.columns.joined(separator: ", ")
-            try c.copyIn("COPY cameras (\(list)) FROM STDIN") { send in
-                var chunk: [UInt8] = []
-                chunk.reserveCapacity(1 << 17)
-                for r in unique {
-                    CopyText.appendLine(r.camera, rowNumber: nil, to: &chunk)
-                    if chunk.count > 1 << 16 {
-                        try send(chunk)
-                        chunk.removeAll(keepingCapacity: true)
-                    }
-                }
-                if !chunk.isEmpty { try send(chunk) }
-            }
+            try CopyText.copy(unique, rowNumbers: false, into: "cameras (\(list))", on: c)
             // The change log, numbered under the change lock as on the staging path.
             try c.query("SELECT pg_advisory_xact_lock(99097114101104)")
             /// A PostgreSQL array literal; elements are quoted, and `"` and `\` escaped (camera ids
@@ -200,6 +178,24 @@ extension CameraImport {
 /// COPY text-format lines of cameras written straight into bytes (the same values as
 /// `PostgresConnection.copyLine(CameraRepository.encode(camera))`, without the arrays of strings).
 enum CopyText {
+    /// `COPY <target> FROM STDIN` of `rows`, sent in chunks of about 64 KiB; each line holds
+    /// `CameraRepository.columns`, then the row number when `rowNumbers` (the staging table).
+    static func copy(_ rows: [(number: Int, camera: Camera)], rowNumbers: Bool, into target: String,
+                     on c: PostgresConnection) throws {
+        try c.copyIn("COPY \(target) FROM STDIN") { send in
+            var chunk: [UInt8] = []
+            chunk.reserveCapacity(1 << 17)
+            for r in rows {
+                appendLine(r.camera, rowNumber: rowNumbers ? r.number : nil, to: &chunk)
+                if chunk.count > 1 << 16 {
+                    try send(chunk)
+                    chunk.removeAll(keepingCapacity: true)
+                }
+            }
+            if !chunk.isEmpty { try send(chunk) }
+        }
+    }
+
     /// One line of `CameraRepository.columns`, then the row number when given (staging table).
     static func appendLine(_ cam: Camera, rowNumber: Int?, to out: inout [UInt8]) {
         func text(_ s: String) {
