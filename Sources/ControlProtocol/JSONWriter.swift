@@ -94,12 +94,20 @@ public struct JSONWriter: Sendable {
     /// Writes a member name known at compile time (a literal that needs no escaping): copied
     /// as it is, for the hot answers (search hits).
     public mutating func key(static name: StaticString) {
-        separator()
-        bytes.append(UInt8(ascii: "\""))
-        name.withUTF8Buffer { bytes.append(contentsOf: $0) }
-        bytes.append(UInt8(ascii: "\""))
-        bytes.append(UInt8(ascii: ":"))
+        // One append of `,"name":` (a response holds thousands of these).
+        let comma = needsComma
         needsComma = false
+        name.withUTF8Buffer { n in
+            withUnsafeTemporaryAllocation(of: UInt8.self, capacity: n.count + 4) { buf in
+                var i = 0
+                if comma { buf[0] = UInt8(ascii: ","); i = 1 }
+                buf[i] = UInt8(ascii: "\"")
+                if n.count > 0 { UnsafeMutableRawPointer(buf.baseAddress! + i + 1).copyMemory(from: n.baseAddress!, byteCount: n.count) }
+                buf[i + 1 + n.count] = UInt8(ascii: "\"")
+                buf[i + 2 + n.count] = UInt8(ascii: ":")
+                bytes.append(contentsOf: UnsafeBufferPointer(rebasing: buf[0..<(i + 3 + n.count)]))
+            }
+        }
     }
 
     /// `key: value` shorthands with a compile-time member name (see ``key(static:)``).
@@ -111,6 +119,14 @@ public struct JSONWriter: Sendable {
     public mutating func put(_ name: StaticString, _ v: Int?) { key(static: name); if let v { value(v) } else { null() } }
     public mutating func put(_ name: StaticString, _ v: Double?) { key(static: name); if let v { value(v) } else { null() } }
     public mutating func put(_ name: StaticString, _ v: Double, decimals: Int) { key(static: name); value(v, decimals: decimals) }
+
+    /// `key: "text"` from UTF-8 bytes (escaped as needed), or `key: null` for `nil`: writes text
+    /// held outside a `String` (the index's packed table) without making one.
+    public mutating func put(_ name: StaticString, utf8 v: UnsafeBufferPointer<UInt8>?) {
+        key(static: name)
+        separator()
+        if let v { appendString(utf8: v) } else { bytes.append(contentsOf: "null".utf8) }
+    }
 
     /// Appends raw, already-encoded JSON (e.g. a cached object) as a value.
     public mutating func raw(_ json: [UInt8]) { separator(); bytes.append(contentsOf: json) }
@@ -134,18 +150,21 @@ public struct JSONWriter: Sendable {
     }
 
     private mutating func appendString(_ s: String) {
+        var s = s
+        s.withUTF8 { appendString(utf8: $0) }
+    }
+
+    private mutating func appendString(utf8 u: UnsafeBufferPointer<UInt8>) {
         bytes.append(UInt8(ascii: "\""))
         // Most strings need no escaping: copy them whole.
-        let copied: Bool? = s.utf8.withContiguousStorageIfAvailable { u in
-            for b in u where b < 0x20 || b == 0x22 || b == 0x5C || b == 0x7F { return false }
+        var plain = true
+        for b in u where b < 0x20 || b == 0x22 || b == 0x5C || b == 0x7F { plain = false; break }
+        if plain {
             bytes.append(contentsOf: u)
-            return true
-        }
-        if copied == true {
             bytes.append(UInt8(ascii: "\""))
             return
         }
-        for b in s.utf8 {
+        for b in u {
             switch b {
             case UInt8(ascii: "\""): bytes.append(UInt8(ascii: "\\")); bytes.append(b)
             case UInt8(ascii: "\\"): bytes.append(UInt8(ascii: "\\")); bytes.append(b)

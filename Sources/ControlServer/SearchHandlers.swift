@@ -6,7 +6,8 @@ import Registry
 /// One camera in an investigator's answer: where it is relative to the incident, whether it
 /// sees it, and whether its footage still exists.
 struct SearchHit {
-    var camera: Camera
+    /// The camera, read in place from the index (no `Camera` value is built for an answer).
+    var camera: CameraRef
     var distance: Double
     var bearing: Double
     var sees: Bool
@@ -46,7 +47,7 @@ extension RegistryService {
     }
 
     /// Footage for a camera and window (nil when no time was asked for).
-    func footage(_ c: Camera, _ w: IncidentWindow?, now: Date) -> FootageStatus? {
+    func footage(_ c: CameraRef, _ w: IncidentWindow?, now: Date) -> FootageStatus? {
         w.map { c.footage(during: $0, now: now) }
     }
 
@@ -62,9 +63,9 @@ extension RegistryService {
     func pointHits(_ found: [NearHit], lat: Double, lon: Double, window w: IncidentWindow?, now: Date) -> [SearchHit] {
         found.map { h in
             // The hit's distance and bearing are the camera → point geodesic the sector test needs.
-            SearchHit(camera: h.camera, distance: h.distance, bearing: h.bearing,
-                      sees: (try? h.camera.sector().sees(distance: h.distance, azimuth: h.bearing)) ?? false,
-                      footage: footage(h.camera, w, now: now))
+            SearchHit(camera: h.ref, distance: h.distance, bearing: h.bearing,
+                      sees: (try? h.ref.sector().sees(distance: h.distance, azimuth: h.bearing)) ?? false,
+                      footage: footage(h.ref, w, now: now))
         }
     }
 
@@ -134,8 +135,9 @@ extension RegistryService {
             }
             let g = Geodesic.wgs84.inverse(lat1: h.camera.lat, lon1: h.camera.lon, lat2: h.closestLat, lon2: h.closestLon)
             let sees = (try? h.camera.sector().intersects(line)) ?? false
-            hits.append(SearchHit(camera: h.camera, distance: h.distance, bearing: (g.azimuth1 + 360).truncatingRemainder(dividingBy: 360),
-                                  sees: sees, footage: footage(h.camera, own, now: now), window: vertexTimes == nil ? nil : own,
+            let ref = CameraRef(h.camera)
+            hits.append(SearchHit(camera: ref, distance: h.distance, bearing: (g.azimuth1 + 360).truncatingRemainder(dividingBy: 360),
+                                  sees: sees, footage: footage(ref, own, now: now), window: vertexTimes == nil ? nil : own,
                                   alongMetres: h.alongMetres))
         }
         return render(hits, search: q.search, window: w, limit: q.limit, routeOrder: true)
@@ -168,8 +170,9 @@ extension RegistryService {
             let g = Geodesic.wgs84.inverse(lat1: c.lat, lon1: c.lon, lat2: centre.y, lon2: centre.x)
             let sees = (try? c.sector().intersects(polygon)) ?? false
             // Inside the area: distance 0; the bearing points to the area's centroid.
-            hits.append(SearchHit(camera: c, distance: 0, bearing: (g.azimuth1 + 360).truncatingRemainder(dividingBy: 360),
-                                  sees: sees, footage: footage(c, w, now: now)))
+            let ref = CameraRef(c)
+            hits.append(SearchHit(camera: ref, distance: 0, bearing: (g.azimuth1 + 360).truncatingRemainder(dividingBy: 360),
+                                  sees: sees, footage: footage(ref, w, now: now)))
         }
         return render(hits, search: q.search, window: w, limit: q.limit, routeOrder: true)
     }
@@ -196,10 +199,10 @@ extension RegistryService {
                 let ka = key(a), kb = key(b)
                 if ka != kb { return ka < kb }
                 if a.distance != b.distance { return a.distance < b.distance }
-                return a.camera.id < b.camera.id
+                return a.camera.id.utf8.lexicographicallyPrecedes(b.camera.id.utf8)
             }
         } else if !routeOrder {
-            hits.sort { $0.distance != $1.distance ? $0.distance < $1.distance : $0.camera.id < $1.camera.id }
+            hits.sort { $0.distance != $1.distance ? $0.distance < $1.distance : $0.camera.id.utf8.lexicographicallyPrecedes($1.camera.id.utf8) }
         }
         if hits.count > limit { hits.removeSubrange(limit...) }
         // Paging through an answer that was cut at the size limit.
@@ -221,7 +224,7 @@ extension RegistryService {
                     let mark = a.bytes.count
                     let c = h.camera
                     a.object { o in
-                        o.put("id", c.id)
+                        c.withUTF8(.id) { o.put("id", utf8: $0) }
                         if f.contains(.lat) { o.put("lat", c.lat) }
                         if f.contains(.lon) { o.put("lon", c.lon) }
                         if f.contains(.distance) { o.put("distance_m", h.distance, decimals: 3) }
@@ -237,8 +240,8 @@ extension RegistryService {
                         // Owner data: only when asked for and allowed (each disclosure is counted for the audit log).
                         let pii = !f.isDisjoint(with: .ownerData) && RequestContext.showsOwnerData(ownerID: c.ownerID)
                         if f.contains(.site) { o.put("site", c.siteKind.rawValue) }
-                        if f.contains(.address) { o.put("address", pii ? c.address : nil) }
-                        if f.contains(.ward) { o.put("ward", c.ward) }
+                        if f.contains(.address) { c.withUTF8(.address) { o.put("address", utf8: pii ? $0 : nil) } }
+                        if f.contains(.ward) { c.withUTF8(.ward) { o.put("ward", utf8: $0) } }
                         if f.contains(.status) { o.put("status", c.status.rawValue) }
                         if f.contains(.heading) { o.put("heading_deg", c.heading) }
                         if f.contains(.fov) { o.put("fov_deg", c.fov) }
@@ -246,8 +249,8 @@ extension RegistryService {
                         if f.contains(.retention) { o.put("retention_days", c.retentionDays) }
                         if f.contains(.schedule) { o.put("schedule", c.schedule.description) }
                         if f.contains(.ownerKind) { o.put("owner_kind", c.ownerKind.rawValue) }
-                        if f.contains(.ownerName) { o.put("owner_name", pii ? c.ownerName : nil) }
-                        if f.contains(.ownerPhone) { o.put("owner_phone", pii ? c.ownerPhone : nil) }
+                        if f.contains(.ownerName) { c.withUTF8(.ownerName) { o.put("owner_name", utf8: pii ? $0 : nil) } }
+                        if f.contains(.ownerPhone) { c.withUTF8(.ownerPhone) { o.put("owner_phone", utf8: pii ? $0 : nil) } }
                         if f.contains(.consent) { o.put("consent", Self.consentState(c.ownerID.flatMap { consents[$0] }, now: now)) }
                     }
                     // The size limit: take the camera back and stop (at least one is always sent).

@@ -13,7 +13,8 @@ public final class STRtree: @unchecked Sendable {
     public let count: Int
 
     /// Builds a tree over boxes `(minX, minY, maxX, maxY)`; item `i` is `boxes[i]`.
-    public init(boxes: [(Double, Double, Double, Double)], nodeCapacity: Int = 10) throws {
+    public init<Boxes: Collection>(boxes: Boxes, nodeCapacity: Int = 10) throws
+    where Boxes.Element == (Double, Double, Double, Double) {
         let ctx = GEOSContext()
         owner = ctx
         guard let t = GEOSSTRtree_create_r(ctx.handle, max(2, nodeCapacity)) else { throw ctx.takeError("STRtree create") }

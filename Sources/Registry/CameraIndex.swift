@@ -5,70 +5,56 @@ import NIOConcurrencyHelpers
 /// A camera found by a search, with its ellipsoidal distance and the bearing from the camera to
 /// the searched point.
 public struct NearHit: Sendable {
-    /// The camera.
-    public let camera: Camera
+    /// The camera, read in place from the index.
+    public let ref: CameraRef
     /// Distance in metres on the WGS84 ellipsoid (PROJ `geod_inverse`).
     public let distance: Double
     /// Azimuth from the camera to the searched point, degrees clockwise from north in [0, 360).
     public let bearing: Double
+
+    /// The camera, as a value (built from the index's packed table).
+    public var camera: Camera { ref.camera }
+
+    init(ref: CameraRef, distance: Double, bearing: Double) {
+        self.ref = ref
+        self.distance = distance
+        self.bearing = bearing
+    }
 }
 
-/// An immutable snapshot of the index: the cameras and a GEOS STRtree over their positions.
+/// An immutable snapshot of the index: the cameras, packed in a ``CameraTable`` ordered by id,
+/// and a GEOS STRtree over their positions whose items are the table's slots.
 /// Built once, then only read (from any thread).
 public final class IndexSnapshot: Sendable {
-    /// The cameras, in tree item order.
-    public let cameras: [Camera]
-    /// Position of each id in `cameras`.
-    let positions: [String: Int]
-    /// Latitude, longitude and "searchable" (not retired) of `cameras[i]`, side by side: a search
-    /// filters its candidates on these few bytes and copies a `Camera` only for a hit (at a
-    /// million cameras the 280-byte values are far apart in memory).
-    let lats: [Double]
-    let lons: [Double]
-    let searchable: [Bool]
+    /// The cameras (retired ones included: `CAMERA GET` finds them, searches skip them).
+    public let table: CameraTable
     let tree: STRtree
     /// How long the build took, in seconds.
     public let buildSeconds: Double
     /// When the build finished.
     public let builtAt: Date
 
-    /// Builds a snapshot over `cameras` (retired ones are kept for `CAMERA GET` but never searched).
-    public init(cameras: [Camera]) throws {
+    /// Builds a snapshot over `cameras` (an id given twice keeps its highest version).
+    public convenience init(cameras: [Camera]) throws {
         let start = DispatchTime.now()
-        self.cameras = cameras
-        lats = cameras.map(\.lat)
-        lons = cameras.map(\.lon)
-        searchable = cameras.map { $0.status != .retired }
-        // The id dictionary and the STRtree are built side by side (the tree has its own GEOS
-        // context): each is about half of a large snapshot's build time.
-        let byID = NIOLockedValueBox([String: Int]())
-        if cameras.count >= 50_000 {
-            let treeBox = NIOLockedValueBox<Result<STRtree, Error>?>(nil)
-            let boxes = zip(lons, lats).map { ($0, $1, $0, $1) }
-            DispatchQueue.concurrentPerform(iterations: 2) { part in
-                if part == 0 {
-                    byID.withLockedValue { $0 = Self.positions(of: cameras) }
-                } else {
-                    let built = Result { try STRtree(boxes: boxes) }
-                    treeBox.withLockedValue { $0 = built }
-                }
-            }
-            tree = try treeBox.withLockedValue { $0! }.get()
-            positions = byID.withLockedValue { $0 }
-        } else {
-            positions = Self.positions(of: cameras)
-            tree = try STRtree(boxes: zip(lons, lats).map { ($0, $1, $0, $1) })
+        try self.init(table: CameraTable(cameras: cameras), startedAt: start)
+    }
+
+    /// Builds a snapshot over a packed table.
+    init(table: CameraTable, startedAt start: DispatchTime = .now()) throws {
+        self.table = table
+        tree = try withExtendedLifetime(table) {
+            try STRtree(boxes: UnsafeBufferPointer(rebasing: table.records[..<table.count]).lazy.map { ($0.lon, $0.lat, $0.lon, $0.lat) })
         }
         buildSeconds = Double(DispatchTime.now().uptimeNanoseconds - start.uptimeNanoseconds) / 1e9
         builtAt = Date()
     }
 
-    private static func positions(of cameras: [Camera]) -> [String: Int] {
-        var positions: [String: Int] = [:]
-        positions.reserveCapacity(cameras.count)
-        for (i, c) in cameras.enumerated() { positions[c.id] = i }
-        return positions
-    }
+    /// Number of cameras (retired included).
+    public var count: Int { table.count }
+
+    /// The camera in `slot`, read in place.
+    @inline(__always) func ref(_ slot: Int) -> CameraRef { CameraRef(table: table, slot: slot) }
 }
 
 /// The in-memory camera index: an immutable ``IndexSnapshot`` plus a small delta of changes made
@@ -96,7 +82,7 @@ public final class CameraIndex: Sendable {
     /// Number of cameras held (retired included).
     public var count: Int {
         let s = current
-        return s.snapshot.cameras.count + s.delta.keys.filter { s.snapshot.positions[$0] == nil }.count
+        return s.snapshot.count + s.delta.keys.filter { s.snapshot.table.slot(of: $0) == nil }.count
     }
 
     /// Number of changes waiting in the delta.
@@ -116,7 +102,7 @@ public final class CameraIndex: Sendable {
     public func camera(id: String) -> Camera? {
         let s = current
         if let c = s.delta[id] { return c }
-        return s.snapshot.positions[id].map { s.snapshot.cameras[$0] }
+        return s.snapshot.table.slot(of: id).map { s.snapshot.table.camera(at: $0) }
     }
 
     /// Adds or replaces a camera; visible to every search that starts after this returns.
@@ -124,21 +110,40 @@ public final class CameraIndex: Sendable {
     /// finishing out of order cannot bring back a stale row.
     public func upsert(_ camera: Camera) {
         state.withLockedValue { st in
-            let held = st.delta[camera.id] ?? st.snapshot.positions[camera.id].map { st.snapshot.cameras[$0] }
-            if let held, held.version > camera.version { return }
+            let table = st.snapshot.table
+            let held = st.delta[camera.id]?.version ?? table.slot(of: camera.id).map { Int(table.records[$0].version) }
+            if let held, held > camera.version { return }
             st.delta[camera.id] = camera
         }
     }
 
     /// Cameras (retired included) ordered by id, after `after`, matching `filter`, at most `limit`.
+    /// Starts at `after` in the id-ordered table (a binary search) and merges the delta in.
     public func list(after: String?, limit: Int, where filter: (Camera) -> Bool) -> [Camera] {
         let s = current
-        var merged: [Camera] = []
-        merged.reserveCapacity(min(limit, 1024))
-        for c in s.snapshot.cameras where s.delta[c.id] == nil { merged.append(c) }
-        merged.append(contentsOf: s.delta.values)
-        let ordered = merged.lazy.filter { after == nil || $0.id > after! }.filter(filter).sorted { $0.id < $1.id }
-        return Array(ordered.prefix(limit))
+        let table = s.snapshot.table
+        var changed = s.delta.values.filter { after == nil || after!.utf8.lexicographicallyPrecedes($0.id.utf8) }
+        changed.sort { $0.id.utf8.lexicographicallyPrecedes($1.id.utf8) }
+        var result: [Camera] = []
+        result.reserveCapacity(min(limit, 1024))
+        var slot = after.map { table.firstSlot(after: $0) } ?? 0
+        var d = 0
+        while result.count < limit {
+            let camera: Camera
+            let order = slot < table.count && d < changed.count ? table.compareID(slot: slot, with: changed[d].id)
+                : slot < table.count ? -1 : d < changed.count ? 1 : nil
+            guard let order else { break }
+            if order < 0 {
+                camera = table.camera(at: slot)
+                slot += 1
+            } else {
+                if order == 0 { slot += 1 }   // the delta's version replaces the table's
+                camera = changed[d]
+                d += 1
+            }
+            if filter(camera) { result.append(camera) }
+        }
+        return result
     }
 
     /// Cameras within `radius` metres of (lat, lon), nearest first (ties by id), at most `limit`;
@@ -152,7 +157,6 @@ public final class CameraIndex: Sendable {
         for box in disc.boxes {
             try s.snapshot.tree.query(minX: box.minLon, minY: box.minLat, maxX: box.maxLon, maxY: box.maxLat, into: &items)
         }
-        var hits: [NearHit] = []
         // Candidates in the boxes' corners are dropped by a cheap rigorous lower bound of their
         // distance before any geodesic is computed.
         let query = GeocentricPoint(lat: lat, lon: lon)
@@ -166,18 +170,30 @@ public final class CameraIndex: Sendable {
             if bearing >= 360 { bearing -= 360 }
             return (g.distance, bearing)
         }
-        // Candidates are filtered on the side arrays; a camera is copied only when it is a hit.
+        // Candidates are read from the packed records; a hit is a slot, not a copied camera.
         let snap = s.snapshot
-        for i in items where snap.searchable[i] {
-            guard let m = measure(snap.lats[i], snap.lons[i]) else { continue }
-            if !s.delta.isEmpty, s.delta[snap.cameras[i].id] != nil { continue }
-            hits.append(NearHit(camera: snap.cameras[i], distance: m.distance, bearing: m.bearing))
+        let table = snap.table
+        var hits: [NearHit] = []
+        withExtendedLifetime(table) {
+            let records = table.records
+            // Independent loads first: the candidates' cache misses overlap.
+            var sum = 0.0
+            for i in items { sum += records[i].lat }
+            cameraTableSink(sum.bitPattern)
+            for i in items {
+                let r = records[i]
+                guard r.status != .retired, let m = measure(r.lat, r.lon) else { continue }
+                if !s.delta.isEmpty, s.delta[table.id(at: i)] != nil { continue }
+                hits.append(NearHit(ref: snap.ref(i), distance: m.distance, bearing: m.bearing))
+            }
         }
         for c in s.delta.values where c.status != .retired {
-            if let m = measure(c.lat, c.lon) { hits.append(NearHit(camera: c, distance: m.distance, bearing: m.bearing)) }
+            if let m = measure(c.lat, c.lon) { hits.append(NearHit(ref: CameraRef(c), distance: m.distance, bearing: m.bearing)) }
         }
-        hits.sort { $0.distance != $1.distance ? $0.distance < $1.distance : $0.camera.id < $1.camera.id }
+        // Equal distances are rare: only then are ids compared.
+        hits.sort { $0.distance != $1.distance ? $0.distance < $1.distance : $0.ref.id.utf8.lexicographicallyPrecedes($1.ref.id.utf8) }
         if hits.count > limit { hits.removeSubrange(limit...) }
+        table.prefetch(hits.lazy.compactMap(\.ref.slot))
         return hits
     }
 
@@ -199,21 +215,10 @@ public final class CameraIndex: Sendable {
     /// replaces a held camera), without holding the lock, and swaps it in. Changes made
     /// meanwhile stay in the delta. The caller holds the `rebuilding` claim.
     private func rebuild(from s: State, adding extra: [Camera] = []) throws {
-        var cameras = s.snapshot.cameras
-        var positions = s.snapshot.positions
-        cameras.reserveCapacity(cameras.count + s.delta.count + extra.count)
-        positions.reserveCapacity(cameras.count + s.delta.count + extra.count)
-        func place(_ c: Camera) {
-            if let p = positions[c.id] {
-                if cameras[p].version <= c.version { cameras[p] = c }
-            } else {
-                positions[c.id] = cameras.count
-                cameras.append(c)
-            }
-        }
-        for (_, c) in s.delta.sorted(by: { $0.key < $1.key }) { place(c) }
-        for c in extra { place(c) }
-        let fresh = try IndexSnapshot(cameras: cameras)
+        let start = DispatchTime.now()
+        // The delta first, then `extra`: for equal versions of an id the later one wins.
+        let changes = s.delta.values.sorted { $0.id < $1.id } + extra
+        let fresh = try IndexSnapshot(table: s.snapshot.table.merging(changes), startedAt: start)
         state.withLockedValue { st in
             // Keep only changes made after the copy was taken (or that differ from it).
             var remaining: [String: Camera] = [:]

@@ -180,6 +180,24 @@ extension Camera {
     /// judged by their schedule (footage taken before going offline or being retired may exist).
     public func footage(during window: IncidentWindow?, now: Date,
                         timeZone: ScheduleTimeZone = .hoChiMinh) -> FootageStatus {
+        FootageStatus.of(status: status, retentionDays: retentionDays, schedule: schedule,
+                         during: window, now: now, timeZone: timeZone)
+    }
+
+    /// The footage state for an incident at one instant: `available` when the schedule was on at
+    /// `instant` and `instant + retention` is after `now` (then ``FootageStatus/expiresAt`` is that
+    /// moment), `expired` when it was on but the footage is deleted, `notRecording` when it was off.
+    public func footage(at instant: Date, now: Date, timeZone: ScheduleTimeZone = .hoChiMinh) -> FootageStatus {
+        footage(during: IncidentWindow(instant: instant), now: now, timeZone: timeZone)
+    }
+}
+
+extension FootageStatus {
+    /// The footage state of a camera with this status, retention and schedule (see
+    /// ``Camera/footage(during:now:timeZone:)``, which this defines).
+    public static func of(status: CameraStatus, retentionDays: Int, schedule: RecordingSchedule,
+                          during window: IncidentWindow?, now: Date,
+                          timeZone: ScheduleTimeZone = .hoChiMinh) -> FootageStatus {
         guard let window else { return .plain(.unknown, now: now, reason: "no incident time") }
         if status == .pending { return .plain(.unknown, now: now, reason: "camera is pending") }
         guard retentionDays > 0 else { return .plain(.unknown, now: now, reason: "no retention period") }
@@ -194,13 +212,6 @@ extension Camera {
         return FootageStatus(state: lastExpires > now ? .available : .expired,
                              recordedFrom: span.first, recordedUntil: span.last,
                              expiresAt: expires, lastExpiresAt: lastExpires, reason: nil, evaluatedAt: now)
-    }
-
-    /// The footage state for an incident at one instant: `available` when the schedule was on at
-    /// `instant` and `instant + retention` is after `now` (then ``FootageStatus/expiresAt`` is that
-    /// moment), `expired` when it was on but the footage is deleted, `notRecording` when it was off.
-    public func footage(at instant: Date, now: Date, timeZone: ScheduleTimeZone = .hoChiMinh) -> FootageStatus {
-        footage(during: IncidentWindow(instant: instant), now: now, timeZone: timeZone)
     }
 }
 

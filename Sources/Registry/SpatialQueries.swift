@@ -64,7 +64,7 @@ extension CameraIndex {
         let query = GeocentricPoint(lat: lat, lon: lon)
 
         var radius = 250.0
-        let everything = k >= snapshot.cameras.count + deltaCameras.count
+        let everything = k >= snapshot.count + deltaCameras.count
         while true {
             let limit = min(radius, cap)
             let disc = everything ? GeodesicDisc.world : GeodesicDisc(lat: lat, lon: lon, radius: limit)
@@ -77,24 +77,26 @@ extension CameraIndex {
             }
             var candidates = KNNCandidates()
             candidates.reserve(items.count + deltaCameras.count)
-            snapshot.cameras.withUnsafeBufferPointer { cams in
-                for i in items where cams[i].status != .retired {
-                    if !delta.isEmpty, delta[cams[i].id] != nil { continue }
-                    candidates.append(key: i, lat: cams[i].lat, lon: cams[i].lon)
+            let table = snapshot.table
+            withExtendedLifetime(table) {
+                let records = table.records
+                for i in items where records[i].status != .retired {
+                    if !delta.isEmpty, delta[table.id(at: i)] != nil { continue }
+                    candidates.append(key: i, lat: records[i].lat, lon: records[i].lon)
                 }
             }
             for (j, c) in deltaCameras.enumerated() { candidates.append(key: -1 - j, lat: c.lat, lon: c.lon) }
 
             let best = candidates.nearest(k: k, toLat: lat, lon: lon, query: query, within: bound) { key in
-                key >= 0 ? snapshot.cameras[key].id : deltaCameras[-1 - key].id
+                key >= 0 ? table.id(at: key) : deltaCameras[-1 - key].id
             }
             if best.isFull || disc.isWorld || limit >= cap {
                 return best.sorted().map { h in
                     var bearing = h.azimuth
                     if bearing < 0 { bearing += 360 }
                     if bearing >= 360 { bearing -= 360 }
-                    let c = h.key >= 0 ? snapshot.cameras[h.key] : deltaCameras[-1 - h.key]
-                    return NearHit(camera: c, distance: h.distance, bearing: bearing)
+                    let c = h.key >= 0 ? snapshot.ref(h.key) : CameraRef(deltaCameras[-1 - h.key])
+                    return NearHit(ref: c, distance: h.distance, bearing: bearing)
                 }
             }
             radius *= best.count == 0 ? 4 : 2
@@ -122,10 +124,13 @@ extension CameraIndex {
             guard c.status != .retired, c.lon >= b.minX, c.lon <= b.maxX, c.lat >= b.minY, c.lat <= b.maxY else { return }
             if try prepared.intersects(x: c.lon, y: c.lat) { found.append(c) }
         }
+        let table = snapshot.table
         for i in items {
-            let c = snapshot.cameras[i]
-            if !delta.isEmpty, delta[c.id] != nil { continue }
-            try consider(c)
+            let r = table.records[i]
+            guard r.status != .retired, r.lon >= b.minX, r.lon <= b.maxX, r.lat >= b.minY, r.lat <= b.maxY,
+                  try prepared.intersects(x: r.lon, y: r.lat) else { continue }
+            if !delta.isEmpty, delta[table.id(at: i)] != nil { continue }
+            found.append(table.camera(at: i))
         }
         for c in delta.values { try consider(c) }
         found.sort { $0.id < $1.id }
@@ -204,15 +209,17 @@ extension CameraIndex {
         }
 
         var hits: [RouteHit] = []
+        let table = snapshot.table
         for (key, segs) in segmentsOf {
-            let c: Camera
+            let c: CameraRef
             if key >= 0 {
-                c = snapshot.cameras[key]
-                if !delta.isEmpty, delta[c.id] != nil { continue }
+                if !delta.isEmpty, delta[table.id(at: key)] != nil { continue }
+                guard !table.isRetired(key) else { continue }
+                c = snapshot.ref(key)
             } else {
-                c = deltaCameras[-1 - key]
+                c = CameraRef(deltaCameras[-1 - key])
+                guard c.status != .retired else { continue }
             }
-            guard c.status != .retired else { continue }
             var best: (d: Double, along: Double, seg: Int, lat: Double, lon: Double)?
             for si in segs {
                 let seg = path.segments[si]
@@ -223,7 +230,7 @@ extension CameraIndex {
                 }
             }
             if let b = best, b.d <= width {
-                hits.append(RouteHit(camera: c, distance: b.d, alongMetres: b.along, segmentIndex: b.seg,
+                hits.append(RouteHit(camera: c.camera, distance: b.d, alongMetres: b.along, segmentIndex: b.seg,
                                      closestLat: b.lat, closestLon: b.lon))
             }
         }
@@ -243,7 +250,7 @@ extension CameraIndex {
     public func seeing(lat: Double, lon: Double) throws -> [NearHit] {
         try Self.checkPoint(lat: lat, lon: lon)
         let hits = try near(lat: lat, lon: lon, radius: Camera.maximumRange + 1e-3, limit: .max)
-        return try hits.filter { try $0.camera.sector().sees(lat: lat, lon: lon) }
+        return try hits.filter { try $0.ref.sector().sees(lat: lat, lon: lon) }
     }
 
     /// Non-retired cameras whose field of view intersects `geometry` (WGS84 lon/lat: a line or
@@ -274,10 +281,11 @@ extension CameraIndex {
             guard c.status != .retired else { return }
             if try c.sector().prepared(context: geometry.context).intersects(geometry) { found.append(c) }
         }
-        for i in items {
-            let c = snapshot.cameras[i]
-            if !delta.isEmpty, delta[c.id] != nil { continue }
-            try consider(c)
+        let table = snapshot.table
+        for i in items where !table.isRetired(i) {
+            guard try snapshot.ref(i).sector().prepared(context: geometry.context).intersects(geometry) else { continue }
+            if !delta.isEmpty, delta[table.id(at: i)] != nil { continue }
+            found.append(table.camera(at: i))
         }
         for c in delta.values where disc.mayContain(lat: c.lat, lon: c.lon) { try consider(c) }
         found.sort { $0.id < $1.id }

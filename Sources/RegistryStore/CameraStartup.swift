@@ -60,20 +60,35 @@ public enum CameraStartup {
     /// Writes the cache after start-up, off the start-up path (the daemon answers meanwhile).
     /// A failure is logged and changes nothing else: the next start does a full load.
     public static func writeCacheInBackground(_ load: CameraSnapshotLoad, path: String, client: PostgresClient, logger: Logger) {
+        let holder = LoadHolder(load)
         Task.detached(priority: .background) {
-            let start = DispatchTime.now()
-            do {
-                let identity = try await client.withConnection { try DatabaseIdentity.read(on: $0) }
-                try IndexCache.write(load, identity: identity, to: path)
-                let size = (try? FileManager.default.attributesOfItem(atPath: path)[.size] as? Int) ?? 0
-                logger.info("index cache written", metadata: ["path": "\(path)", "cameras": "\(load.cameras.count)",
-                                                               "seq": "\(load.sequence)", "bytes": "\(size)",
-                                                               "ms": "\(millis(since: start))"])
-            } catch {
-                logger.warning("index cache not written", metadata: ["path": "\(path)", "error": "\(error)"])
-            }
+            await write(holder, path: path, client: client, logger: logger)
+            // Drop the load before trimming: the task's capture would keep it until the end.
+            holder.load = nil
             trimHeap()
         }
+    }
+
+    private static func write(_ holder: LoadHolder, path: String, client: PostgresClient, logger: Logger) async {
+        guard let load = holder.load else { return }
+        let start = DispatchTime.now()
+        do {
+            let identity = try await client.withConnection { try DatabaseIdentity.read(on: $0) }
+            try IndexCache.write(load, identity: identity, to: path)
+            let size = (try? FileManager.default.attributesOfItem(atPath: path)[.size] as? Int) ?? 0
+            logger.info("index cache written", metadata: ["path": "\(path)", "cameras": "\(load.cameras.count)",
+                                                           "seq": "\(load.sequence)", "bytes": "\(size)",
+                                                           "ms": "\(millis(since: start))"])
+        } catch {
+            logger.warning("index cache not written", metadata: ["path": "\(path)", "error": "\(error)"])
+        }
+    }
+
+    /// The load a background cache write works from, dropped as soon as it is written.
+    /// `@unchecked Sendable`: only that one task touches it after it is made.
+    private final class LoadHolder: @unchecked Sendable {
+        var load: CameraSnapshotLoad?
+        init(_ load: CameraSnapshotLoad) { self.load = load }
     }
 
     /// Returns free heap memory to the system (`malloc_trim`), e.g. after the start-up load.

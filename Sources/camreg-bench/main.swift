@@ -52,6 +52,12 @@ struct CamregBench: ParsableCommand {
     @Flag(help: "Only time camregd's request handling in this process (no sockets, no PostgreSQL or Redis): parse, search, whole answer.")
     var micro = false
 
+    @Option(help: "With --micro: time each loop this many times and keep the fastest (for profiling, e.g. under perf).")
+    var microRounds = 1
+
+    @Flag(help: "With --micro: leave out the CSV import's parse and validation.")
+    var microSkipImport = false
+
     @Option(help: "Write the results as JSON to this file.")
     var jsonOut: String?
 
@@ -91,7 +97,7 @@ struct CamregBench: ParsableCommand {
         let list = Workload.queries(count: queries, cameras: searchable, region: reg, radii: radiusList, seed: seed)
         log("generated \(cams.count) cameras (\(searchable.count) not retired) and \(list.count) queries in \(secs(t)) s")
         if micro {
-            print(try MicroBench.run(cameras: cams, queries: list, fields: camregdFields, log: log))
+            print(try MicroBench.run(cameras: cams, queries: list, fields: camregdFields, rounds: max(1, microRounds), importToo: !microSkipImport, log: log))
             return
         }
 

@@ -267,19 +267,13 @@ struct Camregd: AsyncParsableCommand {
             // harmless, missing one is not). From the index cache when it is current, else
             // streamed from PostgreSQL.
             let cachePath = dataDir + "/" + IndexCache.fileName
-            let startup = try await CameraStartup.cameras(useCache: settings.indexCache, cachePath: cachePath,
-                                                        client: client, logger: logger)
-            let startSeq = startup.load.sequence
-            let cameras = startup.load.cameras
-            let index = try CameraIndex(cameras: cameras)
-            // The load's garbage (libpq buffers, the cache file, decoding) goes back to the system.
+            let (index, startSeq, indexSource) = try await Self.buildIndex(useCache: settings.indexCache, cachePath: cachePath,
+                                                                           writeCache: settings.indexCache && !readOnly,
+                                                                           client: client, logger: logger)
+            // The load's garbage (its `Camera` values, libpq buffers, the cache file) goes back
+            // to the system: the index holds the cameras packed.
             CameraStartup.trimHeap()
-            logger.info("index built", metadata: ["cameras": "\(cameras.count)", "source": "\(startup.source)",
-                                                  "ms": "\(Int(index.snapshot.buildSeconds * 1000))"])
-            // Only a daemon that may write writes the cache (a read-only one may read one).
-            if settings.indexCache && !readOnly && startup.needsWrite {
-                CameraStartup.writeCacheInBackground(startup.load, path: cachePath, client: client, logger: logger)
-            }
+            let cameraCount = index.count
 
             // 3. Serve until SIGTERM/SIGINT.
             let limits = settings.limits
@@ -291,7 +285,7 @@ struct Camregd: AsyncParsableCommand {
             let service = RegistryService(index: index, limits: limits, store: readOnly ? nil : client,
                                           jurisdiction: jurisdiction, access: settings.access(dataDir: dataDir),
                                           readStore: client, auditStore: auditClient, logger: logger)
-            service.noteIndexSource(startup.source)
+            service.noteIndexSource(indexSource)
             service.loadConsents(try await client.withConnection { try OwnerRepository.allConsents(on: $0) })
             // Outages: writes fail fast while PostgreSQL is away; probes with backoff bring it back.
             let monitor = readOnly ? nil : DatabaseMonitor(client: client, probeTimeout: writeTimeout, logger: logger)
@@ -335,8 +329,8 @@ struct Camregd: AsyncParsableCommand {
                 logger: logger))
             Task {
                 await server.waitUntilReady()
-                logger.notice("camregd ready", metadata: ["socket": "\(socketPath)", "cameras": "\(cameras.count)"])
-                SystemdNotify.send("READY=1\nSTATUS=serving \(cameras.count) cameras")
+                logger.notice("camregd ready", metadata: ["socket": "\(socketPath)", "cameras": "\(cameraCount)"])
+                SystemdNotify.send("READY=1\nSTATUS=serving \(cameraCount) cameras")
             }
             try await group.run()
             SystemdNotify.send("STOPPING=1")
@@ -355,6 +349,24 @@ struct Camregd: AsyncParsableCommand {
     /// libpq settings that bound how long a write can wait: `connect_timeout`, TCP keepalives
     /// and `tcp_user_timeout` (a server gone from the network), `lock_timeout` (a lock held by a
     /// stuck session). The seconds given are rounded up to whole seconds where libpq needs it.
+    /// Loads the cameras (index cache or PostgreSQL), packs them into the index and, when the
+    /// load came from PostgreSQL, has the cache written in the background (only a daemon that may
+    /// write writes it; a read-only one may read one). Its own scope, so that the load's
+    /// `Camera` values are freed when it returns. Returns the index, the change number it
+    /// reflects and where it came from.
+    static func buildIndex(useCache: Bool, cachePath: String, writeCache: Bool, client: PostgresClient,
+                           logger: Logger) async throws -> (CameraIndex, Int64, String) {
+        let startup = try await CameraStartup.cameras(useCache: useCache, cachePath: cachePath, client: client, logger: logger)
+        let index = try CameraIndex(cameras: startup.load.cameras)
+        logger.info("index built", metadata: ["cameras": "\(index.count)", "source": "\(startup.source)",
+                                              "ms": "\(Int(index.snapshot.buildSeconds * 1000))",
+                                              "table_mib": "\(index.snapshot.table.bytes >> 20)"])
+        if writeCache && startup.needsWrite {
+            CameraStartup.writeCacheInBackground(startup.load, path: cachePath, client: client, logger: logger)
+        }
+        return (index, startup.load.sequence, startup.source)
+    }
+
     static func withTimeouts(_ config: PostgresConfiguration, seconds: Double) -> PostgresConfiguration {
         let whole = String(max(2, Int(seconds.rounded(.up))))
         let ms = String(Int(seconds * 1000))

@@ -1,0 +1,544 @@
+import Foundation
+import Geo
+
+/// The text members of a camera, in the order a ``CameraTable`` stores them.
+public enum CameraText: Int, Sendable, CaseIterable {
+    case id = 0, address, ward, ownerName, ownerPhone, verifiedBy, statusReason
+}
+
+/// The cameras of an index snapshot, packed: one fixed-size record per camera in one array and
+/// all their text in one byte arena, ordered by id (bytewise; ids are ASCII).
+///
+/// A million `Camera` values cost about 280 bytes each, plus a heap object for every string
+/// longer than 15 bytes, plus a dictionary from id to position; copying one for a search hit
+/// retains each of its strings. Here a camera is 112 bytes of record plus its text bytes, a
+/// search reads coordinates and status straight from the records, ``CameraRef`` reads any other
+/// member in place, and the id order makes a binary search the id lookup (no dictionary) and
+/// lets ``CameraIndex/list(after:limit:where:)`` start at the requested id.
+///
+/// Immutable once built, so it is read from any thread without locks. The records and the text
+/// are two allocations owned by the table and freed in `deinit` (the one place): readers get
+/// pointers into them that are valid while they hold the table. `@unchecked Sendable`: nothing
+/// is written after `init`.
+public final class CameraTable: @unchecked Sendable {
+    /// One camera's fixed-size members. Optional numbers use a sentinel (`NaN`, `Int64.min`),
+    /// which a valid camera never holds (``Camera/validate()`` refuses non-finite numbers).
+    struct Record: Sendable {
+        var lat: Double
+        var lon: Double
+        /// Offset in the arena of the camera's text: for each ``CameraText`` in order, a LEB128
+        /// varint `length + 1` (0 = nil), then the UTF-8 bytes. Next to the coordinates, so that
+        /// the search's read brings it into the cache.
+        var text: Int
+        var status: CameraStatus
+        var siteKind: SiteKind
+        var ownerKind: OwnerKind
+        /// Minutes after midnight; `scheduleStart < 0` means 24/7.
+        var scheduleStart: Int16
+        var scheduleEnd: Int16
+        var retentionDays: Int32
+        var heading: Double      // NaN = none
+        var fov: Double
+        var range: Double
+        var mountHeight: Double  // NaN = none
+        var createdAt: Double    // Date.timeIntervalSinceReferenceDate
+        var updatedAt: Double
+        var verifiedAt: Double   // NaN = none
+        var version: Int64
+        var ownerID: Int64       // Int64.min = none
+    }
+
+    /// The records, `count` of them (the allocation may be larger).
+    let records: UnsafeMutableBufferPointer<Record>
+    /// The text arena, `textCount` bytes used.
+    let text: UnsafeMutableBufferPointer<UInt8>
+    /// Number of cameras.
+    public let count: Int
+    let textCount: Int
+
+    /// Bytes held by the records and the text (for statistics).
+    public var bytes: Int { count * MemoryLayout<Record>.stride + textCount }
+
+    private init(_ b: Builder) {
+        records = b.records
+        text = b.text
+        count = b.count
+        textCount = b.textCount
+    }
+
+    deinit {
+        free(records.baseAddress)
+        free(text.baseAddress)
+    }
+
+    /// Room for `count` values of `T`, from `malloc`, or for 4 MiB and more 2 MiB-aligned and
+    /// advised as transparent huge pages: a search touches records and text at random over
+    /// hundreds of MiB, and with 4 KiB pages nearly every such touch also misses the TLB.
+    static func allocate<T>(_ type: T.Type, count: Int) -> UnsafeMutableBufferPointer<T> {
+        let bytes = max(1, count) * MemoryLayout<T>.stride
+        var raw: UnsafeMutableRawPointer?
+        if bytes >= 4 << 20 {
+            let huge = 2 << 20
+            let rounded = (bytes + huge - 1) / huge * huge
+            if posix_memalign(&raw, huge, rounded) == 0, let raw {
+                _ = madvise(raw, rounded, 14 /* MADV_HUGEPAGE */)
+            }
+        }
+        if raw == nil { raw = malloc(bytes) }
+        guard let raw else { fatalError("out of memory allocating \(bytes) bytes for the camera table") }
+        return UnsafeMutableBufferPointer(start: raw.bindMemory(to: T.self, capacity: max(1, count)), count: max(1, count))
+    }
+
+    /// A table of `cameras`, sorted by id. When an id occurs more than once, the highest version
+    /// is kept (the later one on a tie).
+    public convenience init(cameras: [Camera]) {
+        let order = Self.sortedUnique(cameras)
+        var b = Builder(capacity: order.count, textBytes: order.reduce(0) { $0 + Self.encodedTextCount(cameras[Int($1)]) })
+        for i in order { b.append(cameras[Int(i)]) }
+        self.init(b)
+    }
+
+    /// This table with `changes` applied: a change replaces the held camera of the same id when
+    /// its version is at least the held one's, and adds a camera whose id is not held. Records and
+    /// text of untouched cameras are copied as bytes.
+    public func merging(_ changes: [Camera]) -> CameraTable {
+        guard !changes.isEmpty else { return self }
+        let order = Self.sortedUnique(changes)
+        var b = Builder(capacity: count + order.count,
+                        textBytes: textCount + order.reduce(0) { $0 + Self.encodedTextCount(changes[Int($1)]) })
+        var slot = 0
+        for i in order {
+            let c = changes[Int(i)]
+            var cmp = 1
+            while slot < count {
+                cmp = compareID(slot: slot, with: c.id)
+                if cmp >= 0 { break }
+                b.copy(slot: slot, of: self)
+                slot += 1
+            }
+            if slot < count, cmp == 0 {
+                if records[slot].version > Int64(c.version) { b.copy(slot: slot, of: self) } else { b.append(c) }
+                slot += 1
+            } else {
+                b.append(c)
+            }
+        }
+        while slot < count {
+            b.copy(slot: slot, of: self)
+            slot += 1
+        }
+        return CameraTable(b)
+    }
+
+    // MARK: Reading
+
+    /// The slot holding `id`, by binary search.
+    public func slot(of id: String) -> Int? {
+        var lo = 0, hi = count
+        while lo < hi {
+            let mid = (lo + hi) / 2
+            let c = compareID(slot: mid, with: id)
+            if c == 0 { return mid }
+            if c < 0 { lo = mid + 1 } else { hi = mid }
+        }
+        return nil
+    }
+
+    /// The first slot whose id is greater than `id` (the table's count when none is).
+    public func firstSlot(after id: String) -> Int {
+        var lo = 0, hi = count
+        while lo < hi {
+            let mid = (lo + hi) / 2
+            if compareID(slot: mid, with: id) <= 0 { lo = mid + 1 } else { hi = mid }
+        }
+        return lo
+    }
+
+    /// Compares the id in `slot` with `id`, bytewise: negative, zero or positive.
+    func compareID(slot: Int, with id: String) -> Int {
+        var key = id
+        let h = textPointer(slot: slot, .id)!
+        return key.withUTF8 { k in
+            let n = min(h.count, k.count)
+            let c = n == 0 ? 0 : Int(memcmp(h.baseAddress!, k.baseAddress!, n))
+            return c != 0 ? c : h.count - k.count
+        }
+    }
+
+    @inline(__always) func lat(_ slot: Int) -> Double { records[slot].lat }
+    @inline(__always) func lon(_ slot: Int) -> Double { records[slot].lon }
+    @inline(__always) func isRetired(_ slot: Int) -> Bool { records[slot].status == .retired }
+
+    /// The UTF-8 bytes of one text member of the camera in `slot` (`nil` when the member is
+    /// absent), in place: valid while the caller holds this table.
+    @inline(__always)
+    func textPointer(slot: Int, _ member: CameraText) -> UnsafeBufferPointer<UInt8>? {
+        let t = UnsafeBufferPointer(text)
+        var at = records[slot].text
+        var k = 0
+        while true {
+            let n = Self.readVarint(t, &at)
+            if k == member.rawValue {
+                return n == 0 ? nil : UnsafeBufferPointer(rebasing: t[at..<(at + n - 1)])
+            }
+            if n > 0 { at += n - 1 }
+            k += 1
+        }
+    }
+
+    /// Touches the records and the start of the text of `slots` in one loop of independent
+    /// loads. At a million cameras nearly every one is a cache miss; taken here together they
+    /// overlap, instead of one by one while an answer is written.
+    func prefetch<S: Sequence>(_ slots: S) where S.Element == Int {
+        var sum: UInt64 = 0
+        for slot in slots {
+            let r = records[slot]
+            sum &+= r.ownerID.magnitude &+ UInt64(text[r.text])
+            if r.text + 64 < textCount { sum &+= UInt64(text[r.text + 64]) }
+        }
+        cameraTableSink(sum)
+    }
+
+    /// Calls `body` with the UTF-8 bytes of one text member of the camera in `slot` (`nil` when
+    /// the member is absent), without making a `String`.
+    func withText<R>(slot: Int, _ member: CameraText, _ body: (UnsafeBufferPointer<UInt8>?) -> R) -> R {
+        withExtendedLifetime(self) { body(textPointer(slot: slot, member)) }
+    }
+
+    /// One text member as a `String` (`nil` when absent).
+    func string(slot: Int, _ member: CameraText) -> String? {
+        textPointer(slot: slot, member).map { String(decoding: $0, as: UTF8.self) }
+    }
+
+    /// The id in `slot`.
+    public func id(at slot: Int) -> String { string(slot: slot, .id)! }
+
+    func schedule(_ slot: Int) -> RecordingSchedule {
+        let r = records[slot]
+        return r.scheduleStart < 0 ? .always : .daily(start: Int(r.scheduleStart), end: Int(r.scheduleEnd))
+    }
+
+    /// The camera in `slot`, as a value.
+    public func camera(at slot: Int) -> Camera {
+        let r = records[slot]
+        var c = Camera(id: id(at: slot), lat: r.lat, lon: r.lon, siteKind: r.siteKind,
+                       address: string(slot: slot, .address) ?? "", ward: string(slot: slot, .ward) ?? "",
+                       heading: r.heading.isNaN ? nil : r.heading, fov: r.fov, range: r.range,
+                       mountHeight: r.mountHeight.isNaN ? nil : r.mountHeight, ownerKind: r.ownerKind,
+                       ownerName: string(slot: slot, .ownerName), ownerPhone: string(slot: slot, .ownerPhone),
+                       schedule: schedule(slot), retentionDays: Int(r.retentionDays), status: r.status,
+                       createdAt: Date(timeIntervalSinceReferenceDate: r.createdAt),
+                       updatedAt: Date(timeIntervalSinceReferenceDate: r.updatedAt), version: Int(r.version))
+        c.ownerID = r.ownerID == .min ? nil : r.ownerID
+        c.verifiedBy = string(slot: slot, .verifiedBy)
+        c.verifiedAt = r.verifiedAt.isNaN ? nil : Date(timeIntervalSinceReferenceDate: r.verifiedAt)
+        c.statusReason = string(slot: slot, .statusReason)
+        return c
+    }
+
+    // MARK: Building
+
+    @inline(__always) static func readVarint(_ t: UnsafeBufferPointer<UInt8>, _ at: inout Int) -> Int {
+        var v = 0, shift = 0
+        while true {
+            let b = t[at]
+            at += 1
+            v |= Int(b & 0x7F) << shift
+            if b < 0x80 { return v }
+            shift += 7
+        }
+    }
+
+    static func varintCount(_ v: Int) -> Int {
+        var n = 1, v = v
+        while v >= 0x80 { v >>= 7; n += 1 }
+        return n
+    }
+
+    static func encodedTextCount(_ c: Camera) -> Int {
+        func size(_ s: String?) -> Int {
+            guard let s else { return 1 }
+            let n = s.utf8.count
+            return varintCount(n + 1) + n
+        }
+        return size(c.id) + size(c.address) + size(c.ward) + size(c.ownerName) + size(c.ownerPhone)
+            + size(c.verifiedBy) + size(c.statusReason)
+    }
+
+    /// Fills a table's two allocations, sized up front (at most `capacity` records and
+    /// `textBytes` bytes of text); the table takes them over.
+    struct Builder {
+        let records: UnsafeMutableBufferPointer<Record>
+        let text: UnsafeMutableBufferPointer<UInt8>
+        var count = 0
+        var textCount = 0
+
+        init(capacity: Int, textBytes: Int) {
+            records = CameraTable.allocate(Record.self, count: capacity)
+            text = CameraTable.allocate(UInt8.self, count: textBytes)
+        }
+
+        mutating func varint(_ v: Int) {
+            var v = v
+            while v >= 0x80 {
+                text[textCount] = UInt8(v & 0x7F) | 0x80
+                textCount += 1
+                v >>= 7
+            }
+            text[textCount] = UInt8(v)
+            textCount += 1
+        }
+
+        mutating func put(_ s: String?) {
+            guard var s else { varint(0); return }
+            s.withUTF8 { u in
+                varint(u.count + 1)
+                guard u.count > 0 else { return }
+                UnsafeMutableRawPointer(text.baseAddress! + textCount).copyMemory(from: u.baseAddress!, byteCount: u.count)
+                textCount += u.count
+            }
+        }
+
+        mutating func append(_ c: Camera) {
+            let start = textCount
+            put(c.id)
+            put(c.address)
+            put(c.ward)
+            put(c.ownerName)
+            put(c.ownerPhone)
+            put(c.verifiedBy)
+            put(c.statusReason)
+            let schedule: (Int16, Int16)
+            switch c.schedule {
+            case .always: schedule = (-1, -1)
+            case .daily(let s, let e): schedule = (Int16(s), Int16(e))
+            }
+            (records.baseAddress! + count).initialize(to: Record(
+                lat: c.lat, lon: c.lon, text: start,
+                status: c.status, siteKind: c.siteKind, ownerKind: c.ownerKind,
+                scheduleStart: schedule.0, scheduleEnd: schedule.1, retentionDays: Int32(clamping: c.retentionDays),
+                heading: c.heading ?? .nan, fov: c.fov, range: c.range, mountHeight: c.mountHeight ?? .nan,
+                createdAt: c.createdAt.timeIntervalSinceReferenceDate, updatedAt: c.updatedAt.timeIntervalSinceReferenceDate,
+                verifiedAt: c.verifiedAt?.timeIntervalSinceReferenceDate ?? .nan,
+                version: Int64(c.version), ownerID: c.ownerID ?? .min))
+            count += 1
+        }
+
+        /// Copies the camera in `slot` of `table` (record and text bytes).
+        mutating func copy(slot: Int, of table: CameraTable) {
+            var r = table.records[slot]
+            let from = r.text
+            let t = UnsafeBufferPointer(table.text)
+            var end = from
+            for _ in CameraText.allCases {
+                let n = CameraTable.readVarint(t, &end)
+                if n > 0 { end += n - 1 }
+            }
+            r.text = textCount
+            UnsafeMutableRawPointer(text.baseAddress! + textCount).copyMemory(from: t.baseAddress! + from, byteCount: end - from)
+            textCount += end - from
+            (records.baseAddress! + count).initialize(to: r)
+            count += 1
+        }
+    }
+
+    /// Indexes of `cameras` sorted by id, one per id: the highest version (the later on a tie).
+    static func sortedUnique(_ cameras: [Camera]) -> [Int32] {
+        // Sort keys: the id's first 16 bytes, big-endian (zero-padded), then the whole id on a tie.
+        struct Key { var a: UInt64; var b: UInt64; var index: Int32 }
+        var keys: [Key] = []
+        keys.reserveCapacity(cameras.count)
+        for (i, c) in cameras.enumerated() {
+            var a: UInt64 = 0, b: UInt64 = 0
+            var k = 0
+            for byte in c.id.utf8.prefix(16) {
+                if k < 8 { a |= UInt64(byte) << (56 - 8 * k) } else { b |= UInt64(byte) << (56 - 8 * (k - 8)) }
+                k += 1
+            }
+            keys.append(Key(a: a, b: b, index: Int32(i)))
+        }
+        func less(_ x: Key, _ y: Key) -> Bool {
+            if x.a != y.a { return x.a < y.a }
+            if x.b != y.b { return x.b < y.b }
+            let ix = cameras[Int(x.index)].id, iy = cameras[Int(y.index)].id
+            if ix.utf8.count > 16 || iy.utf8.count > 16, ix != iy { return ix.utf8.lexicographicallyPrecedes(iy.utf8) }
+            return x.index < y.index
+        }
+        keys.sort(by: less)
+        var order: [Int32] = []
+        order.reserveCapacity(keys.count)
+        var i = 0
+        while i < keys.count {
+            // A run of the same id: keep the highest version, the later one on a tie.
+            var best = keys[i].index
+            var j = i + 1
+            while j < keys.count, keys[j].a == keys[i].a, keys[j].b == keys[i].b,
+                  cameras[Int(keys[j].index)].id == cameras[Int(keys[i].index)].id {
+                if cameras[Int(keys[j].index)].version >= cameras[Int(best)].version { best = keys[j].index }
+                j += 1
+            }
+            order.append(best)
+            i = j
+        }
+        return order
+    }
+}
+
+/// One camera of the index, read in place: a slot of a ``CameraTable``, or a camera value (a
+/// recent change not yet folded into a table). Copying one costs one reference, not a
+/// `Camera`'s strings; ``camera`` builds the full value when a caller needs it.
+public struct CameraRef: Sendable {
+    /// A camera value kept by reference, so that a `CameraRef` stays three words.
+    final class Box: Sendable {
+        let camera: Camera
+        init(_ camera: Camera) { self.camera = camera }
+    }
+
+    enum Storage: Sendable {
+        case slot(CameraTable, Int)
+        case value(Box)
+    }
+
+    let storage: Storage
+
+    /// A reference to a camera value.
+    public init(_ camera: Camera) { storage = .value(Box(camera)) }
+
+    init(table: CameraTable, slot: Int) { storage = .slot(table, slot) }
+
+    /// The table slot, when this refers to one.
+    var slot: Int? {
+        if case .slot(_, let s) = storage { return s }
+        return nil
+    }
+
+    /// The whole camera.
+    public var camera: Camera {
+        switch storage {
+        case .slot(let t, let s): return t.camera(at: s)
+        case .value(let b): return b.camera
+        }
+    }
+
+    public var id: String {
+        switch storage {
+        case .slot(let t, let s): return t.id(at: s)
+        case .value(let b): return b.camera.id
+        }
+    }
+
+    public var lat: Double {
+        switch storage {
+        case .slot(let t, let s): return t.records[s].lat
+        case .value(let b): return b.camera.lat
+        }
+    }
+
+    public var lon: Double {
+        switch storage {
+        case .slot(let t, let s): return t.records[s].lon
+        case .value(let b): return b.camera.lon
+        }
+    }
+
+    public var heading: Double? {
+        switch storage {
+        case .slot(let t, let s): let h = t.records[s].heading; return h.isNaN ? nil : h
+        case .value(let b): return b.camera.heading
+        }
+    }
+
+    public var fov: Double {
+        switch storage {
+        case .slot(let t, let s): return t.records[s].fov
+        case .value(let b): return b.camera.fov
+        }
+    }
+
+    public var range: Double {
+        switch storage {
+        case .slot(let t, let s): return t.records[s].range
+        case .value(let b): return b.camera.range
+        }
+    }
+
+    public var status: CameraStatus {
+        switch storage {
+        case .slot(let t, let s): return t.records[s].status
+        case .value(let b): return b.camera.status
+        }
+    }
+
+    public var siteKind: SiteKind {
+        switch storage {
+        case .slot(let t, let s): return t.records[s].siteKind
+        case .value(let b): return b.camera.siteKind
+        }
+    }
+
+    public var ownerKind: OwnerKind {
+        switch storage {
+        case .slot(let t, let s): return t.records[s].ownerKind
+        case .value(let b): return b.camera.ownerKind
+        }
+    }
+
+    public var retentionDays: Int {
+        switch storage {
+        case .slot(let t, let s): return Int(t.records[s].retentionDays)
+        case .value(let b): return b.camera.retentionDays
+        }
+    }
+
+    public var schedule: RecordingSchedule {
+        switch storage {
+        case .slot(let t, let s): return t.schedule(s)
+        case .value(let b): return b.camera.schedule
+        }
+    }
+
+    public var ownerID: Int64? {
+        switch storage {
+        case .slot(let t, let s): let o = t.records[s].ownerID; return o == .min ? nil : o
+        case .value(let b): return b.camera.ownerID
+        }
+    }
+
+    /// Calls `body` with the UTF-8 bytes of a text member (`nil` when absent), without making a
+    /// `String` for a table slot.
+    public func withUTF8<R>(_ member: CameraText, _ body: (UnsafeBufferPointer<UInt8>?) -> R) -> R {
+        switch storage {
+        case .slot(let t, let s):
+            return t.withText(slot: s, member, body)
+        case .value(let b):
+            let c = b.camera
+            let value: String?
+            switch member {
+            case .id: value = c.id
+            case .address: value = c.address
+            case .ward: value = c.ward
+            case .ownerName: value = c.ownerName
+            case .ownerPhone: value = c.ownerPhone
+            case .verifiedBy: value = c.verifiedBy
+            case .statusReason: value = c.statusReason
+            }
+            guard var v = value else { return body(nil) }
+            return v.withUTF8 { body($0) }
+        }
+    }
+
+    /// This camera's field of view (see ``Camera/sector()``).
+    public func sector() throws -> Sector {
+        try Sector(lat: lat, lon: lon, heading: heading, fov: fov, range: range)
+    }
+
+    /// The footage state for an incident window (see ``Camera/footage(during:now:timeZone:)``).
+    public func footage(during window: IncidentWindow?, now: Date, timeZone: ScheduleTimeZone = .hoChiMinh) -> FootageStatus {
+        FootageStatus.of(status: status, retentionDays: retentionDays, schedule: schedule,
+                         during: window, now: now, timeZone: timeZone)
+    }
+}
+
+/// Keeps ``CameraTable/prefetch(_:)``'s loads from being optimised away.
+@inline(never) @_optimize(none)
+func cameraTableSink(_ value: UInt64) {}

@@ -1,0 +1,151 @@
+import Foundation
+import Testing
+@testable import Registry
+
+/// The packed camera table behind the index: every member survives packing, ids are ordered and
+/// found by binary search, merges keep the newest version, and `CameraRef` reads what `Camera` holds.
+@Suite("Packed camera table")
+struct CameraTableTests {
+    static let base = Date(timeIntervalSince1970: 1_700_000_000.123456)
+
+    static func camera(_ id: String, _ i: Int, version: Int = 1) -> Camera {
+        var c = Camera(id: id, lat: 11.1 + Double(i) * 1e-4, lon: 106.6 - Double(i) * 1e-4,
+                       siteKind: SiteKind.allCases[i % SiteKind.allCases.count],
+                       address: i % 3 == 0 ? "Số \(i) đường Ngô Quyền, khu phố \(i % 7)" : "\(i) \"quoted\" \\ back\nslash",
+                       ward: i % 2 == 0 ? "Mỹ Phước" : "Chánh Phú Hòa",
+                       heading: i % 4 == 0 ? nil : Double(i % 360) + 0.25, fov: 90.5, range: 12.75 + Double(i % 50),
+                       mountHeight: i % 5 == 0 ? nil : 3.5, ownerKind: OwnerKind.allCases[i % OwnerKind.allCases.count],
+                       ownerName: i % 6 == 0 ? nil : "Nguyễn Văn \(i)", ownerPhone: i % 7 == 0 ? nil : "09\(i)",
+                       schedule: i % 2 == 0 ? .always : .daily(start: 18 * 60 + i % 60, end: 6 * 60),
+                       retentionDays: 1 + i % 3650, status: CameraStatus.allCases[i % CameraStatus.allCases.count],
+                       createdAt: base.addingTimeInterval(Double(i)), updatedAt: base.addingTimeInterval(Double(i) + 0.5),
+                       version: version)
+        c.ownerID = i % 3 == 1 ? nil : Int64(i)
+        c.verifiedBy = i % 2 == 0 ? "registrar-\(i)" : nil
+        c.verifiedAt = i % 2 == 0 ? base.addingTimeInterval(-Double(i)) : nil
+        c.statusReason = i % 9 == 0 ? "lý do \(i)" : nil
+        // A text longer than 127 bytes needs a two-byte length.
+        if i % 11 == 0 { c.address = String(repeating: "đường ", count: 40) + "\(i)" }
+        return c
+    }
+
+    /// Ids in shuffled order, some longer than 16 bytes and sharing their first 16.
+    static func ids() -> [String] {
+        var ids = (0..<300).map { "BC-\(String(format: "%05d", ($0 * 7919) % 300))" }
+        ids += ["LONG-ID-PREFIX-0000-B", "LONG-ID-PREFIX-0000-A", "LONG-ID-PREFIX-0000", "A", "Z_9", "BC-"]
+        return ids
+    }
+
+    @Test("every member survives packing, in id order")
+    func roundTrip() throws {
+        let cams = Self.ids().enumerated().map { Self.camera($0.element, $0.offset) }
+        let table = CameraTable(cameras: cams)
+        #expect(table.count == cams.count)
+        let sorted = cams.sorted { $0.id.utf8.lexicographicallyPrecedes($1.id.utf8) }
+        for (slot, c) in sorted.enumerated() {
+            #expect(table.camera(at: slot) == c)
+            #expect(table.id(at: slot) == c.id)
+            #expect(table.slot(of: c.id) == slot)
+            let ref = CameraRef(table: table, slot: slot)
+            #expect(ref.camera == c)
+            #expect(ref.id == c.id && ref.lat == c.lat && ref.lon == c.lon && ref.heading == c.heading)
+            #expect(ref.fov == c.fov && ref.range == c.range && ref.status == c.status && ref.siteKind == c.siteKind)
+            #expect(ref.ownerKind == c.ownerKind && ref.retentionDays == c.retentionDays && ref.schedule == c.schedule)
+            #expect(ref.ownerID == c.ownerID)
+            for (member, value) in [(CameraText.id, Optional(c.id)), (.address, c.address), (.ward, c.ward),
+                                    (.ownerName, c.ownerName), (.ownerPhone, c.ownerPhone),
+                                    (.verifiedBy, c.verifiedBy), (.statusReason, c.statusReason)] {
+                let packed = ref.withUTF8(member) { $0.map { String(decoding: $0, as: UTF8.self) } }
+                let boxed = CameraRef(c).withUTF8(member) { $0.map { String(decoding: $0, as: UTF8.self) } }
+                #expect(packed == value, "\(member)")
+                #expect(boxed == value, "\(member)")
+            }
+            let now = Self.base.addingTimeInterval(86_400)
+            let w = IncidentWindow(instant: Self.base.addingTimeInterval(3600))
+            #expect(ref.footage(during: w, now: now) == c.footage(during: w, now: now))
+        }
+        #expect(table.slot(of: "BC-99999") == nil)
+        #expect(table.slot(of: "") == nil)
+        #expect(table.slot(of: "LONG-ID-PREFIX-0000-C") == nil)
+    }
+
+    @Test("an id given twice keeps its highest version, the later on a tie")
+    func duplicates() {
+        var a1 = Self.camera("BC-1", 1, version: 3)
+        let a2 = Self.camera("BC-1", 2, version: 2)
+        var b1 = Self.camera("BC-2", 3, version: 5)
+        var b2 = Self.camera("BC-2", 4, version: 5)
+        a1.address = "kept"
+        b1.address = "first"
+        b2.address = "second"
+        let table = CameraTable(cameras: [a1, b1, a2, b2])
+        #expect(table.count == 2)
+        #expect(table.camera(at: 0).address == "kept")
+        #expect(table.camera(at: 1).address == "second")
+    }
+
+    @Test("firstSlot(after:) is the first id greater than the given one")
+    func firstSlotAfter() {
+        let table = CameraTable(cameras: ["B", "D", "F"].enumerated().map { Self.camera($0.element, $0.offset) })
+        #expect(table.firstSlot(after: "") == 0)
+        #expect(table.firstSlot(after: "A") == 0)
+        #expect(table.firstSlot(after: "B") == 1)
+        #expect(table.firstSlot(after: "C") == 1)
+        #expect(table.firstSlot(after: "F") == 3)
+        #expect(table.firstSlot(after: "Z") == 3)
+    }
+
+    @Test("merging replaces older versions, keeps newer held ones and adds new ids")
+    func merging() {
+        let held = (0..<50).map { Self.camera("BC-\(String(format: "%03d", $0 * 2))", $0, version: 2) }
+        let table = CameraTable(cameras: held)
+        var newer = Self.camera("BC-010", 90, version: 3)
+        newer.address = "newer"
+        var older = Self.camera("BC-012", 91, version: 1)
+        older.address = "older"
+        var same = Self.camera("BC-014", 92, version: 2)
+        same.address = "same version"
+        let added = [Self.camera("BC-001", 93), Self.camera("BC-999", 94), Self.camera("AA", 95)]
+        let merged = table.merging([newer, older, same] + added)
+        #expect(merged.count == 53)
+        #expect(merged.camera(at: merged.slot(of: "BC-010")!).address == "newer")
+        #expect(merged.camera(at: merged.slot(of: "BC-012")!) == held[6])
+        #expect(merged.camera(at: merged.slot(of: "BC-014")!).address == "same version")
+        for c in added { #expect(merged.camera(at: merged.slot(of: c.id)!) == c) }
+        let ids = (0..<merged.count).map { merged.id(at: $0) }
+        #expect(ids == ids.sorted { $0.utf8.lexicographicallyPrecedes($1.utf8) })
+        // Untouched cameras are copied whole; the source table is unchanged.
+        #expect(merged.camera(at: merged.slot(of: "BC-098")!) == held[49])
+        #expect(table.count == 50 && table.camera(at: 5) == held[5])
+    }
+
+    @Test("the index lists in id order with the delta merged in, from any `after`")
+    func listWithDelta() throws {
+        let cams = (0..<40).map { Self.camera("BC-\(String(format: "%03d", $0))", $0) }
+        let index = try CameraIndex(cameras: cams)
+        var changed = cams[10]
+        changed.version = 7
+        changed.address = "changed"
+        index.upsert(changed)
+        index.upsert(Self.camera("BC-0105", 200))   // between BC-010 and BC-011
+        index.upsert(Self.camera("AAA", 201))
+        let all = index.list(after: nil, limit: .max) { _ in true }
+        #expect(all.count == 42)
+        #expect(all.map(\.id) == all.map(\.id).sorted())
+        #expect(all.first?.id == "AAA")
+        #expect(all.first { $0.id == "BC-010" }?.address == "changed")
+        let page = index.list(after: "BC-010", limit: 3) { _ in true }
+        #expect(page.map(\.id) == ["BC-0105", "BC-011", "BC-012"])
+        let filtered = index.list(after: "BC-005", limit: 2) { $0.status == .active }
+        let expected = all.filter { $0.id > "BC-005" && $0.status == .active }.prefix(2).map(\.id)
+        #expect(filtered.map(\.id) == Array(expected))
+        #expect(index.count == 42)
+        #expect(index.camera(id: "BC-010")?.address == "changed")
+        #expect(index.camera(id: "BC-0105") != nil)
+        // After a rebuild the same answers come from the table alone.
+        try index.rebuildIfNeeded()
+        #expect(index.deltaCount == 0)
+        #expect(index.list(after: nil, limit: .max) { _ in true } == all)
+        #expect(index.camera(id: "BC-010")?.address == "changed")
+    }
+}
