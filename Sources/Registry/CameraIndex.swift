@@ -37,7 +37,7 @@ public final class IndexSnapshot: Sendable {
     /// Builds a snapshot over `cameras` (an id given twice keeps its highest version).
     public convenience init(cameras: [Camera]) throws {
         let start = DispatchTime.now()
-        try self.init(table: CameraTable(cameras: cameras), startedAt: start)
+        try self.init(table: try CameraTable(cameras: cameras), startedAt: start)
     }
 
     /// Builds a snapshot over a packed table.
@@ -218,7 +218,7 @@ public final class CameraIndex: Sendable {
         let start = DispatchTime.now()
         // The delta first, then `extra`: for equal versions of an id the later one wins.
         let changes = s.delta.values.sorted { $0.id < $1.id } + extra
-        let fresh = try IndexSnapshot(table: s.snapshot.table.merging(changes), startedAt: start)
+        let fresh = try IndexSnapshot(table: try s.snapshot.table.merging(changes), startedAt: start)
         state.withLockedValue { st in
             // Keep only changes made after the copy was taken (or that differ from it).
             var remaining: [String: Camera] = [:]

@@ -4,6 +4,11 @@ import Geo
 /// The text members of a camera, in the order a ``CameraTable`` stores them.
 public enum CameraText: Int, Sendable, CaseIterable {
     case id = 0, address, ward, ownerName, ownerPhone, verifiedBy, statusReason
+
+    /// Members with few distinct values (a registry has some thousands of wards and registrars):
+    /// the table stores each distinct value once and a camera refers to it by number. (The
+    /// status reason is free text, so it stays with the camera.)
+    var isShared: Bool { self == .ward || self == .verifiedBy }
 }
 
 /// The cameras of an index snapshot, packed: one fixed-size record per camera in one array and
@@ -11,7 +16,8 @@ public enum CameraText: Int, Sendable, CaseIterable {
 ///
 /// A million `Camera` values cost about 280 bytes each, plus a heap object for every string
 /// longer than 15 bytes, plus a dictionary from id to position; copying one for a search hit
-/// retains each of its strings. Here a camera is 112 bytes of record plus its text bytes, a
+/// retains each of its strings. Here a camera is a 104-byte record plus its text bytes (wards and
+/// registrars stored once per distinct value), a
 /// search reads coordinates and status straight from the records, ``CameraRef`` reads any other
 /// member in place, and the id order makes a binary search the id lookup (no dictionary) and
 /// lets ``CameraIndex/list(after:limit:where:)`` start at the requested id.
@@ -27,9 +33,10 @@ public final class CameraTable: @unchecked Sendable {
         var lat: Double
         var lon: Double
         /// Offset in the arena of the camera's text: for each ``CameraText`` in order, a LEB128
-        /// varint `length + 1` (0 = nil), then the UTF-8 bytes. Next to the coordinates, so that
-        /// the search's read brings it into the cache.
-        var text: Int
+        /// varint `length + 1` (0 = nil) then the UTF-8 bytes, or for a shared member
+        /// (``CameraText/isShared``) a varint `number + 1` (0 = nil) in the shared strings. Next to
+        /// the coordinates, so that the search's read brings it into the cache.
+        var text: UInt32
         var status: CameraStatus
         var siteKind: SiteKind
         var ownerKind: OwnerKind
@@ -55,20 +62,28 @@ public final class CameraTable: @unchecked Sendable {
     /// Number of cameras.
     public let count: Int
     let textCount: Int
+    /// The distinct values of the shared members, one after the other; value `n` is
+    /// `sharedText[sharedStarts[n]..<sharedStarts[n + 1]]`.
+    let sharedText: UnsafeMutableBufferPointer<UInt8>
+    let sharedStarts: [Int]
 
     /// Bytes held by the records and the text (for statistics).
-    public var bytes: Int { count * MemoryLayout<Record>.stride + textCount }
+    public var bytes: Int { count * MemoryLayout<Record>.stride + textCount + sharedText.count + sharedStarts.count * 8 }
 
     private init(_ b: Builder) {
         records = b.records
         text = b.text
         count = b.count
         textCount = b.textCount
+        sharedText = CameraTable.allocate(UInt8.self, count: b.shared.text.count)
+        _ = sharedText.initialize(from: b.shared.text)
+        sharedStarts = b.shared.starts
     }
 
     deinit {
         free(records.baseAddress)
         free(text.baseAddress)
+        free(sharedText.baseAddress)
     }
 
     /// Room for `count` values of `T`, from `malloc`, or for 4 MiB and more 2 MiB-aligned and
@@ -89,11 +104,16 @@ public final class CameraTable: @unchecked Sendable {
         return UnsafeMutableBufferPointer(start: raw.bindMemory(to: T.self, capacity: max(1, count)), count: max(1, count))
     }
 
+    /// The most text a table holds: records address it with 32 bits (4 GiB is some 40 million
+    /// cameras at today's ~100 bytes each; a record is 8 bytes smaller for it).
+    public static let maximumTextBytes = Int(UInt32.max)
+
     /// A table of `cameras`, sorted by id. When an id occurs more than once, the highest version
-    /// is kept (the later one on a tie).
-    public convenience init(cameras: [Camera]) {
+    /// is kept (the later one on a tie). Throws ``RegistryError`` when their text exceeds
+    /// ``maximumTextBytes``.
+    public convenience init(cameras: [Camera]) throws {
         let order = Self.sortedUnique(cameras)
-        var b = Builder(capacity: order.count, textBytes: order.reduce(0) { $0 + Self.encodedTextCount(cameras[Int($1)]) })
+        var b = try Builder(capacity: order.count, textBytes: order.reduce(0) { $0 + Self.encodedTextCount(cameras[Int($1)]) })
         for i in order { b.append(cameras[Int(i)]) }
         self.init(b)
     }
@@ -101,11 +121,12 @@ public final class CameraTable: @unchecked Sendable {
     /// This table with `changes` applied: a change replaces the held camera of the same id when
     /// its version is at least the held one's, and adds a camera whose id is not held. Records and
     /// text of untouched cameras are copied as bytes.
-    public func merging(_ changes: [Camera]) -> CameraTable {
+    public func merging(_ changes: [Camera]) throws -> CameraTable {
         guard !changes.isEmpty else { return self }
         let order = Self.sortedUnique(changes)
-        var b = Builder(capacity: count + order.count,
-                        textBytes: textCount + order.reduce(0) { $0 + Self.encodedTextCount(changes[Int($1)]) })
+        var b = try Builder(capacity: count + order.count,
+                        textBytes: textCount + order.reduce(0) { $0 + Self.encodedTextCount(changes[Int($1)]) },
+                        sharedFrom: self)
         var slot = 0
         for i in order {
             let c = changes[Int(i)]
@@ -174,14 +195,18 @@ public final class CameraTable: @unchecked Sendable {
     @inline(__always)
     func textPointer(slot: Int, _ member: CameraText) -> UnsafeBufferPointer<UInt8>? {
         let t = UnsafeBufferPointer(text)
-        var at = records[slot].text
+        var at = Int(records[slot].text)
         var k = 0
         while true {
             let n = Self.readVarint(t, &at)
             if k == member.rawValue {
-                return n == 0 ? nil : UnsafeBufferPointer(rebasing: t[at..<(at + n - 1)])
+                guard n > 0 else { return nil }
+                if member.isShared {
+                    return UnsafeBufferPointer(rebasing: UnsafeBufferPointer(sharedText)[sharedStarts[n - 1]..<sharedStarts[n]])
+                }
+                return UnsafeBufferPointer(rebasing: t[at..<(at + n - 1)])
             }
-            if n > 0 { at += n - 1 }
+            if n > 0, !CameraText(rawValue: k)!.isShared { at += n - 1 }
             k += 1
         }
     }
@@ -193,8 +218,9 @@ public final class CameraTable: @unchecked Sendable {
         var sum: UInt64 = 0
         for slot in slots {
             let r = records[slot]
-            sum &+= r.ownerID.magnitude &+ UInt64(text[r.text])
-            if r.text + 64 < textCount { sum &+= UInt64(text[r.text + 64]) }
+            let at = Int(r.text)
+            sum &+= r.ownerID.magnitude &+ UInt64(text[at])
+            if at + 64 < textCount { sum &+= UInt64(text[at + 64]) }
         }
         cameraTableSink(sum)
     }
@@ -255,14 +281,31 @@ public final class CameraTable: @unchecked Sendable {
         return n
     }
 
+    /// At most the arena bytes of `c`'s text (a shared member counts its largest varint).
     static func encodedTextCount(_ c: Camera) -> Int {
         func size(_ s: String?) -> Int {
             guard let s else { return 1 }
             let n = s.utf8.count
             return varintCount(n + 1) + n
         }
-        return size(c.id) + size(c.address) + size(c.ward) + size(c.ownerName) + size(c.ownerPhone)
-            + size(c.verifiedBy) + size(c.statusReason)
+        return size(c.id) + size(c.address) + 5 + size(c.ownerName) + size(c.ownerPhone) + 5 + size(c.statusReason)
+    }
+
+    /// The distinct values of the shared text members, numbered in order of first use.
+    struct SharedStrings {
+        var text: [UInt8] = []
+        var starts: [Int] = [0]
+        var numbers: [String: Int] = [:]
+
+        /// The number of `s` (added when new).
+        mutating func number(_ s: String) -> Int {
+            if let n = numbers[s] { return n }
+            let n = starts.count - 1
+            numbers[s] = n
+            text.append(contentsOf: s.utf8)
+            starts.append(text.count)
+            return n
+        }
     }
 
     /// Fills a table's two allocations, sized up front (at most `capacity` records and
@@ -273,9 +316,22 @@ public final class CameraTable: @unchecked Sendable {
         var count = 0
         var textCount = 0
 
-        init(capacity: Int, textBytes: Int) {
+        var shared = SharedStrings()
+
+        /// Room for `capacity` cameras and `textBytes` of text; with `sharedFrom`, its shared
+        /// strings keep their numbers, so that its cameras' text is copied as bytes.
+        init(capacity: Int, textBytes: Int, sharedFrom source: CameraTable? = nil) throws {
+            guard textBytes <= CameraTable.maximumTextBytes else {
+                throw RegistryError(.capacity, "the cameras' text (\(textBytes >> 20) MiB) exceeds the index's limit of 4 GiB")
+            }
             records = CameraTable.allocate(Record.self, count: capacity)
             text = CameraTable.allocate(UInt8.self, count: textBytes)
+            if let source {
+                for n in 0..<(source.sharedStarts.count - 1) {
+                    let bytes = UnsafeBufferPointer(rebasing: UnsafeBufferPointer(source.sharedText)[source.sharedStarts[n]..<source.sharedStarts[n + 1]])
+                    _ = shared.number(String(decoding: bytes, as: UTF8.self))
+                }
+            }
         }
 
         mutating func varint(_ v: Int) {
@@ -299,14 +355,19 @@ public final class CameraTable: @unchecked Sendable {
             }
         }
 
+        mutating func putShared(_ s: String?) {
+            guard let s else { varint(0); return }
+            varint(shared.number(s) + 1)
+        }
+
         mutating func append(_ c: Camera) {
             let start = textCount
             put(c.id)
             put(c.address)
-            put(c.ward)
+            putShared(c.ward)
             put(c.ownerName)
             put(c.ownerPhone)
-            put(c.verifiedBy)
+            putShared(c.verifiedBy)
             put(c.statusReason)
             let schedule: (Int16, Int16)
             switch c.schedule {
@@ -314,7 +375,7 @@ public final class CameraTable: @unchecked Sendable {
             case .daily(let s, let e): schedule = (Int16(s), Int16(e))
             }
             (records.baseAddress! + count).initialize(to: Record(
-                lat: c.lat, lon: c.lon, text: start,
+                lat: c.lat, lon: c.lon, text: UInt32(start),
                 status: c.status, siteKind: c.siteKind, ownerKind: c.ownerKind,
                 scheduleStart: schedule.0, scheduleEnd: schedule.1, retentionDays: Int32(clamping: c.retentionDays),
                 heading: c.heading ?? .nan, fov: c.fov, range: c.range, mountHeight: c.mountHeight ?? .nan,
@@ -327,14 +388,14 @@ public final class CameraTable: @unchecked Sendable {
         /// Copies the camera in `slot` of `table` (record and text bytes).
         mutating func copy(slot: Int, of table: CameraTable) {
             var r = table.records[slot]
-            let from = r.text
+            let from = Int(r.text)
             let t = UnsafeBufferPointer(table.text)
             var end = from
-            for _ in CameraText.allCases {
+            for member in CameraText.allCases {
                 let n = CameraTable.readVarint(t, &end)
-                if n > 0 { end += n - 1 }
+                if n > 0, !member.isShared { end += n - 1 }
             }
-            r.text = textCount
+            r.text = UInt32(textCount)
             UnsafeMutableRawPointer(text.baseAddress! + textCount).copyMemory(from: t.baseAddress! + from, byteCount: end - from)
             textCount += end - from
             (records.baseAddress! + count).initialize(to: r)

@@ -21,6 +21,8 @@ public struct RegistryError: Error, Equatable, Sendable, CustomStringConvertible
         public static let alreadyExists = Code("already_exists")
         /// The database cannot be reached; nothing was changed.
         public static let unavailable = Code("unavailable")
+        /// The in-memory index cannot hold more (see ``CameraTable/maximumTextBytes``).
+        public static let capacity = Code("index_capacity")
     }
 
     /// The error code.

@@ -39,7 +39,7 @@ struct CameraTableTests {
     @Test("every member survives packing, in id order")
     func roundTrip() throws {
         let cams = Self.ids().enumerated().map { Self.camera($0.element, $0.offset) }
-        let table = CameraTable(cameras: cams)
+        let table = try CameraTable(cameras: cams)
         #expect(table.count == cams.count)
         let sorted = cams.sorted { $0.id.utf8.lexicographicallyPrecedes($1.id.utf8) }
         for (slot, c) in sorted.enumerated() {
@@ -70,7 +70,7 @@ struct CameraTableTests {
     }
 
     @Test("an id given twice keeps its highest version, the later on a tie")
-    func duplicates() {
+    func duplicates() throws {
         var a1 = Self.camera("BC-1", 1, version: 3)
         let a2 = Self.camera("BC-1", 2, version: 2)
         var b1 = Self.camera("BC-2", 3, version: 5)
@@ -78,15 +78,30 @@ struct CameraTableTests {
         a1.address = "kept"
         b1.address = "first"
         b2.address = "second"
-        let table = CameraTable(cameras: [a1, b1, a2, b2])
+        let table = try CameraTable(cameras: [a1, b1, a2, b2])
         #expect(table.count == 2)
         #expect(table.camera(at: 0).address == "kept")
         #expect(table.camera(at: 1).address == "second")
     }
 
+    @Test("a record is 104 bytes, and text beyond the 32-bit offsets is refused with a typed error")
+    func layoutAndCapacity() {
+        #expect(MemoryLayout<CameraTable.Record>.stride == 104)
+        #expect(throws: RegistryError.self) {
+            _ = try CameraTable.Builder(capacity: 1, textBytes: CameraTable.maximumTextBytes + 1)
+        }
+        do {
+            _ = try CameraTable.Builder(capacity: 1, textBytes: CameraTable.maximumTextBytes + 1)
+        } catch let e as RegistryError {
+            #expect(e.code == .capacity)
+        } catch {
+            Issue.record("unexpected \(error)")
+        }
+    }
+
     @Test("firstSlot(after:) is the first id greater than the given one")
-    func firstSlotAfter() {
-        let table = CameraTable(cameras: ["B", "D", "F"].enumerated().map { Self.camera($0.element, $0.offset) })
+    func firstSlotAfter() throws {
+        let table = try CameraTable(cameras: ["B", "D", "F"].enumerated().map { Self.camera($0.element, $0.offset) })
         #expect(table.firstSlot(after: "") == 0)
         #expect(table.firstSlot(after: "A") == 0)
         #expect(table.firstSlot(after: "B") == 1)
@@ -96,17 +111,20 @@ struct CameraTableTests {
     }
 
     @Test("merging replaces older versions, keeps newer held ones and adds new ids")
-    func merging() {
+    func merging() throws {
         let held = (0..<50).map { Self.camera("BC-\(String(format: "%03d", $0 * 2))", $0, version: 2) }
-        let table = CameraTable(cameras: held)
+        let table = try CameraTable(cameras: held)
         var newer = Self.camera("BC-010", 90, version: 3)
         newer.address = "newer"
         var older = Self.camera("BC-012", 91, version: 1)
         older.address = "older"
         var same = Self.camera("BC-014", 92, version: 2)
         same.address = "same version"
-        let added = [Self.camera("BC-001", 93), Self.camera("BC-999", 94), Self.camera("AA", 95)]
-        let merged = table.merging([newer, older, same] + added)
+        var newWard = Self.camera("BC-999", 94)
+        newWard.ward = "Phường Mới"
+        newWard.verifiedBy = "registrar-new"
+        let added = [Self.camera("BC-001", 93), newWard, Self.camera("AA", 95)]
+        let merged = try table.merging([newer, older, same] + added)
         #expect(merged.count == 53)
         #expect(merged.camera(at: merged.slot(of: "BC-010")!).address == "newer")
         #expect(merged.camera(at: merged.slot(of: "BC-012")!) == held[6])
