@@ -221,7 +221,7 @@ extension RegistryService {
             w.key("cameras")
             w.array { a in
                 for h in hits {
-                    let mark = a.bytes.count
+                    let mark = a.count
                     let c = h.camera
                     a.object { o in
                         c.withUTF8(.id) { o.put("id", utf8: $0) }
@@ -254,7 +254,7 @@ extension RegistryService {
                         if f.contains(.consent) { o.put("consent", Self.consentState(c.ownerID.flatMap { consents[$0] }, now: now)) }
                     }
                     // The size limit: take the camera back and stop (at least one is always sent).
-                    if a.bytes.count > maxBytes, written > 0 {
+                    if a.count > maxBytes, written > 0 {
                         a.truncate(to: mark)
                         break
                     }

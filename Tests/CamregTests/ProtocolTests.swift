@@ -139,6 +139,50 @@ struct ProtocolTests {
         #expect(!w.string.contains("\n"))
     }
 
+    /// Rounded numbers are written from integers: the text must be what the general path
+    /// (the shortest form of the rounded double) writes, for every sign, size and digit count.
+    @Test func jsonWriterDecimalsMatchTheGeneralPath() {
+        var rng = SystemRandomNumberGenerator()
+        var values: [Double] = [0, -0.0, 0.0004, 0.0005, -0.0004, -0.5, 12, 12.5, 123.456789, 359.96, 359.94, 1e12 + 0.5,
+                                9.99e14, 1e15, 1e16, -1e16, 0.1, 0.2, 0.3, 1.005, 2.675]
+        for _ in 0..<20_000 {
+            let magnitude = [1.0, 10, 500, 1e4, 1e7, 1e12][Int.random(in: 0..<6, using: &rng)]
+            values.append(Double.random(in: -magnitude...magnitude, using: &rng))
+        }
+        for d in values {
+            for digits in 1...3 {
+                var scale = 1.0
+                for _ in 0..<digits { scale *= 10 }
+                var fast = JSONWriter(), general = JSONWriter()
+                fast.value(d, decimals: digits)
+                general.value((d * scale).rounded() / scale)
+                #expect(fast.string == general.string, "\(d) with \(digits) decimals")
+            }
+        }
+    }
+
+    /// The writer's buffer: growth, truncation, and copies that do not share writes.
+    @Test func jsonWriterBufferIsCopyOnWrite() {
+        var w = JSONWriter(capacity: 1)
+        w.array { a in
+            for i in 0..<1000 { a.value("item \(i)") }
+        }
+        #expect(w.string.hasPrefix("[\"item 0\",\"item 1\""))
+        #expect(w.count == w.bytes.count)
+        var copy = w
+        copy.value(true)
+        #expect(copy.string == w.string + ",true")
+        #expect(!w.string.hasSuffix("true"))
+        var t = JSONWriter()
+        t.array { a in
+            a.value(1)
+            let mark = a.count
+            a.value("taken back")
+            a.truncate(to: mark)
+        }
+        #expect(t.string == "[1]")
+    }
+
     @Test func helpComesFromTheCommandTable() {
         let names = CommandTable.all.map(\.name)
         for expected in ["PING", "HELP", "NEAR", "CAMERA GET", "STATS", "QUIT", "OWNER ADD", "CAMERA REGISTER", "CAMERA LIST"] {
