@@ -78,6 +78,12 @@ final class CamregClient: QueryClient {
         }
     }
 
+    /// Sends one command line and returns its reply line.
+    func line(_ command: String) throws -> String {
+        try stream.write(Array((command + "\n").utf8))
+        return try stream.withLine { String(decoding: $0, as: UTF8.self) }
+    }
+
     /// Sends `PING` and waits for its reply.
     func ping() throws {
         try stream.write(Array("PING\n".utf8))

@@ -42,7 +42,7 @@ struct Report {
                 if let r = run(s, c, d) {
                     let ratio = run("camregd", c, d).map { String(format: "%.2f×", $0.qps / r.qps) } ?? "–"
                     out += String(format: "| %@ | %d | %d | %.0f | %.1f | %.1f | %.1f | %@ | %.1f %% | %@ |\n",
-                                  s as NSString, c, d, r.qps, r.p50, r.p99, r.p999, (r.serverCPU.map { String(format: "%.1f", $0) } ?? "–") as NSString,
+                                  s as NSString, c, d, r.qps, r.p50, r.p99, r.p999, (r.serverCPU.map { c in String(format: "%.1f", c) + (r.serverSystemShare.map { String(format: " (%.0f %% kernel)", $0 * 100) } ?? "") } ?? "–") as NSString,
                                   r.clientCPU * 100, (s == "camregd" ? "" : ratio) as NSString)
                 } else if unsupported.contains(where: { $0 == (s, c, d) }) {
                     out += "| \(s) | \(c) | \(d) | not supported (no libpq pipelining in this slice) | | | | | | |\n"
@@ -81,6 +81,7 @@ struct Report {
                                     "seconds": r.seconds, "qps": r.qps, "p50_us": r.p50, "p99_us": r.p99, "p999_us": r.p999,
                                     "client_cpu_share": r.clientCPU]
             if let c = r.serverCPU { d["server_cpu_us_per_query"] = c }
+            if let k = r.serverSystemShare { d["server_cpu_kernel_share"] = k }
             if r.system != "camregd", let c = run("camregd", r.connections, r.depth) { d["camregd_qps_ratio"] = c.qps / r.qps }
             return d
         }

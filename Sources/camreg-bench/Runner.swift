@@ -12,6 +12,8 @@ struct RunResult: Sendable {
     let digests: [IDSetDigest]
     /// CPU time of the server's processes per query, microseconds (nil when not measured).
     var serverCPU: Double? = nil
+    /// The kernel's (system time's) share of `serverCPU`.
+    var serverSystemShare: Double? = nil
     var qps: Double { Double(queries) / seconds }
 }
 
@@ -30,17 +32,24 @@ func processCPUSeconds() -> Double {
 /// User + system CPU seconds of processes, from `/proc/<pid>/stat` (fields 14 and 15, in
 /// clock ticks); processes that are gone count 0.
 func processesCPUSeconds(_ pids: [Int32]) -> Double {
+    let t = processesCPU(pids)
+    return t.user + t.system
+}
+
+/// User and system CPU seconds of processes (see ``processesCPUSeconds(_:)``).
+func processesCPU(_ pids: [Int32]) -> (user: Double, system: Double) {
     let tick = Double(sysconf(Int32(_SC_CLK_TCK)))
-    var total = 0.0
+    var user = 0.0, system = 0.0
     for pid in pids {
         guard let text = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
               let close = text.lastIndex(of: ")") else { continue }
         // After "pid (comm) ": state is field 3, so utime/stime are the 12th and 13th after comm.
         let fields = text[text.index(after: close)...].split(separator: " ")
         guard fields.count > 12, let u = Double(fields[11]), let s = Double(fields[12]) else { continue }
-        total += (u + s) / tick
+        user += u / tick
+        system += s / tick
     }
-    return total
+    return (user, system)
 }
 
 /// The processes whose parent is `pid` (e.g. the backends of a PostgreSQL postmaster).
@@ -82,7 +91,7 @@ enum Runner {
                     makeClient: (Int) throws -> QueryClient) throws -> RunResult {
         let clients = try (0..<connections).map { ClientBox(try makeClient($0)) }
         let servers = serverPIDs()
-        let server0 = processesCPUSeconds(servers)
+        let server0 = processesCPU(servers)
         let out = RunBuffers(count: count)
         let done = DispatchSemaphore(value: 0)
         let cores = Double(ProcessInfo.processInfo.activeProcessorCount)
@@ -117,7 +126,10 @@ enum Runner {
         for _ in 0..<connections { done.wait() }
         let seconds = Double(monotonicNanos() - t0) / 1e9
         let cpu = processCPUSeconds() - cpu0
-        let serverCPU = servers.isEmpty ? nil : (processesCPUSeconds(servers) - server0) / Double(count) * 1e6
+        let server1 = processesCPU(servers)
+        let serverSeconds = (server1.user - server0.user) + (server1.system - server0.system)
+        let serverCPU = servers.isEmpty ? nil : serverSeconds / Double(count) * 1e6
+        let systemShare = servers.isEmpty || serverSeconds <= 0 ? nil : (server1.system - server0.system) / serverSeconds
         if let e = out.errors.first { throw BenchError("\(system): \(e)") }
         let sorted = out.latencies.sorted()
         func pct(_ p: Double) -> Double {
@@ -127,6 +139,6 @@ enum Runner {
         }
         return RunResult(system: system, connections: connections, depth: depth, queries: count, seconds: seconds,
                          p50: pct(0.5), p99: pct(0.99), p999: pct(0.999), clientCPU: cpu / (seconds * cores),
-                         digests: out.digests, serverCPU: serverCPU)
+                         digests: out.digests, serverCPU: serverCPU, serverSystemShare: systemShare)
     }
 }

@@ -211,6 +211,15 @@ struct CamregBench: ParsableCommand {
         }
         report.camregdRSSAfterLoad = residentBytes(pid: daemon.pid) ?? 0
         log("camregd restart with the index cache (\(report.cacheBytes) bytes) answered PING after \(cachedStart) s")
+        // The index the queries will meet: its size, its delta (changes not yet folded into the
+        // snapshot, which every search scans) and where it came from.
+        if let stats = try? CamregClient(socket: sock, requests: []).line("STATS") {
+            func member(_ name: String) -> String {
+                guard let r = stats.range(of: "\"\(name)\":") else { return "?" }
+                return String(stats[r.upperBound...].prefix { $0 != "," && $0 != "}" })
+            }
+            log("camregd index: cameras \(member("cameras")), delta \(member("delta")), loaded from \(member("index_loaded_from"))")
+        }
         // Query as an analyst: the answers carry no owner data (like Redis and PostGIS), so no
         // audit entry is written per query.
         let benchToken = try CamregClient(socket: sock, requests: []).createToken(role: "analyst", name: "camreg-bench")
@@ -279,6 +288,10 @@ struct CamregBench: ParsableCommand {
                     report.runs.append(r)
                 }
             }
+        }
+        if let stats = try? CamregClient(socket: sock, requests: []).line("STATS") {
+            let delta = stats.range(of: "\"delta\":").map { String(stats[$0.upperBound...].prefix { $0 != "," }) } ?? "?"
+            log("camregd index after the queries: delta \(delta)")
         }
         report.camregdRSS = residentBytes(pid: daemon.pid) ?? 0
         report.redisRSS = redis.child.flatMap { residentBytes(pid: $0.pid) } ?? 0
