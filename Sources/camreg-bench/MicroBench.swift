@@ -11,9 +11,11 @@ import Registry
 enum MicroBench {
     static func run(cameras: [Camera], queries: [BenchQuery], fields: String?, rounds: Int, importToo: Bool,
                     log: (String) -> Void) throws -> String {
+        let rss0 = residentBytes(pid: getpid()) ?? 0
         var t = monotonicNanos()
         let index = try CameraIndex(cameras: cameras)
-        log("micro: index of \(cameras.count) cameras built in \(secs(t)) s; packed table \(index.snapshot.table.bytes >> 20) MiB")
+        let rss1 = residentBytes(pid: getpid()) ?? 0
+        log("micro: index of \(cameras.count) cameras built in \(secs(t)) s; packed table \(index.snapshot.table.bytes >> 20) MiB; RSS +\((rss1 - rss0) >> 20) MiB")
         t = monotonicNanos()
         let bulk = try CameraIndex(cameras: [])
         try bulk.upsert(contentsOf: cameras)

@@ -184,6 +184,7 @@ struct Camregd: AsyncParsableCommand {
             throw ExitCode(2)
         }
         ReloadableLogLevel.current = settings.logLevel
+        CameraStartup.tuneAllocator()
         LoggingSystem.bootstrap { label in ReloadableLogHandler(label: label) }
         let logger = Logger(label: "camregd")
         do {
