@@ -91,17 +91,6 @@ public enum CameraStartup {
         init(_ load: CameraSnapshotLoad) { self.load = load }
     }
 
-    /// Serves every allocation of 1 MiB and more with its own `mmap`, given back whole on
-    /// `free`. glibc otherwise raises that threshold (up to 32 MiB) each time a large block is
-    /// freed, so that the index build's temporaries (sort keys, permutations: tens of MiB at a
-    /// million cameras) land in the heap, where some of them stayed resident after
-    /// ``trimHeap()``. Call once, at start.
-    public static func tuneAllocator() {
-        #if os(Linux)
-        _ = glibcMallopt(-3 /* M_MMAP_THRESHOLD */, 1 << 20)
-        #endif
-    }
-
     /// Returns free heap memory to the system (`malloc_trim`), e.g. after the start-up load.
     public static func trimHeap() {
         #if os(Linux)
@@ -118,8 +107,4 @@ public enum CameraStartup {
 /// glibc's `malloc_trim(3)` (not exported by the Glibc module): gives free heap pages back.
 @_silgen_name("malloc_trim")
 private func glibcMallocTrim(_ pad: Int) -> Int32
-
-/// glibc's `mallopt(3)`.
-@_silgen_name("mallopt")
-private func glibcMallopt(_ param: Int32, _ value: Int32) -> Int32
 #endif

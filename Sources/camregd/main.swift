@@ -184,7 +184,6 @@ struct Camregd: AsyncParsableCommand {
             throw ExitCode(2)
         }
         ReloadableLogLevel.current = settings.logLevel
-        CameraStartup.tuneAllocator()
         LoggingSystem.bootstrap { label in ReloadableLogHandler(label: label) }
         let logger = Logger(label: "camregd")
         do {
