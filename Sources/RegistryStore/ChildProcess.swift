@@ -6,7 +6,8 @@ import Foundation
 /// postmaster running that inherits descriptors, and `Process` waits for its own inherited
 /// descriptor to close, so it would never see `pg_ctl` (or a daemon that started one) exit.
 /// Before spawning, every descriptor of ours above 2 is marked close-on-exec so that nothing
-/// leaks into the child. The child's stdin is /dev/null; stdout and stderr go to a file.
+/// leaks into the child. The child's stdin is /dev/null; stdout and stderr go to a file. Its
+/// signal dispositions start at their defaults, with no signal blocked.
 public final class ChildProcess: @unchecked Sendable {
     /// The child's process id.
     public let pid: pid_t
@@ -29,8 +30,22 @@ public final class ChildProcess: @unchecked Sendable {
             cArgs.forEach { free($0) }
             cEnv.forEach { free($0) }
         }
+        // The child starts with default signal handling and nothing blocked, whatever this
+        // process inherited or set up: a test runner or a shell's background job may ignore
+        // SIGINT, and ServiceLifecycle ignores SIGINT and SIGTERM to watch them itself.
+        var attributes = posix_spawnattr_t()
+        posix_spawnattr_init(&attributes)
+        defer { posix_spawnattr_destroy(&attributes) }
+        var defaults = sigset_t()
+        sigemptyset(&defaults)
+        for s in [SIGINT, SIGTERM, SIGQUIT, SIGHUP, SIGPIPE, SIGUSR1, SIGUSR2] { sigaddset(&defaults, s) }
+        var unblocked = sigset_t()
+        sigemptyset(&unblocked)
+        posix_spawnattr_setsigdefault(&attributes, &defaults)
+        posix_spawnattr_setsigmask(&attributes, &unblocked)
+        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK))
         var pid: pid_t = 0
-        let rc = posix_spawn(&pid, argv[0], &actions, nil, cArgs, cEnv)
+        let rc = posix_spawn(&pid, argv[0], &actions, &attributes, cArgs, cEnv)
         guard rc == 0 else {
             throw ClusterError(step: "spawn", message: "cannot run \(argv[0]): \(String(cString: strerror(rc)))")
         }

@@ -103,10 +103,12 @@ struct CoverageCLI: ParsableCommand {
             if !outputs.any { line += " map=no" }
             let client = try ControlClient(path: options.socket, timeout: options.timeout)
             defer { client.close() }
-            let started = try call(client, line, json: options.json)
-            let id = int(started["id"])
+            // The handler goes in before the run is asked for: a Ctrl-C that arrives while the
+            // request is answered must still cancel the job, not kill the client and orphan it.
             signal(SIGINT) { _ in interrupted = 1 }
             defer { signal(SIGINT, SIG_DFL) }
+            let started = try call(client, line, json: options.json)
+            let id = int(started["id"])
             // A parent may have blocked SIGINT (the mask is inherited): unblock it.
             var unblock = sigset_t()
             sigemptyset(&unblock)

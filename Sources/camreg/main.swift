@@ -10,8 +10,8 @@ struct ClientOptions: ParsableArguments {
     @Flag(name: .long, help: "Print the daemon's JSON response as it is (for scripts).")
     var json = false
 
-    @Option(name: .long, help: "Seconds to wait for an answer.")
-    var timeout: Double = 30
+    @Option(name: .long, help: "Seconds to wait for an answer (default $CAMREG_TIMEOUT, else 30).")
+    var timeout: Double = ProcessInfo.processInfo.environment["CAMREG_TIMEOUT"].flatMap { Double($0) }.flatMap { $0 > 0 ? $0 : nil } ?? 30
 
     @Option(name: .long, help: "API token (default $CAMREG_TOKEN); sent with AUTH before the request. Without one, the daemon's own OS user is admin.")
     var token: String? = ProcessInfo.processInfo.environment["CAMREG_TOKEN"]

@@ -35,8 +35,12 @@ func runCLI(_ arguments: [String]) async throws -> (status: Int32, output: Strin
     let bin = URL(fileURLWithPath: try daemonBinary()).deletingLastPathComponent().appendingPathComponent("camreg").path
     let out = try shortTempDirectory("cli") + "/out"
     defer { try? FileManager.default.removeItem(atPath: (out as NSString).deletingLastPathComponent) }
-    let p = try ChildProcess([bin] + arguments, outputPath: out)
-    let deadline = Date().addingTimeInterval(60)
+    // The whole suite runs in parallel on small CI machines: give the client more than its
+    // default 30 s to hear back, and the test more than that to wait for the client.
+    var environment = ProcessInfo.processInfo.environment
+    environment["CAMREG_TIMEOUT"] = environment["CAMREG_TIMEOUT"] ?? "120"
+    let p = try ChildProcess([bin] + arguments, environment: environment, outputPath: out)
+    let deadline = Date().addingTimeInterval(180)
     while p.isRunning && Date() < deadline { try await Task.sleep(for: .milliseconds(50)) }
     let status = p.exitStatus() ?? { p.signal(SIGKILL); return p.wait() }()
     return (status, (try? String(contentsOfFile: out, encoding: .utf8)) ?? "")
