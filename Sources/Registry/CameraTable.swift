@@ -473,97 +473,41 @@ public struct CameraRef: Sendable {
         return nil
     }
 
+    /// Reads one member: from the packed record for a table slot, from the value otherwise.
+    @inline(__always)
+    private func read<T>(_ packed: (CameraTable, Int) -> T, _ value: (Camera) -> T) -> T {
+        switch storage {
+        case .slot(let t, let s): return packed(t, s)
+        case .value(let b): return value(b.camera)
+        }
+    }
+
     /// The whole camera.
-    public var camera: Camera {
-        switch storage {
-        case .slot(let t, let s): return t.camera(at: s)
-        case .value(let b): return b.camera
-        }
-    }
-
-    public var id: String {
-        switch storage {
-        case .slot(let t, let s): return t.id(at: s)
-        case .value(let b): return b.camera.id
-        }
-    }
-
-    public var lat: Double {
-        switch storage {
-        case .slot(let t, let s): return t.records[s].lat
-        case .value(let b): return b.camera.lat
-        }
-    }
-
-    public var lon: Double {
-        switch storage {
-        case .slot(let t, let s): return t.records[s].lon
-        case .value(let b): return b.camera.lon
-        }
-    }
-
-    public var heading: Double? {
-        switch storage {
-        case .slot(let t, let s): let h = t.records[s].heading; return h.isNaN ? nil : h
-        case .value(let b): return b.camera.heading
-        }
-    }
-
-    public var fov: Double {
-        switch storage {
-        case .slot(let t, let s): return t.records[s].fov
-        case .value(let b): return b.camera.fov
-        }
-    }
-
-    public var range: Double {
-        switch storage {
-        case .slot(let t, let s): return t.records[s].range
-        case .value(let b): return b.camera.range
-        }
-    }
-
-    public var status: CameraStatus {
-        switch storage {
-        case .slot(let t, let s): return t.records[s].status
-        case .value(let b): return b.camera.status
-        }
-    }
-
-    public var siteKind: SiteKind {
-        switch storage {
-        case .slot(let t, let s): return t.records[s].siteKind
-        case .value(let b): return b.camera.siteKind
-        }
-    }
-
-    public var ownerKind: OwnerKind {
-        switch storage {
-        case .slot(let t, let s): return t.records[s].ownerKind
-        case .value(let b): return b.camera.ownerKind
-        }
-    }
-
-    public var retentionDays: Int {
-        switch storage {
-        case .slot(let t, let s): return Int(t.records[s].retentionDays)
-        case .value(let b): return b.camera.retentionDays
-        }
-    }
-
-    public var schedule: RecordingSchedule {
-        switch storage {
-        case .slot(let t, let s): return t.schedule(s)
-        case .value(let b): return b.camera.schedule
-        }
-    }
-
-    public var ownerID: Int64? {
-        switch storage {
-        case .slot(let t, let s): let o = t.records[s].ownerID; return o == .min ? nil : o
-        case .value(let b): return b.camera.ownerID
-        }
-    }
+    public var camera: Camera { read({ $0.camera(at: $1) }, { $0 }) }
+    /// See ``Camera/id``.
+    public var id: String { read({ $0.id(at: $1) }, \.id) }
+    /// See ``Camera/lat``.
+    public var lat: Double { read({ $0.records[$1].lat }, \.lat) }
+    /// See ``Camera/lon``.
+    public var lon: Double { read({ $0.records[$1].lon }, \.lon) }
+    /// See ``Camera/heading``; the table stores "none" as NaN.
+    public var heading: Double? { read({ let h = $0.records[$1].heading; return h.isNaN ? nil : h }, \.heading) }
+    /// See ``Camera/fov``.
+    public var fov: Double { read({ $0.records[$1].fov }, \.fov) }
+    /// See ``Camera/range``.
+    public var range: Double { read({ $0.records[$1].range }, \.range) }
+    /// See ``Camera/status``.
+    public var status: CameraStatus { read({ $0.records[$1].status }, \.status) }
+    /// See ``Camera/siteKind``.
+    public var siteKind: SiteKind { read({ $0.records[$1].siteKind }, \.siteKind) }
+    /// See ``Camera/ownerKind``.
+    public var ownerKind: OwnerKind { read({ $0.records[$1].ownerKind }, \.ownerKind) }
+    /// See ``Camera/retentionDays``.
+    public var retentionDays: Int { read({ Int($0.records[$1].retentionDays) }, \.retentionDays) }
+    /// See ``Camera/schedule``.
+    public var schedule: RecordingSchedule { read({ $0.schedule($1) }, \.schedule) }
+    /// See ``Camera/ownerID``; the table stores "none" as `Int64.min`.
+    public var ownerID: Int64? { read({ let o = $0.records[$1].ownerID; return o == .min ? nil : o }, \.ownerID) }
 
     /// Calls `body` with the UTF-8 bytes of a text member (`nil` when absent), without making a
     /// `String` for a table slot.
