@@ -159,13 +159,23 @@ public final class CameraIndex: Sendable {
         }
         // Candidates in the boxes' corners are dropped by a cheap rigorous lower bound of their
         // distance before any geodesic is computed.
-        let query = GeocentricPoint(lat: lat, lon: lon)
+        // In a frame turned so that the query's longitude is 0 (see `GeocentricPoint`).
+        let query = GeocentricPoint(lat: lat, lon: 0)
         /// Distance and bearing (camera → point) of a camera at (cLat, cLon) within the radius.
+        /// Within the short-geodesic range its result decides, unless it lies within its error
+        /// bound of the radius; then, and beyond that range, `geod_inverse` does.
         func measure(_ cLat: Double, _ cLon: Double) -> (distance: Double, bearing: Double)? {
-            guard query.lowerBound(lat: cLat, lon: cLon) <= radius else { return nil }
-            let g = geodesic.inverse(lat1: cLat, lon1: cLon, lat2: lat, lon2: lon)
+            let camera = GeocentricPoint(lat: cLat, lon: cLon, origin: lon)
+            guard query.lowerBound(camera) <= radius else { return nil }
+            var g: (distance: Double, azimuth: Double)
+            if let short = camera.shortGeodesic(to: query), abs(short.distance - radius) > GeocentricPoint.shortGeodesicError {
+                g = short
+            } else {
+                let exact = geodesic.inverse(lat1: cLat, lon1: cLon, lat2: lat, lon2: lon)
+                g = (exact.distance, exact.azimuth1)
+            }
             guard g.distance <= radius else { return nil }
-            var bearing = g.azimuth1
+            var bearing = g.azimuth
             if bearing < 0 { bearing += 360 }
             if bearing >= 360 { bearing -= 360 }
             return (g.distance, bearing)

@@ -360,16 +360,92 @@ struct NearestHits {
 /// geodesic distances (see ``lowerBound(lat:lon:)``).
 struct GeocentricPoint {
     let x: Double, y: Double, z: Double
+    /// Sine and cosine of the geodetic latitude and of the longitude.
+    let sinLat: Double, cosLat: Double, sinLon: Double, cosLon: Double
 
+    static let a = 6_378_137.0
+    static let f = 1 / 298.257223563
+    static let e2 = f * (2 - f)
+
+    /// The point at (lat, lon) in degrees. Sines and cosines are taken of angles reduced
+    /// exactly to ±45° (``sincos(degrees:)``), so that cos 90° is 0 and sin 180° is 0, and two
+    /// points mirrored about a meridian stay exactly mirrored.
     init(lat: Double, lon: Double) {
-        let a = 6_378_137.0, f = 1 / 298.257223563
-        let e2 = f * (2 - f)
-        let phi = lat * .pi / 180, lam = lon * .pi / 180
-        let sp = sin(phi), cp = cos(phi)
-        let n = a / (1 - e2 * sp * sp).squareRoot()
-        x = n * cp * cos(lam)
-        y = n * cp * sin(lam)
-        z = n * (1 - e2) * sp
+        let (sp, cp) = Self.sincos(degrees: lat), (sl, cl) = Self.sincos(degrees: lon)
+        let n = Self.a / (1 - Self.e2 * sp * sp).squareRoot()
+        x = n * cp * cl
+        y = n * cp * sl
+        z = n * (1 - Self.e2) * sp
+        sinLat = sp; cosLat = cp; sinLon = sl; cosLon = cl
+    }
+
+    /// The point at (lat, lon) in the frame turned about the polar axis so that longitude
+    /// `origin` is 0. Distances and azimuths do not change; the longitude difference is taken
+    /// exactly (as `geod_inverse` does), so a query at 180° sees cameras at ±179.9999° alike.
+    init(lat: Double, lon: Double, origin: Double) {
+        self.init(lat: lat, lon: Self.longitudeDifference(from: origin, to: lon))
+    }
+
+    /// `to − from` reduced to −180…180, as exactly as a double holds it (an error-free sum
+    /// and an exact IEEE remainder, like GeographicLib's `AngDiff`).
+    static func longitudeDifference(from x: Double, to y: Double) -> Double {
+        let d = y - x
+        let back = d + x
+        let error = (y - back) + (-x - (d - back))
+        return d.remainder(dividingBy: 360) + error
+    }
+
+    /// Sine and cosine of an angle in degrees, reduced exactly to ±45° first (GeographicLib's
+    /// `sincosd`).
+    @inline(__always)
+    static func sincos(degrees x: Double) -> (sin: Double, cos: Double) {
+        let r = x.remainder(dividingBy: 90)
+        let quadrant = Int(((x - r) / 90).rounded()) & 3
+        let radians = r * .pi / 180
+        let s = sin(radians), c = cos(radians)
+        switch quadrant {
+        case 0: return (s, c)
+        case 1: return (c, 0 - s)
+        case 2: return (0 - s, 0 - c)
+        default: return (0 - c, s)
+        }
+    }
+
+    /// The longest chord (metres) ``shortGeodesic(to:)`` answers.
+    static let shortGeodesicLimit = 2_000.0
+    /// A bound of ``shortGeodesic(to:)``'s distance error, metres. Measured against
+    /// `geod_inverse` on 4 million pairs at every latitude: at most 7·10⁻⁹ m up to 10 km, and its
+    /// azimuth moves the far end sideways by at most 1.1·10⁻⁷ m at 2 km (`GeodesicTests`).
+    static let shortGeodesicError = 1e-6
+
+    /// The geodesic from this point to `o` (distance in metres, azimuth here in degrees
+    /// clockwise from north, in −180…180) when the two are between a millimetre and
+    /// ``shortGeodesicLimit`` apart; `nil` otherwise (ask `geod_inverse`).
+    ///
+    /// At city scale an ellipsoid's geodesic is its normal section to far better than a
+    /// micrometre. The 3-D chord is exact; the arc is the chord lengthened for the section's
+    /// curvature, `c·(1 + k/24 + 3k²/640)` with `k = c²/R²`, `R` Euler's radius of curvature in
+    /// the chord's direction at the mean latitude; the azimuth is the chord's direction in this
+    /// point's east-north plane. Cheaper than `geod_inverse` by a factor of about ten.
+    @inline(__always)
+    func shortGeodesic(to o: GeocentricPoint) -> (distance: Double, azimuth: Double)? {
+        let dx = o.x - x, dy = o.y - y, dz = o.z - z
+        let c2 = dx * dx + dy * dy + dz * dz
+        let limit = Self.shortGeodesicLimit
+        guard c2 <= limit * limit, c2 >= 1e-6 else { return nil }
+        let east = -sinLon * dx + cosLon * dy
+        let north = -sinLat * cosLon * dx - sinLat * sinLon * dy + cosLat * dz
+        let h = (east * east + north * north).squareRoot()
+        let sm = (sinLat + o.sinLat) / 2
+        let w = 1 - Self.e2 * sm * sm
+        let primeVertical = Self.a / w.squareRoot()
+        let meridian = Self.a * (1 - Self.e2) / (w * w.squareRoot())
+        // cos²α and sin²α of the chord's azimuth, without a trigonometric call.
+        let cos2 = h > 0 ? (north * north) / (h * h) : 1
+        let invR = cos2 / meridian + (1 - cos2) / primeVertical
+        let k = c2 * invR * invR
+        let distance = c2.squareRoot() * (1 + k / 24 + 3 * k * k / 640)
+        return (distance, atan2(east, north) * 180 / .pi)
     }
 
     /// A lower bound (metres) of the geodesic distance to (lat, lon), the larger of two:
@@ -380,7 +456,11 @@ struct GeocentricPoint {
     ///   the distance at any range, so far-away query points still get a useful bound).
     /// Less a micrometre for rounding, so that ties at equal positions are never cut off.
     func lowerBound(lat: Double, lon: Double) -> Double {
-        let o = GeocentricPoint(lat: lat, lon: lon)
+        lowerBound(GeocentricPoint(lat: lat, lon: lon))
+    }
+
+    /// ``lowerBound(lat:lon:)`` for a point already converted.
+    func lowerBound(_ o: GeocentricPoint) -> Double {
         let dx = x - o.x, dy = y - o.y, dz = z - o.z
         let chord = (dx * dx + dy * dy + dz * dz).squareRoot()
         let cx = y * o.z - z * o.y, cy = z * o.x - x * o.z, cz = x * o.y - y * o.x

@@ -332,6 +332,34 @@ struct SpatialQueryTests {
         }
     }
 
+    /// The short-geodesic fast path of `NEAR` against `geod_inverse`, at every latitude (poles
+    /// and the antimeridian included), from a millimetre to past its 2 km limit.
+    @Test func shortGeodesicAgreesWithGeodInverse() {
+        var rng = SeededRandom(seed: 21)
+        var answered = 0, worstDistance = 0.0, worstSideways = 0.0
+        for i in 0..<200_000 {
+            let lat = i % 10 == 0 ? Double.random(in: 89...90, using: &rng) * (i % 20 == 0 ? 1 : -1) : Double.random(in: -90...90, using: &rng)
+            let lon = i % 7 == 0 ? 180 - Double.random(in: 0...0.01, using: &rng) : Double.random(in: -180...180, using: &rng)
+            let s = pow(10, Double.random(in: -3.5...3.5, using: &rng))
+            let end = Self.g.direct(lat: lat, lon: lon, azimuth: Double.random(in: 0..<360, using: &rng), distance: s)
+            let exact = Self.g.inverse(lat1: lat, lon1: lon, lat2: end.lat, lon2: end.lon)
+            guard let fast = GeocentricPoint(lat: lat, lon: lon).shortGeodesic(to: GeocentricPoint(lat: end.lat, lon: end.lon)) else {
+                // Declined only outside (1 mm, 2 km], with a little slack for the chord.
+                #expect(exact.distance < 0.0011 || exact.distance > 1_999, "\(lat) \(lon) → \(end): \(exact.distance) m declined")
+                continue
+            }
+            answered += 1
+            #expect(exact.distance > 0.0009 && exact.distance < 2_001)
+            var turn = (fast.azimuth - exact.azimuth1).truncatingRemainder(dividingBy: 360)
+            if turn > 180 { turn -= 360 } else if turn < -180 { turn += 360 }
+            worstDistance = max(worstDistance, abs(fast.distance - exact.distance))
+            worstSideways = max(worstSideways, abs(turn) * .pi / 180 * exact.distance)
+        }
+        #expect(answered > 120_000)
+        #expect(worstDistance <= GeocentricPoint.shortGeodesicError / 10, "worst distance error \(worstDistance) m")
+        #expect(worstSideways <= 1e-6, "worst sideways error \(worstSideways) m")
+    }
+
     // MARK: Within a polygon
 
     static func bruteWithin(_ cams: [Camera], _ polygon: Geometry) throws -> [String] {
