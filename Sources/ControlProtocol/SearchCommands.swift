@@ -12,7 +12,7 @@ public enum SearchOrder: String, Sendable, Equatable {
 /// not written to the audit log either. Default: every field.
 public struct HitFields: OptionSet, Sendable, Equatable {
     public let rawValue: UInt32
-    public init(rawValue: UInt32) { self.rawValue = rawValue }
+    @inlinable public init(rawValue: UInt32) { self.rawValue = rawValue }
 
     /// Every field name, in the order the answer writes them (`id` first).
     public static let names: [String] = [
@@ -26,33 +26,35 @@ public struct HitFields: OptionSet, Sendable, Equatable {
         names.firstIndex(of: name).map { HitFields(rawValue: 1 << UInt32($0)) }
     }
 
-    public static let id = named("id")!
-    public static let lat = named("lat")!
-    public static let lon = named("lon")!
-    public static let distance = named("distance_m")!
-    public static let bearing = named("bearing_deg")!
-    public static let along = named("along_m")!
-    public static let sees = named("sees")!
-    public static let footage = named("footage")!
-    public static let expiresAt = named("expires_at")!
-    public static let window = named("window")!
-    public static let site = named("site")!
-    public static let address = named("address")!
-    public static let ward = named("ward")!
-    public static let status = named("status")!
-    public static let heading = named("heading_deg")!
-    public static let fov = named("fov_deg")!
-    public static let range = named("range_m")!
-    public static let retention = named("retention_days")!
-    public static let schedule = named("schedule")!
-    public static let ownerKind = named("owner_kind")!
-    public static let ownerName = named("owner_name")!
-    public static let ownerPhone = named("owner_phone")!
-    public static let consent = named("consent")!
+    // Bit i is `names[i]` (a test checks each); computed, so that a test of a bit in a hot loop
+    // is a constant, not a lazily initialised global.
+    @inlinable public static var id: HitFields { HitFields(rawValue: 1 << 0) }  // id
+    @inlinable public static var lat: HitFields { HitFields(rawValue: 1 << 1) }  // lat
+    @inlinable public static var lon: HitFields { HitFields(rawValue: 1 << 2) }  // lon
+    @inlinable public static var distance: HitFields { HitFields(rawValue: 1 << 3) }  // distance_m
+    @inlinable public static var bearing: HitFields { HitFields(rawValue: 1 << 4) }  // bearing_deg
+    @inlinable public static var along: HitFields { HitFields(rawValue: 1 << 5) }  // along_m
+    @inlinable public static var sees: HitFields { HitFields(rawValue: 1 << 6) }  // sees
+    @inlinable public static var footage: HitFields { HitFields(rawValue: 1 << 7) }  // footage
+    @inlinable public static var expiresAt: HitFields { HitFields(rawValue: 1 << 8) }  // expires_at
+    @inlinable public static var window: HitFields { HitFields(rawValue: 1 << 9) }  // window
+    @inlinable public static var site: HitFields { HitFields(rawValue: 1 << 10) }  // site
+    @inlinable public static var address: HitFields { HitFields(rawValue: 1 << 11) }  // address
+    @inlinable public static var ward: HitFields { HitFields(rawValue: 1 << 12) }  // ward
+    @inlinable public static var status: HitFields { HitFields(rawValue: 1 << 13) }  // status
+    @inlinable public static var heading: HitFields { HitFields(rawValue: 1 << 14) }  // heading_deg
+    @inlinable public static var fov: HitFields { HitFields(rawValue: 1 << 15) }  // fov_deg
+    @inlinable public static var range: HitFields { HitFields(rawValue: 1 << 16) }  // range_m
+    @inlinable public static var retention: HitFields { HitFields(rawValue: 1 << 17) }  // retention_days
+    @inlinable public static var schedule: HitFields { HitFields(rawValue: 1 << 18) }  // schedule
+    @inlinable public static var ownerKind: HitFields { HitFields(rawValue: 1 << 19) }  // owner_kind
+    @inlinable public static var ownerName: HitFields { HitFields(rawValue: 1 << 20) }  // owner_name
+    @inlinable public static var ownerPhone: HitFields { HitFields(rawValue: 1 << 21) }  // owner_phone
+    @inlinable public static var consent: HitFields { HitFields(rawValue: 1 << 22) }  // consent
     /// Every field.
-    public static let all = HitFields(rawValue: (1 << UInt32(names.count)) - 1)
+    @inlinable public static var all: HitFields { HitFields(rawValue: (1 << 23) - 1) }
     /// The owner data: shown only where the privacy rule allows, and audited when shown.
-    public static let ownerData: HitFields = [.address, .ownerName, .ownerPhone]
+    @inlinable public static var ownerData: HitFields { HitFields(rawValue: address.rawValue | ownerName.rawValue | ownerPhone.rawValue) }
 
     /// `id,distance_m,…`: known names, comma-separated; `id` is added.
     public static func parse(_ text: String) throws(ProtocolError) -> HitFields {

@@ -13,6 +13,14 @@ struct ProtocolTests {
         }
     }
 
+    @Test func hitFieldBitsFollowTheirNames() {
+        let fields: [(HitFields, String)] = [(.id, "id"), (.lat, "lat"), (.lon, "lon"), (.distance, "distance_m"), (.bearing, "bearing_deg"), (.along, "along_m"), (.sees, "sees"), (.footage, "footage"), (.expiresAt, "expires_at"), (.window, "window"), (.site, "site"), (.address, "address"), (.ward, "ward"), (.status, "status"), (.heading, "heading_deg"), (.fov, "fov_deg"), (.range, "range_m"), (.retention, "retention_days"), (.schedule, "schedule"), (.ownerKind, "owner_kind"), (.ownerName, "owner_name"), (.ownerPhone, "owner_phone"), (.consent, "consent")]
+        #expect(fields.count == HitFields.names.count)
+        for (f, name) in fields { #expect(HitFields.named(name) == f, "\(name)") }
+        #expect(HitFields.all == fields.reduce(HitFields()) { $0.union($1.0) })
+        #expect(HitFields.ownerData == [.address, .ownerName, .ownerPhone])
+    }
+
     @Test func parsesEveryCommand() throws {
         #expect(try RequestParser.parse("PING") == .ping)
         #expect(try RequestParser.parse("ping") == .ping)

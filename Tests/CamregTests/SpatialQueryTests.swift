@@ -356,6 +356,14 @@ struct SpatialQueryTests {
             worstSideways = max(worstSideways, abs(turn) * .pi / 180 * exact.distance)
         }
         #expect(answered > 120_000)
+        // Longitude differences are exact where a double holds them, and mirror exactly.
+        for lon in [179.9999, 179.99995, 0.5, 90.25, 1e-9] {
+            let east = GeocentricPoint.longitudeDifference(from: 180, to: lon)
+            let west = GeocentricPoint.longitudeDifference(from: -180, to: -lon)
+            #expect(east == lon - 180 && west == 180 - lon, "\(lon): \(east) \(west)")
+            #expect(GeocentricPoint.longitudeDifference(from: 180, to: -lon) == -east)
+        }
+        #expect(GeocentricPoint.sincos(degrees: 90) == (1, 0) && GeocentricPoint.sincos(degrees: -180) == (0, -1))
         #expect(worstDistance <= GeocentricPoint.shortGeodesicError / 10, "worst distance error \(worstDistance) m")
         #expect(worstSideways <= 1e-6, "worst sideways error \(worstSideways) m")
     }
