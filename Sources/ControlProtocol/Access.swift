@@ -90,6 +90,10 @@ public enum EnvelopeOptions {
     /// The option names.
     public static let names: Set<String> = ["case", "purpose"]
 
+    /// Whether `name` is one of ``names`` (without hashing: this runs for every option of every request).
+    @inline(__always)
+    static func isEnvelope(_ name: String) -> Bool { name == "case" || name == "purpose" }
+
     /// Checks a case id: 1–64 printable characters without spaces (e.g. `BC-2026-0142`).
     public static func caseID(_ s: String) throws(ProtocolError) -> String {
         guard !s.isEmpty, s.utf8.count <= 64, s.unicodeScalars.allSatisfy({ $0.value > 0x20 && $0.value != 0x7F }) else {

@@ -232,7 +232,7 @@ public enum RequestParser {
         let tokens = try Tokenizer.tokenize(bytes)
         var caseID: String?, purpose: String?
         var seen: Set<String> = []
-        for (name, value) in tokens.options where EnvelopeOptions.names.contains(name) {
+        for (name, value) in tokens.options where EnvelopeOptions.isEnvelope(name) {
             guard seen.insert(name).inserted else {
                 throw ProtocolError(.duplicateOption, "option \(name) is given twice", field: name)
             }
@@ -253,19 +253,23 @@ public enum RequestParser {
             if tokens.options.isEmpty { throw ProtocolError(.emptyRequest, "the request is empty; try HELP") }
             throw ProtocolError(.unknownCommand, "a request starts with a command name; try HELP")
         }
-        let upper = tokens.words.prefix(3).map { $0.uppercased() }
+        // Command words are matched without case and without upper-casing copies: the words after
+        // them are usually numbers and ids.
+        let first = Values.asciiUppercased(tokens.words[0])
+        let words = tokens.words
         // Longest match of command words, among the commands that start with the first word.
-        let candidates = (CommandTable.byFirstWord[upper[0]] ?? []).filter { spec in
-            spec.words.count <= upper.count && upper.prefix(spec.words.count).elementsEqual(spec.words)
+        var found: CommandSpec?
+        for spec in CommandTable.byFirstWord[first] ?? [] where spec.words.count <= words.count && spec.words.count > (found?.words.count ?? 0) {
+            if (1..<spec.words.count).allSatisfy({ Values.asciiCaseInsensitiveEquals(words[$0], spec.words[$0]) }) { found = spec }
         }
-        guard let spec = candidates.max(by: { $0.words.count < $1.words.count }) else {
-            let group = CommandTable.all.filter { $0.words.first == upper[0] && $0.words.count > 1 }
+        guard let spec = found else {
+            let group = CommandTable.all.filter { $0.words.first == first && $0.words.count > 1 }
             if !group.isEmpty {
                 let subs = group.map { $0.words.dropFirst().joined(separator: " ") }.joined(separator: ", ")
-                if upper.count == 1 {
-                    throw ProtocolError(.wrongArity, "\(upper[0]) needs a subcommand: \(subs)")
+                if words.count == 1 {
+                    throw ProtocolError(.wrongArity, "\(first) needs a subcommand: \(subs)")
                 }
-                throw ProtocolError(.unknownCommand, "unknown subcommand \(tokens.words[1]) of \(upper[0]); known: \(subs)")
+                throw ProtocolError(.unknownCommand, "unknown subcommand \(tokens.words[1]) of \(first); known: \(subs)")
             }
             throw ProtocolError(.unknownCommand, "unknown command \(Values.clip(tokens.words[0])); try HELP")
         }
@@ -281,7 +285,7 @@ public enum RequestParser {
         var options: [String: String] = [:]
         for (name, value) in tokens.options {
             let declared = spec.options.contains(where: { $0.name == name })
-            if !declared, EnvelopeOptions.names.contains(name) { continue }  // case=, purpose=: see parseRequest
+            if !declared, EnvelopeOptions.isEnvelope(name) { continue }  // case=, purpose=: see parseRequest
             guard declared else {
                 let known = spec.options.map(\.name)
                 throw ProtocolError(.unknownOption,
@@ -302,6 +306,18 @@ public enum RequestParser {
 
 /// Strict value parsers shared by the command builders.
 public enum Values {
+    /// `s` upper-cased in ASCII; `s` itself (no copy) when it has no lower-case ASCII letter.
+    /// Other characters are left alone, so a non-ASCII word matches no command.
+    static func asciiUppercased(_ s: String) -> String {
+        guard s.utf8.contains(where: { $0 >= 0x61 && $0 <= 0x7A }) else { return s }
+        return String(decoding: s.utf8.map { $0 >= 0x61 && $0 <= 0x7A ? $0 - 0x20 : $0 }, as: UTF8.self)
+    }
+
+    /// Whether `a` equals the upper-case ASCII word `upper` when `a`'s ASCII letters are upper-cased.
+    static func asciiCaseInsensitiveEquals(_ a: String, _ upper: String) -> Bool {
+        a.utf8.elementsEqual(upper.utf8) { x, y in (x >= 0x61 && x <= 0x7A ? x - 0x20 : x) == y }
+    }
+
     /// A finite decimal number (`-12.5`, `1e3`); NaN and infinities are refused as `not_finite`,
     /// anything else that is not a plain decimal as `not_a_number`.
     public static func double(_ s: String, field: String, range: ClosedRange<Double>? = nil) throws(ProtocolError) -> Double {

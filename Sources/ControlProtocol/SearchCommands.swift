@@ -59,10 +59,11 @@ public struct HitFields: OptionSet, Sendable, Equatable {
     /// `id,distance_m,…`: known names, comma-separated; `id` is added.
     public static func parse(_ text: String) throws(ProtocolError) -> HitFields {
         var set: HitFields = .id
-        for part in text.split(separator: ",", omittingEmptySubsequences: false) {
-            let name = part.lowercased()
-            guard let f = named(name) else {
-                throw ProtocolError(.invalidValue, "fields has no member \(Values.clip(String(part))); known: \(names.joined(separator: ","))", field: "fields")
+        for part in text.utf8.split(separator: UInt8(ascii: ","), omittingEmptySubsequences: false) {
+            // Names are lower-case ASCII: compare bytes, folding ASCII capitals, without copies.
+            let index = names.firstIndex { $0.utf8.elementsEqual(part) { n, c in n == (c >= 0x41 && c <= 0x5A ? c + 0x20 : c) } }
+            guard let f = index.map({ HitFields(rawValue: 1 << UInt32($0)) }) else {
+                throw ProtocolError(.invalidValue, "fields has no member \(Values.clip(String(Substring(part)))); known: \(names.joined(separator: ","))", field: "fields")
             }
             set.insert(f)
         }

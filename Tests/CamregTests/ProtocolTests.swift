@@ -13,6 +13,23 @@ struct ProtocolTests {
         }
     }
 
+    @Test func commandWordsAndFieldNamesIgnoreASCIICaseOnly() throws {
+        #expect(try RequestParser.parse("Camera GeT BC-00042") == .cameraGet(id: "BC-00042"))
+        guard case .near(let q) = try RequestParser.parse("near 11.1 106.6 radius=200 fields=Distance_M,SEES") else {
+            Issue.record("not a NEAR")
+            return
+        }
+        #expect(q.search.fields == [.id, .distance, .sees])
+        #expect(throws: ProtocolError.self) { try RequestParser.parse("NEAR 11.1 106.6 radius=200 fields=distance_m,nope") }
+        do {
+            _ = try RequestParser.parse("NEAR 11.1 106.6 radius=200 fields=distance_m,nope")
+        } catch {
+            #expect(error.code == .invalidValue && error.field == "fields")
+        }
+        // Unicode case mapping is not ASCII: "ſ" (long s) upper-cases to "S", but is no command letter.
+        #expect(throws: ProtocolError.self) { try RequestParser.parse("ſTATS") }
+    }
+
     @Test func hitFieldBitsFollowTheirNames() {
         let fields: [(HitFields, String)] = [(.id, "id"), (.lat, "lat"), (.lon, "lon"), (.distance, "distance_m"), (.bearing, "bearing_deg"), (.along, "along_m"), (.sees, "sees"), (.footage, "footage"), (.expiresAt, "expires_at"), (.window, "window"), (.site, "site"), (.address, "address"), (.ward, "ward"), (.status, "status"), (.heading, "heading_deg"), (.fov, "fov_deg"), (.range, "range_m"), (.retention, "retention_days"), (.schedule, "schedule"), (.ownerKind, "owner_kind"), (.ownerName, "owner_name"), (.ownerPhone, "owner_phone"), (.consent, "consent")]
         #expect(fields.count == HitFields.names.count)
