@@ -13,8 +13,19 @@ public final class STRtree: @unchecked Sendable {
     public let count: Int
 
     /// Builds a tree over boxes `(minX, minY, maxX, maxY)`; item `i` is `boxes[i]`.
-    public init<Boxes: Collection>(boxes: Boxes, nodeCapacity: Int = 10) throws
+    ///
+    /// Inlinable, so that the boxes are gathered by code specialised for the caller's collection:
+    /// an unspecialised generic loop looked up type metadata for every element, which was most
+    /// of a million-camera tree's build time.
+    @inlinable
+    public convenience init<Boxes: Collection>(boxes: Boxes, nodeCapacity: Int = 10) throws
     where Boxes.Element == (Double, Double, Double, Double) {
+        let flat = ContiguousArray(boxes)
+        try self.init(flat: flat, nodeCapacity: nodeCapacity)
+    }
+
+    /// Builds a tree over the boxes `(minX, minY, maxX, maxY)` of a contiguous array.
+    public init(flat boxes: ContiguousArray<(Double, Double, Double, Double)>, nodeCapacity: Int = 10) throws {
         let ctx = GEOSContext()
         owner = ctx
         guard let t = GEOSSTRtree_create_r(ctx.handle, max(2, nodeCapacity)) else { throw ctx.takeError("STRtree create") }

@@ -113,8 +113,13 @@ public final class CameraTable: @unchecked Sendable {
     /// ``maximumTextBytes``.
     public convenience init(cameras: [Camera]) throws {
         let order = Self.sortedUnique(cameras)
-        var b = try Builder(capacity: order.count, textBytes: order.reduce(0) { $0 + Self.encodedTextCount(cameras[Int($1)]) })
-        for i in order { b.append(cameras[Int(i)]) }
+        // Through a buffer pointer: an element is borrowed, where `cameras[i]` copied a `Camera`
+        // (a dozen retains and releases) — 40 % of a million-camera build.
+        let b = try cameras.withUnsafeBufferPointer { all in
+            var b = try Builder(capacity: order.count, textBytes: order.reduce(0) { $0 + Self.encodedTextCount(all[Int($1)]) })
+            for i in order { b.append(all[Int(i)]) }
+            return b
+        }
         self.init(b)
     }
 
@@ -124,29 +129,32 @@ public final class CameraTable: @unchecked Sendable {
     public func merging(_ changes: [Camera]) throws -> CameraTable {
         guard !changes.isEmpty else { return self }
         let order = Self.sortedUnique(changes)
-        var b = try Builder(capacity: count + order.count,
-                        textBytes: textCount + order.reduce(0) { $0 + Self.encodedTextCount(changes[Int($1)]) },
-                        sharedFrom: self)
-        var slot = 0
-        for i in order {
-            let c = changes[Int(i)]
-            var cmp = 1
+        // Through a buffer pointer, so that a change is borrowed, not copied (see `init(cameras:)`).
+        let b = try changes.withUnsafeBufferPointer { changes in
+            var b = try Builder(capacity: count + order.count,
+                                textBytes: textCount + order.reduce(0) { $0 + Self.encodedTextCount(changes[Int($1)]) },
+                                sharedFrom: self)
+            var slot = 0
+            for i in order {
+                var cmp = 1
+                while slot < count {
+                    cmp = compareID(slot: slot, with: changes[Int(i)].id)
+                    if cmp >= 0 { break }
+                    b.copy(slot: slot, of: self)
+                    slot += 1
+                }
+                if slot < count, cmp == 0 {
+                    if records[slot].version > Int64(changes[Int(i)].version) { b.copy(slot: slot, of: self) } else { b.append(changes[Int(i)]) }
+                    slot += 1
+                } else {
+                    b.append(changes[Int(i)])
+                }
+            }
             while slot < count {
-                cmp = compareID(slot: slot, with: c.id)
-                if cmp >= 0 { break }
                 b.copy(slot: slot, of: self)
                 slot += 1
             }
-            if slot < count, cmp == 0 {
-                if records[slot].version > Int64(c.version) { b.copy(slot: slot, of: self) } else { b.append(c) }
-                slot += 1
-            } else {
-                b.append(c)
-            }
-        }
-        while slot < count {
-            b.copy(slot: slot, of: self)
-            slot += 1
+            return b
         }
         return CameraTable(b)
     }
