@@ -203,11 +203,15 @@ struct CamregBench: ParsableCommand {
             report.cacheBytes = (try? FileManager.default.attributesOfItem(atPath: cachePath)[.size] as? Int) ?? 0
             stopChild(first, timeout: 120)
         }
-        let (daemon, cachedStart, daemonLog) = try startCamregd()
+        // At info level camregd logs how long its start-up steps took (the cache load, the index build).
+        let (daemon, cachedStart, daemonLog) = try startCamregd(logLevel: "info")
         report.camregdCachedStart = cachedStart
         let daemonLogText = (try? String(contentsOfFile: daemonLog, encoding: .utf8)) ?? ""
         guard daemonLogText.contains("cameras loaded from the index cache") else {
             throw BenchError("the restart did not use the index cache:\n\(daemonLogText.suffix(2000))")
+        }
+        for line in daemonLogText.split(separator: "\n") where line.contains("ms=") || line.contains("migrations") || line.contains("listening") {
+            log("camregd start-up: \(line.prefix(300))")
         }
         report.camregdRSSAfterLoad = residentBytes(pid: daemon.pid) ?? 0
         log("camregd restart with the index cache (\(report.cacheBytes) bytes) answered PING after \(cachedStart) s")
