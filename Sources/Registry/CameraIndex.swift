@@ -77,6 +77,12 @@ public final class CameraIndex: Sendable {
         state = NIOLockedValueBox(State(snapshot: try IndexSnapshot(cameras: cameras), delta: [:]))
     }
 
+    /// An index over a packed table (the start from the index cache). `startedAt` is when the
+    /// table's build began, for the snapshot's build time.
+    public init(table: CameraTable, startedAt start: DispatchTime = .now()) throws {
+        state = NIOLockedValueBox(State(snapshot: try IndexSnapshot(table: table, startedAt: start), delta: [:]))
+    }
+
     private var current: State { state.withLockedValue { $0 } }
 
     /// Number of cameras held (retired included).

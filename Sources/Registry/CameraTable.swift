@@ -123,6 +123,25 @@ public final class CameraTable: @unchecked Sendable {
         self.init(b)
     }
 
+    /// A table of `count` cameras given as raw parts, without `Camera` values (the index cache's
+    /// start-up path): `id(i)` is camera `i`'s id bytes, `camera(i)` all of it, and `textBytes`
+    /// the sum of their ``encodedTextCount(id:address:ownerName:ownerPhone:statusReason:)``.
+    /// Sorted by id; an id given twice throws ``RegistryError`` (`already_exists`), and text that
+    /// does not fit `textBytes` throws `index_capacity`.
+    public convenience init(count: Int, textBytes: Int, id: (Int) -> UnsafeRawBufferPointer,
+                            camera: (Int) throws -> RawCamera) throws {
+        let order = try Self.sortedByID(count: count, id: id)
+        var b = try Builder(capacity: count, textBytes: textBytes)
+        for i in order { try b.append(try camera(Int(i)), limit: textBytes) }
+        self.init(b)
+    }
+
+    /// The text bytes one camera takes in a table (an upper bound: shared members count 5).
+    public static func encodedTextCount(id: Int, address: Int, ownerName: Int?, ownerPhone: Int?, statusReason: Int?) -> Int {
+        func size(_ n: Int?) -> Int { n.map { varintCount($0 + 1) + $0 } ?? 1 }
+        return size(id) + size(address) + 5 + size(ownerName) + size(ownerPhone) + 5 + size(statusReason)
+    }
+
     /// This table with `changes` applied: a change replaces the held camera of the same id when
     /// its version is at least the held one's, and adds a camera whose id is not held. Records and
     /// text of untouched cameras are copied as bytes.
@@ -291,12 +310,8 @@ public final class CameraTable: @unchecked Sendable {
 
     /// At most the arena bytes of `c`'s text (a shared member counts its largest varint).
     static func encodedTextCount(_ c: Camera) -> Int {
-        func size(_ s: String?) -> Int {
-            guard let s else { return 1 }
-            let n = s.utf8.count
-            return varintCount(n + 1) + n
-        }
-        return size(c.id) + size(c.address) + 5 + size(c.ownerName) + size(c.ownerPhone) + 5 + size(c.statusReason)
+        encodedTextCount(id: c.id.utf8.count, address: c.address.utf8.count, ownerName: c.ownerName?.utf8.count,
+                         ownerPhone: c.ownerPhone?.utf8.count, statusReason: c.statusReason?.utf8.count)
     }
 
     /// The distinct values of the shared text members, numbered in order of first use.
@@ -304,6 +319,20 @@ public final class CameraTable: @unchecked Sendable {
         var text: [UInt8] = []
         var starts: [Int] = [0]
         var numbers: [String: Int] = [:]
+
+        /// The number of the value with these bytes: found by comparing bytes while there are
+        /// few distinct values (wards, registrars), through a `String` otherwise.
+        mutating func number(bytes: UnsafeRawBufferPointer) -> Int {
+            if starts.count <= 65 {
+                for n in 0..<(starts.count - 1) where starts[n + 1] - starts[n] == bytes.count {
+                    let same = text.withUnsafeBytes { t in
+                        bytes.count == 0 || memcmp(t.baseAddress! + starts[n], bytes.baseAddress!, bytes.count) == 0
+                    }
+                    if same { return n }
+                }
+            }
+            return number(String(decoding: bytes, as: UTF8.self))
+        }
 
         /// The number of `s` (added when new).
         mutating func number(_ s: String) -> Int {
@@ -368,6 +397,19 @@ public final class CameraTable: @unchecked Sendable {
             varint(shared.number(s) + 1)
         }
 
+        mutating func put(bytes u: UnsafeRawBufferPointer?) {
+            guard let u else { varint(0); return }
+            varint(u.count + 1)
+            guard u.count > 0 else { return }
+            UnsafeMutableRawPointer(text.baseAddress! + textCount).copyMemory(from: u.baseAddress!, byteCount: u.count)
+            textCount += u.count
+        }
+
+        mutating func putShared(bytes u: UnsafeRawBufferPointer?) {
+            guard let u else { varint(0); return }
+            varint(shared.number(bytes: u) + 1)
+        }
+
         mutating func append(_ c: Camera) {
             let start = textCount
             put(c.id)
@@ -377,6 +419,29 @@ public final class CameraTable: @unchecked Sendable {
             put(c.ownerPhone)
             putShared(c.verifiedBy)
             put(c.statusReason)
+            appendRecord(RawCamera(scalarsOf: c), text: start)
+        }
+
+        /// Appends a camera given as raw parts; throws when its text would pass `limit` bytes.
+        mutating func append(_ c: RawCamera, limit: Int) throws {
+            let need = CameraTable.encodedTextCount(id: c.id.count, address: c.address.count, ownerName: c.ownerName?.count,
+                                                    ownerPhone: c.ownerPhone?.count, statusReason: c.statusReason?.count)
+            guard textCount + need <= limit else {
+                throw RegistryError(.capacity, "the cameras' text is longer than announced (\(limit) bytes)")
+            }
+            let start = textCount
+            put(bytes: c.id)
+            put(bytes: c.address)
+            putShared(bytes: c.ward)
+            put(bytes: c.ownerName)
+            put(bytes: c.ownerPhone)
+            putShared(bytes: c.verifiedBy)
+            put(bytes: c.statusReason)
+            appendRecord(c, text: start)
+        }
+
+        /// The record of `c`'s scalar members, its text starting at `text`.
+        private mutating func appendRecord(_ c: RawCamera, text start: Int) {
             let schedule: (Int16, Int16)
             switch c.schedule {
             case .always: schedule = (-1, -1)
@@ -387,9 +452,8 @@ public final class CameraTable: @unchecked Sendable {
                 status: c.status, siteKind: c.siteKind, ownerKind: c.ownerKind,
                 scheduleStart: schedule.0, scheduleEnd: schedule.1, retentionDays: Int32(clamping: c.retentionDays),
                 heading: c.heading ?? .nan, fov: c.fov, range: c.range, mountHeight: c.mountHeight ?? .nan,
-                createdAt: c.createdAt.timeIntervalSinceReferenceDate, updatedAt: c.updatedAt.timeIntervalSinceReferenceDate,
-                verifiedAt: c.verifiedAt?.timeIntervalSinceReferenceDate ?? .nan,
-                version: Int64(c.version), ownerID: c.ownerID ?? .min))
+                createdAt: c.createdAt, updatedAt: c.updatedAt, verifiedAt: c.verifiedAt ?? .nan,
+                version: c.version, ownerID: c.ownerID ?? .min))
             count += 1
         }
 
@@ -411,6 +475,46 @@ public final class CameraTable: @unchecked Sendable {
         }
     }
 
+    /// Indexes `0..<count` sorted by the id bytes `id(i)`; an id given twice throws.
+    static func sortedByID(count: Int, id: (Int) -> UnsafeRawBufferPointer) throws -> [Int32] {
+        struct Key { var a: UInt64; var b: UInt64; var index: Int32 }
+        var keys: [Key] = []
+        keys.reserveCapacity(count)
+        for i in 0..<count {
+            let (a, b) = prefixKey(id(i))
+            keys.append(Key(a: a, b: b, index: Int32(i)))
+        }
+        func compare(_ x: Int32, _ y: Int32) -> Int32 {
+            let ix = id(Int(x)), iy = id(Int(y))
+            let n = min(ix.count, iy.count)
+            let c = n == 0 ? 0 : memcmp(ix.baseAddress!, iy.baseAddress!, n)
+            return c != 0 ? c : Int32(ix.count - iy.count)
+        }
+        keys.sort { x, y in
+            if x.a != y.a { return x.a < y.a }
+            if x.b != y.b { return x.b < y.b }
+            return compare(x.index, y.index) < 0
+        }
+        for j in keys.indices.dropFirst() where keys[j].a == keys[j - 1].a && keys[j].b == keys[j - 1].b
+            && compare(keys[j].index, keys[j - 1].index) == 0 {
+            throw RegistryError(.alreadyExists, "camera id \(String(decoding: id(Int(keys[j].index)), as: UTF8.self)) is given twice")
+        }
+        return keys.map(\.index)
+    }
+
+    /// The first 16 bytes of an id as two big-endian words (zero-padded): they order as the bytes do.
+    @inline(__always)
+    static func prefixKey<S: Sequence>(_ bytes: S) -> (UInt64, UInt64) where S.Element == UInt8 {
+        var a: UInt64 = 0, b: UInt64 = 0
+        var k = 0
+        for byte in bytes {
+            if k == 16 { break }
+            if k < 8 { a |= UInt64(byte) << (56 - 8 * k) } else { b |= UInt64(byte) << (56 - 8 * (k - 8)) }
+            k += 1
+        }
+        return (a, b)
+    }
+
     /// Indexes of `cameras` sorted by id, one per id: the highest version (the later on a tie).
     static func sortedUnique(_ cameras: [Camera]) -> [Int32] {
         // Sort keys: the id's first 16 bytes, big-endian (zero-padded), then the whole id on a tie.
@@ -418,12 +522,7 @@ public final class CameraTable: @unchecked Sendable {
         var keys: [Key] = []
         keys.reserveCapacity(cameras.count)
         for (i, c) in cameras.enumerated() {
-            var a: UInt64 = 0, b: UInt64 = 0
-            var k = 0
-            for byte in c.id.utf8.prefix(16) {
-                if k < 8 { a |= UInt64(byte) << (56 - 8 * k) } else { b |= UInt64(byte) << (56 - 8 * (k - 8)) }
-                k += 1
-            }
+            let (a, b) = prefixKey(c.id.utf8)
             keys.append(Key(a: a, b: b, index: Int32(i)))
         }
         func less(_ x: Key, _ y: Key) -> Bool {
@@ -555,3 +654,55 @@ public struct CameraRef: Sendable {
 /// Keeps ``CameraTable/prefetch(_:)``'s loads from being optimised away.
 @inline(never) @_optimize(none)
 func cameraTableSink(_ value: UInt64) {}
+
+/// A camera as raw parts, its text as UTF-8 bytes: what ``CameraTable/init(count:textBytes:id:camera:)``
+/// packs without making `Camera` values (the index cache's start-up path). Times are seconds
+/// since the reference date (`Date.timeIntervalSinceReferenceDate`). The byte buffers need only
+/// stay valid until the table has copied them.
+public struct RawCamera {
+    public var id = UnsafeRawBufferPointer(start: nil, count: 0)
+    public var address = UnsafeRawBufferPointer(start: nil, count: 0)
+    public var ward = UnsafeRawBufferPointer(start: nil, count: 0)
+    public var ownerName: UnsafeRawBufferPointer?
+    public var ownerPhone: UnsafeRawBufferPointer?
+    public var verifiedBy: UnsafeRawBufferPointer?
+    public var statusReason: UnsafeRawBufferPointer?
+    public var lat = 0.0, lon = 0.0, fov = 0.0, range = 0.0
+    public var heading: Double?, mountHeight: Double?
+    public var siteKind = SiteKind.other, ownerKind = OwnerKind.household, status = CameraStatus.pending
+    public var schedule = RecordingSchedule.always
+    public var retentionDays = 0
+    public var createdAt = 0.0, updatedAt = 0.0
+    public var verifiedAt: Double?
+    public var version: Int64 = 0
+    public var ownerID: Int64?
+
+    public init() {}
+
+    /// The scalar members of `c` (its text stays empty).
+    init(scalarsOf c: Camera) {
+        lat = c.lat; lon = c.lon; fov = c.fov; range = c.range
+        heading = c.heading; mountHeight = c.mountHeight
+        siteKind = c.siteKind; ownerKind = c.ownerKind; status = c.status
+        schedule = c.schedule; retentionDays = c.retentionDays
+        createdAt = c.createdAt.timeIntervalSinceReferenceDate; updatedAt = c.updatedAt.timeIntervalSinceReferenceDate
+        verifiedAt = c.verifiedAt?.timeIntervalSinceReferenceDate
+        version = Int64(c.version); ownerID = c.ownerID
+    }
+
+    /// The `Camera` value (its text decoded into strings).
+    public var camera: Camera {
+        func text(_ u: UnsafeRawBufferPointer) -> String { String(decoding: u, as: UTF8.self) }
+        var c = Camera(id: text(id), lat: lat, lon: lon, siteKind: siteKind, address: text(address), ward: text(ward),
+                       heading: heading, fov: fov, range: range, mountHeight: mountHeight, ownerKind: ownerKind,
+                       ownerName: ownerName.map(text), ownerPhone: ownerPhone.map(text), schedule: schedule,
+                       retentionDays: retentionDays, status: status,
+                       createdAt: Date(timeIntervalSinceReferenceDate: createdAt),
+                       updatedAt: Date(timeIntervalSinceReferenceDate: updatedAt), version: Int(version))
+        c.ownerID = ownerID
+        c.verifiedBy = verifiedBy.map(text)
+        c.verifiedAt = verifiedAt.map { Date(timeIntervalSinceReferenceDate: $0) }
+        c.statusReason = statusReason.map(text)
+        return c
+    }
+}

@@ -13,8 +13,12 @@ import Glibc
 public enum CameraStartup {
     /// What was loaded, where from, and whether the cache file should be (re)written.
     public struct Result: Sendable {
-        /// The cameras and the change number they reflect.
+        /// The cameras and the change number they reflect. When ``table`` is set, `cameras` is
+        /// empty: the cameras are in the table.
         public var load: CameraSnapshotLoad
+        /// The cameras already packed (a start from a cache with no camera changes after it),
+        /// and when its build began.
+        public var table: (CameraTable, DispatchTime)?
         /// `cache` or `database`.
         public var source: String
         /// Whether the cache file should be written (it is missing, stale or behind).
@@ -32,14 +36,28 @@ public enum CameraStartup {
                 // The database's side (identity, changes since the cache, fingerprint) runs on the
                 // pool's thread while this one checks and decodes the file.
                 async let database = client.withConnection { try IndexCache.catchUp(after: header, on: $0) }
-                let cached = try IndexCache.decode(file)
+                // Packed straight from the file's bytes: the common start, with no camera changed
+                // since the cache was written, makes no `Camera` values at all.
+                let packStart = DispatchTime.now()
+                let packed = try IndexCache.decodeTable(file)
                 let db = try await database
+                if db.changeRows == 0 {
+                    try IndexCache.checkLineage(header: header, with: db)
+                    try IndexCache.checkFingerprint(packed.fingerprint, with: db)
+                    logger.notice("cameras loaded from the index cache", metadata: [
+                        "cameras": "\(packed.table.count)", "cache_seq": "\(header.sequence)", "seq": "\(db.sequence)",
+                        "changes_applied": "0", "packed": "true", "ms": "\(millis(since: start))"])
+                    // Not rewritten: with no camera changes, the file still describes the table.
+                    let load = CameraSnapshotLoad(cameras: [], xmins: [], sequence: db.sequence, anchor: db.anchor)
+                    return Result(load: load, table: (packed.table, packStart), source: "cache", needsWrite: false)
+                }
+                let cached = try IndexCache.decode(file)
                 let merged = try IndexCache.merge(cached, header: header, with: db)
                 logger.notice("cameras loaded from the index cache", metadata: [
                     "cameras": "\(merged.cameras.count)", "cache_seq": "\(header.sequence)", "seq": "\(merged.sequence)",
                     "changes_applied": "\(db.changeRows)", "changed_cameras": "\(db.changed.cameras.count)",
                     "ms": "\(millis(since: start))"])
-                return Result(load: merged, source: "cache", needsWrite: merged.sequence != header.sequence || db.changeRows > 0)
+                return Result(load: merged, table: nil, source: "cache", needsWrite: merged.sequence != header.sequence || db.changeRows > 0)
             } catch let e as IndexCacheError {
                 if e.missing {
                     logger.info("no index cache; loading the cameras from PostgreSQL")
@@ -54,7 +72,7 @@ public enum CameraStartup {
         let load = try await client.withConnection { try CameraStream.loadAll(on: $0) }
         logger.info("cameras loaded from PostgreSQL", metadata: ["cameras": "\(load.cameras.count)", "seq": "\(load.sequence)",
                                                                   "ms": "\(millis(since: start))"])
-        return Result(load: load, source: "database", needsWrite: true)
+        return Result(load: load, table: nil, source: "database", needsWrite: true)
     }
 
     /// Writes the cache after start-up, off the start-up path (the daemon answers meanwhile).

@@ -353,7 +353,67 @@ public enum IndexCache {
     /// Checks the hash of the camera records and decodes them. Never reads out of bounds; any
     /// inconsistency throws ``IndexCacheError``.
     public static func decode(_ file: File) throws -> CameraSnapshotLoad {
+        let payload = try checkedPayload(file)
         let h = file.header
+        var load = CameraSnapshotLoad(cameras: [], xmins: [], sequence: h.sequence, anchor: h.anchor)
+        load.cameras.reserveCapacity(h.count)
+        load.xmins.reserveCapacity(h.count)
+        var r = Reader(bytes: payload, at: 0)
+        var interner = StringInterner()
+        for _ in 0..<h.count {
+            let (raw, xmin) = try readCamera(&r)
+            var camera = raw.camera
+            camera.ward = interner.intern(camera.ward)
+            camera.verifiedBy = camera.verifiedBy.map { interner.intern($0) }
+            camera.statusReason = camera.statusReason.map { interner.intern($0) }
+            load.cameras.append(camera)
+            load.xmins.append(xmin)
+        }
+        guard r.at == payload.count else { throw IndexCacheError("\(payload.count - r.at) unexpected bytes after the cached cameras") }
+        return load
+    }
+
+    /// The cached cameras packed straight into a ``CameraTable`` (no `Camera` values: the
+    /// text is copied from the file's bytes), with the fingerprint they add up to. For a start
+    /// with no changes after the cache (see ``check(_:header:fingerprint:)``).
+    public static func decodeTable(_ file: File) throws -> (table: CameraTable, fingerprint: CameraTableFingerprint) {
+        let payload = try checkedPayload(file)
+        let n = file.header.count
+        // Pass 1: where each camera starts, its id, the text it needs, and the sums.
+        var starts: [Int] = []
+        var ids: [(start: Int, count: Int)] = []
+        starts.reserveCapacity(n)
+        ids.reserveCapacity(n)
+        var textBytes = 0
+        var versions: Int64 = 0, xmins: Int64 = 0
+        var r = Reader(bytes: payload, at: 0)
+        for _ in 0..<n {
+            starts.append(r.at)
+            let (raw, xmin) = try readCamera(&r)
+            ids.append((raw.id.baseAddress.map { $0 - payload.baseAddress! } ?? 0, raw.id.count))
+            textBytes += CameraTable.encodedTextCount(id: raw.id.count, address: raw.address.count, ownerName: raw.ownerName?.count,
+                                                      ownerPhone: raw.ownerPhone?.count, statusReason: raw.statusReason?.count)
+            versions &+= raw.version
+            xmins &+= Int64(xmin)
+        }
+        guard r.at == payload.count else { throw IndexCacheError("\(payload.count - r.at) unexpected bytes after the cached cameras") }
+        // Pass 2: packed in id order.
+        let table: CameraTable
+        do {
+            table = try CameraTable(count: n, textBytes: textBytes,
+                                    id: { UnsafeRawBufferPointer(rebasing: payload[ids[$0].start..<ids[$0].start + ids[$0].count]) },
+                                    camera: { i in
+                                        var r = Reader(bytes: payload, at: starts[i])
+                                        return try readCamera(&r).raw
+                                    })
+        } catch let e as RegistryError {
+            throw IndexCacheError("the cached cameras cannot be packed: \(e.message)")
+        }
+        return (table, CameraTableFingerprint(count: Int64(n), versionSum: versions, xminSum: xmins))
+    }
+
+    /// The payload after its hash has been checked.
+    static func checkedPayload(_ file: File) throws -> UnsafeRawBufferPointer {
         let payload = UnsafeRawBufferPointer(rebasing: UnsafeRawBufferPointer(file.bytes)[file.payloadStart...])
         var hash = hashSeed
         var start = 0
@@ -362,50 +422,38 @@ public enum IndexCache {
             hash = combine(hash, hashBlock(UnsafeRawBufferPointer(rebasing: payload[start..<end])))
             start = end
         }
-        guard hash == h.payloadHash else { throw IndexCacheError("the cached cameras are corrupted (hash mismatch)") }
-        var load = CameraSnapshotLoad(cameras: [], xmins: [], sequence: h.sequence, anchor: h.anchor)
-        load.cameras.reserveCapacity(h.count)
-        load.xmins.reserveCapacity(h.count)
-        var r = Reader(bytes: payload, at: 0)
-        var interner = StringInterner()
+        guard hash == file.header.payloadHash else { throw IndexCacheError("the cached cameras are corrupted (hash mismatch)") }
+        return payload
+    }
+
+    /// One camera at the reader's position (the layout ``encode(_:xmin:into:)`` writes), its
+    /// text pointing into the file's bytes.
+    static func readCamera(_ r: inout Reader) throws -> (raw: RawCamera, xmin: UInt32) {
+        var c = RawCamera()
+        let flags = try r.u8()
+        let site = Int(try r.u8()), owner = Int(try r.u8()), status = Int(try r.u8())
+        let scheduleKind = try r.u8(), s = Int(try r.u16()), e = Int(try r.u16())
         let sites = SiteKind.allCases, owners = OwnerKind.allCases, statuses = CameraStatus.allCases
-        for _ in 0..<h.count {
-            let flags = try r.u8()
-            let site = Int(try r.u8()), owner = Int(try r.u8()), status = Int(try r.u8())
-            let scheduleKind = try r.u8(), s = Int(try r.u16()), e = Int(try r.u16())
-            guard site < sites.count, owner < owners.count, status < statuses.count, scheduleKind <= 1 else {
-                throw IndexCacheError("bad enum value in the cache")
-            }
-            let xmin = try r.u32()
-            let retention = Int(Int32(bitPattern: try r.u32()))
-            let version = Int(Int64(bitPattern: try r.u64()))
-            let lat = try r.f64(), lon = try r.f64(), fov = try r.f64(), range = try r.f64()
-            let created = try r.f64(), updated = try r.f64()
-            let heading = flags & 1 != 0 ? try r.f64() : nil
-            let mount = flags & 2 != 0 ? try r.f64() : nil
-            let ownerID = flags & 16 != 0 ? Int64(bitPattern: try r.u64()) : nil
-            let verifiedAt = flags & 64 != 0 ? try r.f64() : nil
-            let id = try r.string(), address = try r.string(), ward = interner.intern(try r.string())
-            let ownerName = flags & 4 != 0 ? try r.string() : nil
-            let ownerPhone = flags & 8 != 0 ? try r.string() : nil
-            let verifiedBy = flags & 32 != 0 ? interner.intern(try r.string()) : nil
-            let statusReason = flags & 128 != 0 ? interner.intern(try r.string()) : nil
-            var camera = Camera(id: id, lat: lat, lon: lon, siteKind: sites[site], address: address, ward: ward,
-                                heading: heading, fov: fov, range: range, mountHeight: mount, ownerKind: owners[owner],
-                                ownerName: ownerName, ownerPhone: ownerPhone,
-                                schedule: scheduleKind == 0 ? .always : .daily(start: s, end: e),
-                                retentionDays: retention, status: statuses[status],
-                                createdAt: Date(timeIntervalSinceReferenceDate: created),
-                                updatedAt: Date(timeIntervalSinceReferenceDate: updated), version: version)
-            camera.ownerID = ownerID
-            camera.verifiedBy = verifiedBy
-            camera.verifiedAt = verifiedAt.map { Date(timeIntervalSinceReferenceDate: $0) }
-            camera.statusReason = statusReason
-            load.cameras.append(camera)
-            load.xmins.append(xmin)
+        guard site < sites.count, owner < owners.count, status < statuses.count, scheduleKind <= 1 else {
+            throw IndexCacheError("bad enum value in the cache")
         }
-        guard r.at == payload.count else { throw IndexCacheError("\(payload.count - r.at) unexpected bytes after the cached cameras") }
-        return load
+        c.siteKind = sites[site]; c.ownerKind = owners[owner]; c.status = statuses[status]
+        c.schedule = scheduleKind == 0 ? .always : .daily(start: s, end: e)
+        let xmin = try r.u32()
+        c.retentionDays = Int(Int32(bitPattern: try r.u32()))
+        c.version = Int64(bitPattern: try r.u64())
+        c.lat = try r.f64(); c.lon = try r.f64(); c.fov = try r.f64(); c.range = try r.f64()
+        c.createdAt = try r.f64(); c.updatedAt = try r.f64()
+        if flags & 1 != 0 { c.heading = try r.f64() }
+        if flags & 2 != 0 { c.mountHeight = try r.f64() }
+        if flags & 16 != 0 { c.ownerID = Int64(bitPattern: try r.u64()) }
+        if flags & 64 != 0 { c.verifiedAt = try r.f64() }
+        c.id = try r.text(); c.address = try r.text(); c.ward = try r.text()
+        if flags & 4 != 0 { c.ownerName = try r.text() }
+        if flags & 8 != 0 { c.ownerPhone = try r.text() }
+        if flags & 32 != 0 { c.verifiedBy = try r.text() }
+        if flags & 128 != 0 { c.statusReason = try r.text() }
+        return (c, xmin)
     }
 
     /// A bounds-checked little-endian cursor.
@@ -430,9 +478,10 @@ public enum IndexCache {
         mutating func bytes(_ n: Int) throws -> UnsafeRawBufferPointer {
             try need(n); defer { at += n }; return UnsafeRawBufferPointer(rebasing: bytes[at..<at + n])
         }
-        mutating func string() throws -> String {
+        /// A length-prefixed string's bytes, in place.
+        mutating func text() throws -> UnsafeRawBufferPointer {
             let n = Int(try u32())
-            return String(decoding: try bytes(n), as: UTF8.self)
+            return try bytes(n)
         }
     }
 
@@ -508,17 +557,7 @@ public enum IndexCache {
     /// The cached cameras brought up to the database's snapshot, or ``IndexCacheError`` saying
     /// why the cache cannot be trusted (the caller then does the full load).
     public static func merge(_ cached: CameraSnapshotLoad, header: IndexCacheHeader, with db: IndexCacheCatchUp) throws -> CameraSnapshotLoad {
-        guard db.identity == header.identity else {
-            throw IndexCacheError("the cache was written for another database (\(header.identity); this is \(db.identity))")
-        }
-        guard db.sequence >= header.sequence else {
-            throw IndexCacheError("the database's change number \(db.sequence) is behind the cache's \(header.sequence) (restored from a backup?)")
-        }
-        guard db.anchorPresent else {
-            throw IndexCacheError(header.anchor == 0
-                ? "the cache has no change-log anchor (the log was empty when it was written)"
-                : "camera_changes no longer holds change \(header.anchor): the log was pruned past the cache")
-        }
+        try checkLineage(header: header, with: db)
         var result = cached
         if !db.changed.cameras.isEmpty {
             var fresh: [String: Int] = [:]
@@ -537,10 +576,31 @@ public enum IndexCache {
         }
         result.sequence = db.sequence
         result.anchor = db.anchor
-        let mine = result.fingerprint
+        try checkFingerprint(result.fingerprint, with: db)
+        return result
+    }
+
+    /// Throws ``IndexCacheError`` unless the cameras, brought up to the database's snapshot, add
+    /// up to the table's count, `sum(version)` and `sum(xmin)`.
+    public static func checkFingerprint(_ mine: CameraTableFingerprint, with db: IndexCacheCatchUp) throws {
         guard mine == db.fingerprint else {
             throw IndexCacheError("the cache and the changes after it do not match the cameras table (cache: \(mine); table: \(db.fingerprint))")
         }
-        return result
+    }
+
+    /// Throws ``IndexCacheError`` unless a cache with `header` belongs to this database, is not
+    /// ahead of it, and the change log still holds every change after it.
+    public static func checkLineage(header: IndexCacheHeader, with db: IndexCacheCatchUp) throws {
+        guard db.identity == header.identity else {
+            throw IndexCacheError("the cache was written for another database (\(header.identity); this is \(db.identity))")
+        }
+        guard db.sequence >= header.sequence else {
+            throw IndexCacheError("the database's change number \(db.sequence) is behind the cache's \(header.sequence) (restored from a backup?)")
+        }
+        guard db.anchorPresent else {
+            throw IndexCacheError(header.anchor == 0
+                ? "the cache has no change-log anchor (the log was empty when it was written)"
+                : "camera_changes no longer holds change \(header.anchor): the log was pruned past the cache")
+        }
     }
 }

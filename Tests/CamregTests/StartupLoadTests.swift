@@ -129,6 +129,24 @@ struct StartupLoadTests {
         let same = try IndexCache.merge(back, header: file.header, with: try IndexCache.catchUp(after: file.header, on: c))
         #expect(same.cameras == load.cameras)
 
+        // Packed straight from the file: the same table as from the decoded cameras, and the
+        // same fingerprint, which the catch-up accepts.
+        let packed = try IndexCache.decodeTable(file)
+        let reference = try CameraTable(cameras: back.cameras)
+        #expect(packed.table.count == reference.count && packed.table.count == load.cameras.count)
+        #expect((0..<reference.count).allSatisfy { packed.table.camera(at: $0) == reference.camera(at: $0) })
+        #expect(packed.fingerprint == back.fingerprint)
+        let noChanges = try IndexCache.catchUp(after: file.header, on: c)
+        #expect(noChanges.changeRows == 0)
+        try IndexCache.checkLineage(header: file.header, with: noChanges)
+        try IndexCache.checkFingerprint(packed.fingerprint, with: noChanges)
+        // A cache holding an id twice is refused, not packed.
+        var doubled = load
+        doubled.cameras.append(load.cameras[3])
+        doubled.xmins.append(load.xmins[3])
+        try IndexCache.write(doubled, identity: identity, to: dir + "/doubled.bin")
+        #expect(throws: IndexCacheError.self) { _ = try IndexCache.decodeTable(try IndexCache.read(path: dir + "/doubled.bin")) }
+
         // A change through the log (and a new camera) is applied.
         try c.transaction { c in
             try c.query("UPDATE cameras SET address = 'Địa chỉ mới', version = version + 1 WHERE id = 'ST-00007'")
@@ -169,10 +187,12 @@ struct StartupLoadTests {
             bytes[offset] ^= 0x5A
             try Data(bytes).write(to: URL(fileURLWithPath: path))
             #expect(throws: IndexCacheError.self) { _ = try IndexCache.decode(try IndexCache.read(path: path)) }
+            #expect(throws: IndexCacheError.self) { _ = try IndexCache.decodeTable(try IndexCache.read(path: path)) }
         }
         for length in [0, 10, 79, 100, good.count - 1] {
             try Data(good.prefix(length)).write(to: URL(fileURLWithPath: path))
             #expect(throws: IndexCacheError.self) { _ = try IndexCache.decode(try IndexCache.read(path: path)) }
+            #expect(throws: IndexCacheError.self) { _ = try IndexCache.decodeTable(try IndexCache.read(path: path)) }
         }
         try? FileManager.default.removeItem(atPath: path)
         let missing = try? IndexCache.read(path: path)
@@ -340,6 +360,7 @@ struct StartupCacheDaemonTests {
         let g6 = try await c6.request("CAMERA GET BC-00100")
         #expect((g6["camera"] as? [String: Any])?["address"] as? String == "Sửa thẳng trong SQL")
         await c6.close()
+        let afterBypass = try await snapshot(sock)
         #expect(await eventually(30) { bypass.logText.contains("index cache written") })
         #expect(try await bypass.terminate() == 0)
 
@@ -362,6 +383,16 @@ struct StartupCacheDaemonTests {
         let before = try FileManager.default.attributesOfItem(atPath: cache)[.modificationDate] as? Date
         let readOnly = try await start(8, ["--read-only"])
         #expect(readOnly.logText.contains("cameras loaded from the index cache"))
+        // No camera changed since the cache: packed straight from the file, the same answers.
+        #expect(readOnly.logText.contains("packed=true"))
+        // (A read-only daemon without an audit database serves no owner data: ask for ids and distances.)
+        let c8 = try await TestClient(path: sock)
+        let stats8 = try await c8.request("STATS")
+        #expect((stats8["cameras"] as? NSNumber)?.intValue == afterBypass.list.count)
+        #expect(stats8["index_loaded_from"] as? String == "cache")
+        let near8 = try await c8.request("NEAR 11.1470 106.6076 radius=3000 limit=10000 fields=id,distance_m")
+        #expect((near8["cameras"] as? [[String: Any]] ?? []).compactMap { $0["id"] as? String } == afterBypass.near, "\(near8)")
+        await c8.close()
         try await Task.sleep(for: .seconds(1))
         #expect(!readOnly.logText.contains("index cache written"))
         #expect(try FileManager.default.attributesOfItem(atPath: cache)[.modificationDate] as? Date == before)
