@@ -379,33 +379,38 @@ public enum IndexCache {
     public static func decodeTable(_ file: File) throws -> (table: CameraTable, fingerprint: CameraTableFingerprint) {
         let payload = try checkedPayload(file)
         let n = file.header.count
-        // Pass 1: where each camera starts, its id, the text it needs, and the sums.
-        var starts: [Int] = []
-        var ids: [(start: Int, count: Int)] = []
-        starts.reserveCapacity(n)
-        ids.reserveCapacity(n)
+        guard payload.count < Int(UInt32.max) else { throw IndexCacheError("the cache is too large to pack from (\(payload.count) bytes)") }
+        // Pass 1: where each camera starts, the text it needs, and the sums. The offsets live in
+        // memory of their own (`mmap`), not in malloc's arenas, where a freed block of this
+        // size could stay resident for the daemon's life.
+        let starts = try ScratchBuffer<UInt32>(count: n)
         var textBytes = 0
         var versions: Int64 = 0, xmins: Int64 = 0
         var r = Reader(bytes: payload, at: 0)
-        for _ in 0..<n {
-            starts.append(r.at)
+        for i in 0..<n {
+            starts.buffer[i] = UInt32(r.at)
             let (raw, xmin) = try readCamera(&r)
-            ids.append((raw.id.baseAddress.map { $0 - payload.baseAddress! } ?? 0, raw.id.count))
             textBytes += CameraTable.encodedTextCount(id: raw.id.count, address: raw.address.count, ownerName: raw.ownerName?.count,
                                                       ownerPhone: raw.ownerPhone?.count, statusReason: raw.statusReason?.count)
             versions &+= raw.version
             xmins &+= Int64(xmin)
         }
         guard r.at == payload.count else { throw IndexCacheError("\(payload.count - r.at) unexpected bytes after the cached cameras") }
-        // Pass 2: packed in id order.
+        // Pass 2: packed in id order. A camera's id lies after its fixed-width part (73 bytes),
+        // the optional numbers its flags announce (8 bytes each) and the id's length.
+        func id(_ i: Int) -> UnsafeRawBufferPointer {
+            let start = Int(starts.buffer[i])
+            let flags = payload[start]
+            let at = start + 73 + 8 * (flags & (1 | 2 | 16 | 64)).nonzeroBitCount
+            let count = Int(UInt32(littleEndian: payload.loadUnaligned(fromByteOffset: at, as: UInt32.self)))
+            return UnsafeRawBufferPointer(rebasing: payload[at + 4..<at + 4 + count])
+        }
         let table: CameraTable
         do {
-            table = try CameraTable(count: n, textBytes: textBytes,
-                                    id: { UnsafeRawBufferPointer(rebasing: payload[ids[$0].start..<ids[$0].start + ids[$0].count]) },
-                                    camera: { i in
-                                        var r = Reader(bytes: payload, at: starts[i])
-                                        return try readCamera(&r).raw
-                                    })
+            table = try CameraTable(count: n, textBytes: textBytes, id: id, camera: { i in
+                var r = Reader(bytes: payload, at: Int(starts.buffer[i]))
+                return try readCamera(&r).raw
+            })
         } catch let e as RegistryError {
             throw IndexCacheError("the cached cameras cannot be packed: \(e.message)")
         }
@@ -603,4 +608,21 @@ public enum IndexCache {
                 : "camera_changes no longer holds change \(header.anchor): the log was pruned past the cache")
         }
     }
+}
+
+/// Scratch memory of its own, from `mmap`, returned with `munmap` in `deinit`: large start-up
+/// temporaries stay out of malloc's arenas. `@unchecked Sendable` is not claimed: one owner.
+final class ScratchBuffer<T> {
+    let buffer: UnsafeMutableBufferPointer<T>
+    private let bytes: Int
+
+    init(count: Int) throws {
+        bytes = max(1, count * MemoryLayout<T>.stride)
+        guard let p = mmap(nil, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0), p != MAP_FAILED else {
+            throw IndexCacheError("cannot map \(bytes) bytes of scratch memory: \(String(cString: strerror(errno)))")
+        }
+        buffer = UnsafeMutableBufferPointer(start: p.bindMemory(to: T.self, capacity: max(1, count)), count: count)
+    }
+
+    deinit { munmap(UnsafeMutableRawPointer(buffer.baseAddress!), bytes) }
 }

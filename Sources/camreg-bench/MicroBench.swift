@@ -3,6 +3,7 @@ import ControlServer
 import Foundation
 import Geo
 import Registry
+import RegistryStore
 
 /// `camreg-bench --micro`: what one `NEAR` costs inside camregd, without sockets — the same
 /// request lines and the same `RegistryService.answer` the control socket runs, on one thread,
@@ -16,6 +17,7 @@ enum MicroBench {
         let index = try CameraIndex(cameras: cameras)
         let rss1 = residentBytes(pid: getpid()) ?? 0
         log("micro: index of \(cameras.count) cameras built in \(secs(t)) s; packed table \(index.snapshot.table.bytes >> 20) MiB; RSS +\((rss1 - rss0) >> 20) MiB")
+        try cacheStart(cameras, log: log)
         t = monotonicNanos()
         let bulk = try CameraIndex(cameras: [])
         try bulk.upsert(contentsOf: cameras)
@@ -65,6 +67,31 @@ enum MicroBench {
               = %.0f answers/s per core
             """, lines.count, fields.map { ", fields=\($0)" as NSString } ?? "" as NSString, rounds, parse, search, whole,
                       Double(bytes) / Double(lines.count * rounds), 1e6 / whole)
+    }
+
+    /// The start from an index cache file, both ways: decoded into `Camera` values and indexed
+    /// (the path when cameras changed after the cache), and packed straight from the file's
+    /// bytes (`IndexCache.decodeTable`). Logs time and the RSS each leaves after `malloc_trim`.
+    static func cacheStart(_ cameras: [Camera], log: (String) -> Void) throws {
+        let path = NSTemporaryDirectory() + "camreg-micro-\(getpid()).cache"
+        defer { unlink(path) }
+        let identity = DatabaseIdentity(systemIdentifier: 1, databaseOID: 1, databaseName: "micro", schemaVersion: 1)
+        try IndexCache.write(CameraSnapshotLoad(cameras: cameras, xmins: Array(repeating: 7, count: cameras.count), sequence: 1, anchor: 1),
+                             identity: identity, to: path)
+        for packed in [false, true] {
+            CameraStartup.trimHeap()
+            let rss0 = residentBytes(pid: getpid()) ?? 0
+            let t = monotonicNanos()
+            let index: CameraIndex = try {
+                let file = try IndexCache.read(path: path)
+                if packed { return try CameraIndex(table: IndexCache.decodeTable(file).table) }
+                return try CameraIndex(cameras: IndexCache.decode(file).cameras)
+            }()
+            let seconds = secs(t)
+            CameraStartup.trimHeap()
+            let rss1 = residentBytes(pid: getpid()) ?? 0
+            log("micro: start from the index cache, \(packed ? "packed from the file" : "decoded to Camera values"): \(seconds) s; RSS +\((rss1 - rss0) >> 20) MiB after trim (\(index.count) cameras)")
+        }
     }
 
     /// Times the CSV import's parse and validation of `cameras` (what IMPORT COMMIT does before PostgreSQL).
