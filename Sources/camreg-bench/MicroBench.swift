@@ -78,7 +78,7 @@ enum MicroBench {
         let identity = DatabaseIdentity(systemIdentifier: 1, databaseOID: 1, databaseName: "micro", schemaVersion: 1)
         try IndexCache.write(CameraSnapshotLoad(cameras: cameras, xmins: Array(repeating: 7, count: cameras.count), sequence: 1, anchor: 1),
                              identity: identity, to: path)
-        for packed in [false, true] {
+        for packed in [true, false] {
             CameraStartup.trimHeap()
             let rss0 = residentBytes(pid: getpid()) ?? 0
             let t = monotonicNanos()
