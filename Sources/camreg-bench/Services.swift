@@ -58,6 +58,25 @@ func residentBytes(pid: pid_t) -> Int? {
     return nil
 }
 
+/// The largest resident mappings of a process (from `/proc/<pid>/smaps`): name (or address
+/// range for anonymous memory), resident KiB and the transparent-huge-page part of it.
+func residentMappings(pid: pid_t, top: Int = 8) -> [(name: String, rssKiB: Int, hugeKiB: Int)] {
+    guard let text = try? String(contentsOfFile: "/proc/\(pid)/smaps", encoding: .utf8) else { return [] }
+    var out: [(name: String, rssKiB: Int, hugeKiB: Int)] = []
+    for line in text.split(separator: "\n") {
+        let fields = line.split(separator: " ", omittingEmptySubsequences: true)
+        guard let first = fields.first else { continue }
+        if first.contains("-"), !first.hasSuffix(":") {
+            out.append((fields.count > 5 ? String(fields[5...].joined(separator: " ")) : "[anon \(first)]", 0, 0))
+        } else if first == "Rss:", fields.count > 1, !out.isEmpty {
+            out[out.count - 1].rssKiB = Int(fields[1]) ?? 0
+        } else if first == "AnonHugePages:", fields.count > 1, !out.isEmpty {
+            out[out.count - 1].hugeKiB = Int(fields[1]) ?? 0
+        }
+    }
+    return Array(out.sorted { $0.rssKiB > $1.rssKiB }.prefix(top))
+}
+
 /// Finds an executable: next to this program first, then on PATH.
 func findExecutable(_ name: String) -> String? {
     let fm = FileManager.default

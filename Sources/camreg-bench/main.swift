@@ -214,6 +214,10 @@ struct CamregBench: ParsableCommand {
             log("camregd start-up: \(line.prefix(300))")
         }
         report.camregdRSSAfterLoad = residentBytes(pid: daemon.pid) ?? 0
+        // Where the resident memory is (heap, malloc arenas, the table's huge pages, GEOS).
+        for m in residentMappings(pid: daemon.pid) {
+            log("camregd after start-up: \(m.rssKiB >> 10) MiB resident (\(m.hugeKiB >> 10) MiB huge pages) in \(m.name)")
+        }
         log("camregd restart with the index cache (\(report.cacheBytes) bytes) answered PING after \(cachedStart) s")
         // The index the queries will meet: its size, its delta (changes not yet folded into the
         // snapshot, which every search scans) and where it came from.
