@@ -20,18 +20,21 @@ public final class STRtree: @unchecked Sendable {
     @inlinable
     public convenience init<Boxes: Collection>(boxes: Boxes, nodeCapacity: Int = 10) throws
     where Boxes.Element == (Double, Double, Double, Double) {
-        let flat = ContiguousArray(boxes)
-        try self.init(flat: flat, nodeCapacity: nodeCapacity)
+        try self.init(count: boxes.count, nodeCapacity: nodeCapacity) { insert in
+            for (i, b) in boxes.enumerated() { try insert(i, b) }
+        }
     }
 
-    /// Builds a tree over the boxes `(minX, minY, maxX, maxY)` of a contiguous array.
-    public init(flat boxes: ContiguousArray<(Double, Double, Double, Double)>, nodeCapacity: Int = 10) throws {
+    /// Builds a tree over `count` boxes `(minX, minY, maxX, maxY)` that `fill` hands, in item
+    /// order, to the `insert` function it is given (no copy of the boxes is made).
+    public init(count: Int, nodeCapacity: Int = 10,
+                fill: (_ insert: (Int, (Double, Double, Double, Double)) throws -> Void) throws -> Void) throws {
         let ctx = GEOSContext()
         owner = ctx
         guard let t = GEOSSTRtree_create_r(ctx.handle, max(2, nodeCapacity)) else { throw ctx.takeError("STRtree create") }
         tree = t
-        count = boxes.count
-        for (i, b) in boxes.enumerated() {
+        self.count = count
+        try fill { i, b in
             let g: OpaquePointer?
             if b.0 == b.2 && b.1 == b.3 {
                 g = GEOSGeom_createPointFromXY_r(ctx.handle, b.0, b.1)

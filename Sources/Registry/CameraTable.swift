@@ -478,11 +478,11 @@ public final class CameraTable: @unchecked Sendable {
     /// Indexes `0..<count` sorted by the id bytes `id(i)`; an id given twice throws.
     static func sortedByID(count: Int, id: (Int) -> UnsafeRawBufferPointer) throws -> [Int32] {
         struct Key { var a: UInt64; var b: UInt64; var index: Int32 }
-        var keys: [Key] = []
-        keys.reserveCapacity(count)
+        let scratch = try ScratchBuffer<Key>(count: count)
+        let keys = scratch.buffer
         for i in 0..<count {
             let (a, b) = prefixKey(id(i))
-            keys.append(Key(a: a, b: b, index: Int32(i)))
+            keys[i] = Key(a: a, b: b, index: Int32(i))
         }
         func compare(_ x: Int32, _ y: Int32) -> Int32 {
             let ix = id(Int(x)), iy = id(Int(y))
@@ -490,7 +490,8 @@ public final class CameraTable: @unchecked Sendable {
             let c = n == 0 ? 0 : memcmp(ix.baseAddress!, iy.baseAddress!, n)
             return c != 0 ? c : Int32(ix.count - iy.count)
         }
-        keys.sort { x, y in
+        var sorted = keys
+        sorted.sort { x, y in
             if x.a != y.a { return x.a < y.a }
             if x.b != y.b { return x.b < y.b }
             return compare(x.index, y.index) < 0
@@ -705,4 +706,24 @@ public struct RawCamera {
         c.statusReason = statusReason.map(text)
         return c
     }
+}
+
+/// Scratch memory of its own, from `mmap`, returned with `munmap` in `deinit` (the one place):
+/// large build temporaries (sort keys, offsets) stay out of malloc's arenas, where a freed
+/// block of tens of MiB can stay resident for the daemon's life. One owner; not `Sendable`.
+public final class ScratchBuffer<T> {
+    /// The memory, `count` values, uninitialised until written (zero-filled by the kernel).
+    public let buffer: UnsafeMutableBufferPointer<T>
+    private let bytes: Int
+
+    /// Maps room for `count` values; throws ``RegistryError`` (`index_capacity`) when it cannot.
+    public init(count: Int) throws {
+        bytes = max(1, count * MemoryLayout<T>.stride)
+        guard let p = mmap(nil, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0), p != MAP_FAILED else {
+            throw RegistryError(.capacity, "cannot map \(bytes) bytes of scratch memory: \(String(cString: strerror(errno)))")
+        }
+        buffer = UnsafeMutableBufferPointer(start: p.bindMemory(to: T.self, capacity: max(1, count)), count: count)
+    }
+
+    deinit { munmap(UnsafeMutableRawPointer(buffer.baseAddress!), bytes) }
 }

@@ -383,7 +383,8 @@ public enum IndexCache {
         // Pass 1: where each camera starts, the text it needs, and the sums. The offsets live in
         // memory of their own (`mmap`), not in malloc's arenas, where a freed block of this
         // size could stay resident for the daemon's life.
-        let starts = try ScratchBuffer<UInt32>(count: n)
+        let starts: ScratchBuffer<UInt32>
+        do { starts = try ScratchBuffer<UInt32>(count: n) } catch let e as RegistryError { throw IndexCacheError(e.message) }
         var textBytes = 0
         var versions: Int64 = 0, xmins: Int64 = 0
         var r = Reader(bytes: payload, at: 0)
@@ -610,19 +611,3 @@ public enum IndexCache {
     }
 }
 
-/// Scratch memory of its own, from `mmap`, returned with `munmap` in `deinit`: large start-up
-/// temporaries stay out of malloc's arenas. `@unchecked Sendable` is not claimed: one owner.
-final class ScratchBuffer<T> {
-    let buffer: UnsafeMutableBufferPointer<T>
-    private let bytes: Int
-
-    init(count: Int) throws {
-        bytes = max(1, count * MemoryLayout<T>.stride)
-        guard let p = mmap(nil, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0), p != MAP_FAILED else {
-            throw IndexCacheError("cannot map \(bytes) bytes of scratch memory: \(String(cString: strerror(errno)))")
-        }
-        buffer = UnsafeMutableBufferPointer(start: p.bindMemory(to: T.self, capacity: max(1, count)), count: count)
-    }
-
-    deinit { munmap(UnsafeMutableRawPointer(buffer.baseAddress!), bytes) }
-}

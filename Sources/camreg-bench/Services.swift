@@ -61,7 +61,19 @@ func residentBytes(pid: pid_t) -> Int? {
 /// The largest resident mappings of a process (from `/proc/<pid>/smaps`): name (or address
 /// range for anonymous memory), resident KiB and the transparent-huge-page part of it.
 func residentMappings(pid: pid_t, top: Int = 8) -> [(name: String, rssKiB: Int, hugeKiB: Int)] {
-    guard let text = try? String(contentsOfFile: "/proc/\(pid)/smaps", encoding: .utf8) else { return [] }
+    // Read to the end with read(2): /proc files report a size of 0, and reading by the size
+    // they report stops early.
+    let fd = open("/proc/\(pid)/smaps", O_RDONLY)
+    guard fd >= 0 else { return [] }
+    defer { close(fd) }
+    var bytes: [UInt8] = []
+    var chunk = [UInt8](repeating: 0, count: 1 << 16)
+    while true {
+        let n = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+        if n <= 0 { break }
+        bytes += chunk[0..<n]
+    }
+    let text = String(decoding: bytes, as: UTF8.self)
     var out: [(name: String, rssKiB: Int, hugeKiB: Int)] = []
     for line in text.split(separator: "\n") {
         let fields = line.split(separator: " ", omittingEmptySubsequences: true)
