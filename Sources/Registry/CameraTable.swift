@@ -384,12 +384,7 @@ public final class CameraTable: @unchecked Sendable {
 
         mutating func put(_ s: String?) {
             guard var s else { varint(0); return }
-            s.withUTF8 { u in
-                varint(u.count + 1)
-                guard u.count > 0 else { return }
-                UnsafeMutableRawPointer(text.baseAddress! + textCount).copyMemory(from: u.baseAddress!, byteCount: u.count)
-                textCount += u.count
-            }
+            s.withUTF8 { put(bytes: UnsafeRawBufferPointer($0)) }
         }
 
         mutating func putShared(_ s: String?) {
