@@ -87,10 +87,8 @@ public struct Access: Sendable, Equatable {
 /// Options every command accepts besides its own: the case number and purpose of the request,
 /// recorded in the audit log (`case=` is mandatory where ``Access/caseRequired`` says so).
 public enum EnvelopeOptions {
-    /// The option names.
-    public static let names: Set<String> = ["case", "purpose"]
-
-    /// Whether `name` is one of ``names`` (without hashing: this runs for every option of every request).
+    /// Whether `name` is an envelope option, `case` or `purpose` (compared, not hashed: this
+    /// runs for every option of every request).
     @inline(__always)
     static func isEnvelope(_ name: String) -> Bool { name == "case" || name == "purpose" }
 
