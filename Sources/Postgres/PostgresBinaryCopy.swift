@@ -172,3 +172,81 @@ public struct PostgresBinaryRow {
         }
     }
 }
+
+/// Builds the byte stream of `COPY … FROM STDIN (FORMAT binary)` (the layout
+/// ``PostgresBinaryCopyDecoder`` reads): the signature and header first, then rows, then the
+/// trailer from ``finish()``. Values go in as the server's binary receive functions read them,
+/// so the server does no text conversion: `float8` as its IEEE bits, `int4`/`int8` big-endian,
+/// `text` as its UTF-8 bytes (the server still checks the encoding), `timestamptz` as
+/// microseconds since 2000-01-01 UTC. The caller takes the bytes in chunks with ``take()``.
+public struct PostgresBinaryCopyEncoder {
+    /// The bytes not yet taken.
+    public private(set) var bytes: [UInt8] = []
+    /// Seconds from the Unix epoch to PostgreSQL's (2000-01-01 00:00:00 UTC).
+    static let postgresEpochMicros: Int64 = 946_684_800_000_000
+
+    /// An encoder whose first bytes are the stream's signature and header.
+    public init(reserve: Int = 1 << 17) {
+        bytes.reserveCapacity(reserve)
+        bytes.append(contentsOf: [0x50, 0x47, 0x43, 0x4F, 0x50, 0x59, 0x0A, 0xFF, 0x0D, 0x0A, 0x00])
+        int32Bits(0)  // flags: no OIDs
+        int32Bits(0)  // no header extension
+    }
+
+    /// Starts a row of `fields` values.
+    public mutating func row(fields: Int) { int16Bits(Int16(fields)) }
+    /// A NULL value.
+    public mutating func null() { int32Bits(-1) }
+    /// A `text` value (NULL for nil).
+    public mutating func text(_ value: String?) {
+        guard var value else { return null() }
+        value.withUTF8 { b in
+            int32Bits(Int32(b.count))
+            bytes.append(contentsOf: b)
+        }
+    }
+    /// A `float8` value (NULL for nil).
+    public mutating func double(_ value: Double?) {
+        guard let value else { return null() }
+        int32Bits(8)
+        int64Bits(Int64(bitPattern: value.bitPattern))
+    }
+    /// An `int4` value.
+    public mutating func int32(_ value: Int32) {
+        int32Bits(4)
+        int32Bits(value)
+    }
+    /// An `int8` value.
+    public mutating func int64(_ value: Int64) {
+        int32Bits(8)
+        int64Bits(value)
+    }
+    /// A `timestamptz` value given in microseconds since the Unix epoch.
+    public mutating func timestamp(unixMicros: Int64) {
+        int32Bits(8)
+        int64Bits(unixMicros - Self.postgresEpochMicros)
+    }
+    /// Ends the stream (the trailer: a field count of −1).
+    public mutating func finish() { int16Bits(-1) }
+
+    /// Hands over the bytes built so far and starts an empty buffer (keeping its capacity).
+    public mutating func take() -> [UInt8] {
+        let out = bytes
+        bytes.removeAll(keepingCapacity: true)
+        return out
+    }
+
+    private mutating func int16Bits(_ v: Int16) {
+        let u = UInt16(bitPattern: v)
+        bytes.append(UInt8(u >> 8)); bytes.append(UInt8(u & 0xFF))
+    }
+    private mutating func int32Bits(_ v: Int32) {
+        let u = UInt32(bitPattern: v)
+        bytes.append(UInt8(u >> 24)); bytes.append(UInt8((u >> 16) & 0xFF))
+        bytes.append(UInt8((u >> 8) & 0xFF)); bytes.append(UInt8(u & 0xFF))
+    }
+    private mutating func int64Bits(_ v: Int64) {
+        let u = UInt64(bitPattern: v)
+        withUnsafeBytes(of: u.bigEndian) { bytes.append(contentsOf: $0) }
+    }
+}

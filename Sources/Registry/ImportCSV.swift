@@ -80,6 +80,17 @@ public enum CSVImporter {
     /// mapped column, or a required column is missing.
     public static func parse(_ data: Data, mapping: CSVMapping = .default,
                              jurisdiction: Jurisdiction? = nil) throws -> [ImportRow] {
+        var rows: [ImportRow] = []
+        try parse(data, mapping: mapping, jurisdiction: jurisdiction) { rows += $0 }
+        return rows
+    }
+
+    /// ``parse(_:mapping:jurisdiction:)`` handing the rows to `emit` in batches of up to
+    /// `batchSize`, in file order, as they are read: a bulk import sends each batch on to the
+    /// database while the next one is parsed. The header errors are thrown before any batch;
+    /// an error thrown by `emit` stops the parse and is rethrown.
+    public static func parse(_ data: Data, mapping: CSVMapping = .default, jurisdiction: Jurisdiction? = nil,
+                             batchSize: Int = 4096, emit: ([ImportRow]) throws -> Void) throws {
         let opened = try CSVRecordReader.afterHeader(data, separator: mapping.separator)
         var reader = opened.reader
         let headerFields = opened.header
@@ -102,7 +113,12 @@ public enum CSVImporter {
         }
 
         var rows: [ImportRow] = []
+        rows.reserveCapacity(batchSize)
         while let item = reader.next() {
+            if rows.count >= batchSize {
+                try emit(rows)
+                rows.removeAll(keepingCapacity: true)
+            }
             switch item {
             case .malformed(let line, let column, let reason):
                 let field = column.map { $0 < header.count ? mapping.name(ofColumn: $0, header: headerFields) : "record" } ?? "record"
@@ -128,7 +144,7 @@ public enum CSVImporter {
                 }
             }
         }
-        return rows
+        if !rows.isEmpty { try emit(rows) }
     }
 
     private static func row(_ fields: [[UInt8]], line: Int, index: [CameraField: Int], mapping: CSVMapping,

@@ -17,32 +17,36 @@ public struct ImportReport: Sendable {
 /// `camera_changes`) in the same transaction. Either the whole batch commits or none of it
 /// does, so a crash never leaves half an import.
 public enum CameraImport {
+    /// Where an import's rows come from: it calls `emit` with batches of valid rows (each with
+    /// its row number) and of refusals, in file order, until the file is read. Thrown errors
+    /// (an unreadable file) end the import with nothing written.
+    public typealias RowSource = @Sendable (_ emit: (_ rows: [(number: Int, camera: Camera)], _ rejected: [ImportRowError]) throws -> Void) throws -> Void
+
     /// Imports `rows` (already validated by the caller; each with its row number). With
     /// `allOrNothing`, any refused row (including `earlierRejections`) means nothing is imported.
     public static func importRows(_ rows: [(number: Int, camera: Camera)], earlierRejections: [ImportRowError],
                                   allOrNothing: Bool, actor: String, on c: PostgresConnection) throws -> ImportReport {
-        var report = ImportReport()
-        report.rejected = earlierRejections
-        // Ids repeated inside the file: the first one wins.
-        var seen = Set<String>()
-        var unique: [(number: Int, camera: Camera)] = []
-        for r in rows {
-            if seen.insert(r.camera.id).inserted { unique.append(r) } else {
-                report.rejected.append(ImportRowError(number: r.number, field: "id", reason: "id \(r.camera.id) appears earlier in the file"))
-            }
-        }
-        if allOrNothing && !report.rejected.isEmpty {
-            report.rejected.sort { $0.number < $1.number }
-            return report
-        }
+        try importRows(from: { emit in try emit(rows, earlierRejections) }, allOrNothing: allOrNothing, actor: actor, on: c)
+    }
+
+    /// Imports the rows `source` yields while it reads them: each batch goes into the open
+    /// binary COPY at once, so that PostgreSQL stores one batch while the next is parsed. Ids
+    /// repeated inside the file are refused after their first row. With `allOrNothing`, any
+    /// refused row means nothing is imported (nothing more is sent once one is found).
+    public static func importRows(from source: RowSource, allOrNothing: Bool, actor: String,
+                                  on c: PostgresConnection) throws -> ImportReport {
+        let rows = Collected()
         // The usual bulk load takes no existing id: COPY straight into `cameras`. If an id is
         // taken after all (the unique index refuses it, the transaction rolls back), the staging
-        // path below finds and reports every taken id.
+        // path below finds and reports every taken id, from the rows collected on the way.
         do {
-            return try importDirectly(unique, report: report, actor: actor, on: c)
-        } catch let e as PostgresError where e.sqlState == "23505" {
+            return try importDirectly(from: source, collecting: rows, allOrNothing: allOrNothing, actor: actor, on: c)
+        } catch let e as PostgresError where e.sqlState == "23505" && rows.complete {
             // An id is taken: fall through to the staging path.
         }
+        var report = ImportReport()
+        report.rejected = rows.rejected
+        let unique = rows.unique
         return try c.transaction { c in
             try c.query("""
                 CREATE TEMP TABLE import_stage (LIKE cameras INCLUDING DEFAULTS, row_number integer,
@@ -115,49 +119,99 @@ public enum CameraImport {
 }
 
 extension CameraImport {
-    /// The fast path of ``importRows``: one transaction that COPYs the rows into `cameras`, logs
-    /// them in `camera_changes` and moves the id sequence. Throws the unique violation (23505)
-    /// when an id is taken; nothing is then written.
-    static func importDirectly(_ unique: [(number: Int, camera: Camera)], report start: ImportReport, actor: String,
-                               on c: PostgresConnection) throws -> ImportReport {
-        var report = start
-        try c.transaction { c in
-            let list = CameraRepository.columns.joined(separator: ", ")
-            try CopyText.copy(unique, rowNumbers: false, into: "cameras (\(list))", on: c)
-            // The change log, numbered under the change lock as on the staging path.
-            try c.query("SELECT pg_advisory_xact_lock(99097114101104)")
-            /// A PostgreSQL array literal; elements are quoted, and `"` and `\` escaped (camera ids
-            /// are validated to letters, digits, `-` and `_`, so this is rarely needed).
-            func array(_ values: [String]) -> String {
-                var out = "{"
-                out.reserveCapacity(values.count * 14)
-                for (i, v) in values.enumerated() {
-                    if i > 0 { out += "," }
-                    out += "\""
-                    if v.utf8.contains(where: { $0 == 0x22 || $0 == 0x5C }) {
-                        for ch in v.unicodeScalars {
-                            if ch == "\"" || ch == "\\" { out += "\\" }
-                            out.unicodeScalars.append(ch)
-                        }
-                    } else {
-                        out += v
-                    }
-                    out += "\""
+    /// The rows an import has read so far: the first row of each id, and every refusal.
+    /// Used by one thread at a time (the import's database call).
+    final class Collected: @unchecked Sendable {
+        var seen = Set<String>()
+        var unique: [(number: Int, camera: Camera)] = []
+        var rejected: [ImportRowError] = []
+        /// The source has been read to its end.
+        var complete = false
+
+        /// Keeps the rows of ids not seen before; refuses the others. Returns the rows kept.
+        func add(_ rows: [(number: Int, camera: Camera)], _ refused: [ImportRowError]) -> ArraySlice<(number: Int, camera: Camera)> {
+            rejected += refused
+            let first = unique.count
+            for r in rows {
+                if seen.insert(r.camera.id).inserted { unique.append(r) } else {
+                    rejected.append(ImportRowError(number: r.number, field: "id", reason: "id \(r.camera.id) appears earlier in the file"))
                 }
-                return out + "}"
             }
-            try c.query("""
-                INSERT INTO camera_changes (seq, camera_id, kind, actor, version, detail)
-                SELECT nextval('camera_changes_seq_seq'), u.id, 'import', $1, u.version, 'row ' || u.number
-                FROM unnest($2::text[], $3::integer[], $4::integer[]) WITH ORDINALITY AS u(id, version, number, k) ORDER BY u.k
-                """, [actor, array(unique.map(\.camera.id)), array(unique.map { String($0.camera.version) }),
-                      array(unique.map { String($0.number) })])
-            try CameraRepository.advanceIDSequence(on: c)
+            return unique[first...]
         }
-        report.rejected.sort { $0.number < $1.number }
-        report.imported = unique.map { r in storedImport(r.camera) }
+    }
+
+    /// The import was refused as a whole (`allOrNothing` with a refused row): roll back.
+    private struct RefusedAsAWhole: Error {}
+
+    /// The fast path of ``importRows(from:allOrNothing:actor:on:)``: one transaction that COPYs
+    /// the rows into `cameras` (binary, batch by batch as `source` reads them), logs them in
+    /// `camera_changes` and moves the id sequence. Throws the unique violation (23505) when an
+    /// id is taken; nothing is then written, and `rows` holds everything read.
+    static func importDirectly(from source: RowSource, collecting rows: Collected, allOrNothing: Bool, actor: String,
+                               on c: PostgresConnection) throws -> ImportReport {
+        var report = ImportReport()
+        do {
+            try c.transaction { c in
+                let list = CameraRepository.columns.joined(separator: ", ")
+                try c.copyIn("COPY cameras (\(list)) FROM STDIN (FORMAT binary)") { send in
+                  // `send` is only called during this closure, from the source's `emit`.
+                  try withoutActuallyEscaping(send) { send in
+                    var out = PostgresBinaryCopyEncoder()
+                    try source { batch, refused in
+                        let kept = rows.add(batch, refused)
+                        // Once a row is refused, an all-or-nothing import sends nothing more.
+                        if allOrNothing && !rows.rejected.isEmpty { return }
+                        for r in kept { BinaryRows.append(r.camera, to: &out) }
+                        if out.bytes.count >= 1 << 16 { try send(out.take()) }
+                    }
+                    rows.complete = true
+                    out.finish()
+                    try send(out.take())
+                  }
+                }
+                if allOrNothing && !rows.rejected.isEmpty { throw RefusedAsAWhole() }
+                try logChanges(rows.unique, actor: actor, on: c)
+                try CameraRepository.advanceIDSequence(on: c)
+            }
+        } catch is RefusedAsAWhole {
+            report.rejected = rows.rejected.sorted { $0.number < $1.number }
+            return report
+        }
+        report.rejected = rows.rejected.sorted { $0.number < $1.number }
+        report.imported = rows.unique.map { r in storedImport(r.camera) }
         report.committed = true
         return report
+    }
+
+    /// One `camera_changes` row per imported camera ("import", `row <number>`), numbered under
+    /// the change lock (migration 0007): the lock is taken, a block of numbers is reserved from
+    /// the sequence (no other writer takes a number without the lock), and the rows are COPYed
+    /// with those numbers in file order.
+    static func logChanges(_ rows: [(number: Int, camera: Camera)], actor: String, on c: PostgresConnection) throws {
+        guard !rows.isEmpty else { return }
+        try c.query("SELECT pg_advisory_xact_lock(99097114101104)")
+        guard let first = try c.query("SELECT nextval('camera_changes_seq_seq')").scalar().flatMap({ Int64($0) }) else {
+            throw PostgresError(code: .unexpectedResult, message: "nextval gave no number")
+        }
+        if rows.count > 1 {
+            try c.query("SELECT setval('camera_changes_seq_seq', $1)", [String(first + Int64(rows.count) - 1)])
+        }
+        try c.copyIn("COPY camera_changes (seq, camera_id, kind, actor, version, detail) FROM STDIN (FORMAT binary)") { send in
+            var out = PostgresBinaryCopyEncoder()
+            for (k, r) in rows.enumerated() {
+                out.row(fields: 6)
+                out.int64(first + Int64(k))
+                out.text(r.camera.id)
+                out.text("import")
+                out.text(actor)
+                out.int32(Int32(r.camera.version))
+                out.text("row \(r.number)")
+                if out.bytes.count >= 1 << 16 { try send(out.take()) }
+            }
+            out.finish()
+            try send(out.take())
+        }
     }
 
     /// An imported camera as PostgreSQL stored it (the text COPY round-trips doubles; timestamps
@@ -246,5 +300,38 @@ enum CopyText {
     static func microsecondDate(_ date: Date) -> Date {
         let micros = (date.timeIntervalSince1970 * 1_000_000).rounded()
         return Date(timeIntervalSince1970: micros / 1_000_000)
+    }
+}
+
+/// Rows of `CameraRepository.columns` for `COPY … (FORMAT binary)`: the values as stored, with
+/// no text conversion on either side (doubles keep their bits; timestamps are rounded to the
+/// microsecond as `CameraRepository.timestamp` rounds them).
+enum BinaryRows {
+    static func append(_ cam: Camera, to out: inout PostgresBinaryCopyEncoder) {
+        out.row(fields: 19)
+        out.text(cam.id)
+        out.double(cam.lat)
+        out.double(cam.lon)
+        out.text(cam.siteKind.rawValue)
+        out.text(cam.address)
+        out.text(cam.ward)
+        out.double(cam.heading)
+        out.double(cam.fov)
+        out.double(cam.range)
+        out.double(cam.mountHeight)
+        out.text(cam.ownerKind.rawValue)
+        out.text(cam.ownerName)
+        out.text(cam.ownerPhone)
+        out.text(cam.schedule.description)
+        out.int32(Int32(clamping: cam.retentionDays))
+        out.text(cam.status.rawValue)
+        out.timestamp(unixMicros: micros(cam.createdAt))
+        out.timestamp(unixMicros: micros(cam.updatedAt))
+        out.int32(Int32(clamping: cam.version))
+    }
+
+    /// Microseconds since the Unix epoch, rounded as `CameraRepository.timestamp` rounds.
+    static func micros(_ date: Date) -> Int64 {
+        Int64((date.timeIntervalSince1970 * 1_000_000).rounded())
     }
 }

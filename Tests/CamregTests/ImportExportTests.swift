@@ -45,6 +45,26 @@ struct ImportExportTests {
         return Data((bom ? "\u{FEFF}" : "").utf8) + Data(text.utf8)
     }
 
+    /// Read in batches (as a bulk import streams it into COPY), the mixed file gives the same
+    /// rows in the same order, whatever the batch size; no batch is empty or too big.
+    @Test func csvBatchesEqualTheWholeParse() throws {
+        let data = Self.mixedCSV(eol: "\r\n", bom: true)
+        let whole = try CSVImporter.parse(data, jurisdiction: .benCat)
+        for size in [1, 2, 3, 7, 100] {
+            var batches: [[ImportRow]] = []
+            try CSVImporter.parse(data, jurisdiction: .benCat, batchSize: size) { batches.append($0) }
+            #expect(batches.flatMap { $0 } == whole, "batch size \(size)")
+            #expect(batches.allSatisfy { !$0.isEmpty && $0.count <= size })
+        }
+        // An error thrown by the receiver stops the parse.
+        struct Stop: Error {}
+        var calls = 0
+        #expect(throws: Stop.self) {
+            try CSVImporter.parse(data, jurisdiction: .benCat, batchSize: 2) { _ in calls += 1; if calls == 2 { throw Stop() } }
+        }
+        #expect(calls == 2)
+    }
+
     @Test(arguments: [("\r\n", true), ("\n", false), ("\r\n", false), ("\n", true)])
     func csvGoodAndBadRowsMixed(eol: String, bom: Bool) throws {
         let rows = try CSVImporter.parse(Self.mixedCSV(eol: eol, bom: bom), jurisdiction: .benCat)

@@ -256,6 +256,125 @@ struct BulkImportStoreTests {
     }
 }
 
+extension BulkImportStoreTests {
+    /// Rows streamed in batches (as `IMPORT COMMIT` reads a CSV file) through the binary COPY:
+    /// stored exactly, numbered as one block in file order, and the refusals of every batch
+    /// reported whichever path ends the import.
+    @Test func streamedBatchesThroughBinaryCopy() async throws {
+        let (_, c) = try await seededDatabase(10)
+        func batches(_ rows: [(number: Int, camera: Camera)], size: Int, refusals: [Int: ImportRowError] = [:]) -> CameraImport.RowSource {
+            { emit in
+                for start in stride(from: 0, to: rows.count, by: size) {
+                    let batch = Array(rows[start..<min(rows.count, start + size)])
+                    try emit(batch, refusals[start / size].map { [$0] } ?? [])
+                }
+            }
+        }
+        let rows: [(number: Int, camera: Camera)] = (0..<700).map { n in
+            var cam = startupCamera(5000 + n, bare: n % 2 == 1)
+            cam.statusReason = nil
+            // Sub-microsecond dates, as `Date()` gives them; the binary COPY rounds them as
+            // `storedImport` says it does.
+            cam.createdAt = Date(timeIntervalSince1970: 1_650_000_000.1234567891 + Double(n) * 0.3333333)
+            cam.updatedAt = cam.createdAt.addingTimeInterval(12.987654321)
+            return (n + 2, cam)
+        }
+        let before = try ChangeFeed.currentSequence(on: c)
+
+        // All or nothing: a refusal in the second batch stops the sending, but the rest of the
+        // file is still read and its refusals reported; nothing is written, no number taken.
+        let bad = ImportRowError(number: 250, field: "lat", reason: "is not a number")
+        let late = ImportRowError(number: 650, field: "lon", reason: "is not a number")
+        let refused = try CameraImport.importRows(from: batches(rows, size: 200, refusals: [1: bad, 3: late]),
+                                                  allOrNothing: true, actor: "t", on: c)
+        #expect(!refused.committed && refused.imported.isEmpty)
+        #expect(refused.rejected.map(\.number) == [250, 650])
+        #expect(try CameraRepository.count(on: c) == 10)
+        #expect(try ChangeFeed.currentSequence(on: c) == before)
+
+        // A source that fails half-way (an unreadable file) leaves nothing behind, and the
+        // connection is usable.
+        struct Unreadable: Error {}
+        #expect(throws: Unreadable.self) {
+            try CameraImport.importRows(from: { emit in try emit(Array(rows.prefix(300)), []); throw Unreadable() },
+                                        allOrNothing: false, actor: "t", on: c)
+        }
+        #expect(try CameraRepository.count(on: c) == 10)
+
+        // All ids free: the direct path, seven batches, stored exactly, one block of numbers.
+        let direct = try CameraImport.importRows(from: batches(Array(rows.prefix(650)), size: 100), allOrNothing: true, actor: "stream", on: c)
+        #expect(direct.committed && direct.rejected.isEmpty && direct.imported.count == 650)
+        let stored = try CameraRepository.all(on: c).filter { $0.id.hasPrefix("ST-05") || $0.id.hasPrefix("ST-06") }
+        #expect(direct.imported.sorted { $0.id < $1.id } == stored)
+        let changes = try c.query("SELECT seq, camera_id, detail, actor, kind FROM camera_changes WHERE seq > $1 ORDER BY seq", [String(before)]).rows
+        #expect(changes.map { $0[1]! } == rows.prefix(650).map(\.camera.id))
+        #expect(changes.map { $0[2]! } == rows.prefix(650).map { "row \($0.number)" })
+        #expect(changes.allSatisfy { $0[3] == "stream" && $0[4] == "import" })
+        let numbers = changes.map { Int64($0[0]!)! }
+        #expect(numbers == Array(numbers[0]..<(numbers[0] + 650)), "one block, in file order")
+        // The block was reserved: the next writer numbered by the trigger comes after it.
+        try c.query("INSERT INTO camera_changes (camera_id, kind, actor, version) VALUES ('ST-00001', 'update', 't', 2)")
+        #expect(try ChangeFeed.currentSequence(on: c) == numbers.last! + 1)
+
+        // A taken id in the last batch (and one repeated across batches): the staging path
+        // imports the rest and names both.
+        var more = Array(rows.suffix(50))
+        more.append((900, startupCamera(5003, bare: false)))   // imported just above
+        more.append((901, rows[660].camera))                    // repeated in this file
+        let staged = try CameraImport.importRows(from: batches(more, size: 20), allOrNothing: false, actor: "t", on: c)
+        #expect(staged.committed)
+        #expect(staged.rejected.map(\.number) == [900, 901])
+        #expect(staged.imported.map(\.id) == rows.suffix(50).map(\.camera.id))
+        #expect(try CameraRepository.count(on: c) == 710)
+    }
+}
+
+/// The binary COPY encoder writes what the decoder reads, and what PostgreSQL stores.
+@Suite("Binary COPY encoder")
+struct BinaryCopyEncoderTests {
+    @Test func encoderRoundTripsThroughTheDecoderAndPostgreSQL() async throws {
+        var out = PostgresBinaryCopyEncoder()
+        let texts: [String?] = ["Phường Mỹ Phước", nil, "tab\tnew\nline \\ \"q\"", "", "😀"]
+        let doubles: [Double?] = [11.123456789012345, nil, -0.0, 1e-300, .pi]
+        for k in 0..<5 {
+            out.row(fields: 5)
+            out.text(texts[k])
+            out.double(doubles[k])
+            out.int32(Int32(k) - 2)
+            out.int64(Int64.max - Int64(k))
+            out.timestamp(unixMicros: 1_700_000_000_123_457 + Int64(k))
+        }
+        out.finish()
+        let bytes = out.take()
+        #expect(out.bytes.isEmpty)
+        var decoder = PostgresBinaryCopyDecoder(columns: 5)
+        var seen = 0
+        try bytes.withUnsafeBytes { raw in
+            try decoder.feed(raw) { (row: PostgresBinaryRow) throws in
+                let d = try row.double(1), i = try row.int32(2), l = try row.int64(3)
+                #expect(row.string(0) == texts[seen])
+                #expect(d?.bitPattern == doubles[seen]?.bitPattern)
+                #expect(i == Int32(seen) - 2)
+                #expect(l == Int64.max - Int64(seen))
+                seen += 1
+            }
+        }
+        try decoder.finish()
+        #expect(seen == 5)
+
+        let config = try await TestPostgres.shared.migratedDatabase("bce")
+        let c = try PostgresConnection(configuration: config)
+        try c.query("CREATE TABLE enc (t text, d float8, i int4, l int8, at timestamptz)")
+        #expect(try c.copyIn("COPY enc FROM STDIN (FORMAT binary)") { send in try send(bytes) } == 5)
+        let back = try c.query("SELECT t, d::text, i, l, (extract(epoch FROM at) * 1000000)::bigint FROM enc ORDER BY i").rows
+        #expect(back.map { $0[0] } == texts)
+        #expect(back.map { $0[1].flatMap(Double.init)?.bitPattern } == doubles.map { $0?.bitPattern })
+        #expect(back[2][1] == "-0")
+        #expect(back.map { $0[2]! } == ["-2", "-1", "0", "1", "2"])
+        #expect(back.map { $0[4]! } == (0..<5).map { String(1_700_000_000_123_457 + $0) })
+    }
+}
+
 @Suite("camregd start-up with the index cache", .serialized)
 struct StartupCacheDaemonTests {
     func waitForCache(_ path: String, _ d: DaemonProcess) async throws {
