@@ -519,11 +519,13 @@ public final class RegistryService: Sendable {
         }
         let done = clock.now
         let rows = tally.rows
-        logger.info("import committed", metadata: [
+        var metadata: Logger.Metadata = [
             "rows": "\(rows)", "imported": "\(imported.count)", "bytes": "\(upload.data.count)",
             "parse_s": seconds(tally.parse), "database_s": seconds(stored - started),
             "index_s": seconds(done - stored), "total_s": seconds(done - started),
-        ])
+        ]
+        for step in report.steps { metadata["db_\(step.name)_s"] = .string(String(format: "%.3f", step.seconds)) }
+        logger.info("import committed", metadata: metadata)
         return ok { w in
             w.field("committed", report.committed)
             w.field("rows", rows)

@@ -10,6 +10,10 @@ public struct ImportReport: Sendable {
     public var rejected: [ImportRowError] = []
     /// Whether the import was committed.
     public var committed = false
+    /// Where the database's time went, in seconds, by step (`read` — the source read to its
+    /// end, with the COPY open; `copy_end` — PostgreSQL finishing the COPY; `changes`; `commit`),
+    /// for the log line of a big import.
+    public var steps: [(name: String, seconds: Double)] = []
 }
 
 /// Bulk loads through a staging table: valid rows are COPYed into a temporary table, rows
@@ -33,7 +37,7 @@ public enum CameraImport {
     /// binary COPY at once, so that PostgreSQL stores one batch while the next is parsed. Ids
     /// repeated inside the file are refused after their first row. With `allOrNothing`, any
     /// refused row means nothing is imported (nothing more is sent once one is found).
-    public static func importRows(from source: RowSource, allOrNothing: Bool, actor: String,
+    public static func importRows(from source: @escaping RowSource, allOrNothing: Bool, actor: String,
                                   on c: PostgresConnection) throws -> ImportReport {
         let rows = Collected()
         // The usual bulk load takes no existing id: COPY straight into `cameras`. If an id is
@@ -106,7 +110,7 @@ public enum CameraImport {
                 WHERE NOT s.row_taken
                   AND NOT EXISTS (SELECT 1 FROM camera_changes x WHERE x.camera_id = s.id AND x.kind = 'import' AND x.detail = 'row ' || s.row_number)
                 """, [actor])
-            try CameraRepository.advanceIDSequence(on: c)
+            try CameraRepository.advanceIDSequence(past: unique.lazy.map(\.camera.id), on: c)
             // The inserted rows are exactly the staged ones not refused; their values are what
             // PostgreSQL stored (the text COPY round-trips doubles; timestamps are kept to the
             // microsecond, as CameraRepository.decode would read them back).
@@ -148,32 +152,60 @@ extension CameraImport {
     /// the rows into `cameras` (binary, batch by batch as `source` reads them), logs them in
     /// `camera_changes` and moves the id sequence. Throws the unique violation (23505) when an
     /// id is taken; nothing is then written, and `rows` holds everything read.
-    static func importDirectly(from source: RowSource, collecting rows: Collected, allOrNothing: Bool, actor: String,
+    static func importDirectly(from source: @escaping RowSource, collecting rows: Collected, allOrNothing: Bool, actor: String,
                                on c: PostgresConnection) throws -> ImportReport {
         var report = ImportReport()
+        let clock = ContinuousClock()
+        var mark = clock.now
+        func step(_ name: String) {
+            let now = clock.now
+            report.steps.append((name, Double((now - mark) / .microseconds(1)) / 1e6))
+            mark = now
+        }
         do {
             try c.transaction { c in
                 let list = CameraRepository.columns.joined(separator: ", ")
                 try c.copyIn("COPY cameras (\(list)) FROM STDIN (FORMAT binary)") { send in
-                  // `send` is only called during this closure, from the source's `emit`.
-                  try withoutActuallyEscaping(send) { send in
-                    var out = PostgresBinaryCopyEncoder()
-                    try source { batch, refused in
-                        let kept = rows.add(batch, refused)
-                        // Once a row is refused, an all-or-nothing import sends nothing more.
-                        if allOrNothing && !rows.rejected.isEmpty { return }
-                        for r in kept { BinaryRows.append(r.camera, to: &out) }
-                        if out.bytes.count >= 1 << 16 { try send(out.take()) }
+                    // The file is read and encoded on a thread of its own, so that reading goes
+                    // on while this thread waits for PostgreSQL to take the bytes (a socket
+                    // buffer holds only a few hundred kilobytes).
+                    let chunks = ChunkQueue(capacity: 16)
+                    let reader = Thread {
+                        do {
+                            var out = PostgresBinaryCopyEncoder(reserve: 1 << 19)
+                            try source { batch, refused in
+                                let kept = rows.add(batch, refused)
+                                // Once a row is refused, an all-or-nothing import sends nothing more.
+                                if allOrNothing && !rows.rejected.isEmpty { return }
+                                for r in kept { BinaryRows.append(r.camera, to: &out) }
+                                if out.bytes.count >= 1 << 18 { try chunks.put(out.take()) }
+                            }
+                            rows.complete = true
+                            out.finish()
+                            try chunks.put(out.take())
+                            chunks.finish(nil)
+                        } catch {
+                            chunks.finish(error)
+                        }
                     }
-                    rows.complete = true
-                    out.finish()
-                    try send(out.take())
-                  }
+                    reader.name = "camreg-import-read"
+                    reader.start()
+                    do {
+                        while let chunk = try chunks.take() { try send(chunk) }
+                    } catch {
+                        chunks.cancel()  // the reader stops at its next batch
+                        chunks.waitUntilFinished()
+                        throw error
+                    }
+                    step("read")
                 }
+                step("copy_end")
                 if allOrNothing && !rows.rejected.isEmpty { throw RefusedAsAWhole() }
                 try logChanges(rows.unique, actor: actor, on: c)
-                try CameraRepository.advanceIDSequence(on: c)
+                try CameraRepository.advanceIDSequence(past: rows.unique.lazy.map(\.camera.id), on: c)
+                step("changes")
             }
+            step("commit")
         } catch is RefusedAsAWhole {
             report.rejected = rows.rejected.sorted { $0.number < $1.number }
             return report
@@ -333,5 +365,70 @@ enum BinaryRows {
     /// Microseconds since the Unix epoch, rounded as `CameraRepository.timestamp` rounds.
     static func micros(_ date: Date) -> Int64 {
         Int64((date.timeIntervalSince1970 * 1_000_000).rounded())
+    }
+}
+
+/// A bounded queue of byte chunks from one producer thread to one consumer, which ends with
+/// the producer's ``finish(_:)`` (its error, if any, is thrown to the consumer after the
+/// chunks before it). ``cancel()`` makes the producer's next ``put(_:)`` throw.
+final class ChunkQueue: @unchecked Sendable {
+    private let condition = NSCondition()
+    private var chunks: [[UInt8]] = []
+    private var head = 0
+    private var finished = false
+    private var failure: Error?
+    private var cancelled = false
+    private let capacity: Int
+
+    /// The consumer stopped taking chunks.
+    struct Cancelled: Error {}
+
+    init(capacity: Int) { self.capacity = capacity }
+
+    /// Adds a chunk, waiting while the queue is full; throws ``Cancelled`` once cancelled.
+    func put(_ chunk: [UInt8]) throws {
+        condition.lock(); defer { condition.unlock() }
+        while chunks.count - head >= capacity && !cancelled { condition.wait() }
+        if cancelled { throw Cancelled() }
+        chunks.append(chunk)
+        condition.broadcast()
+    }
+
+    /// The producer is done (with `error` if it failed).
+    func finish(_ error: Error?) {
+        condition.lock(); defer { condition.unlock() }
+        finished = true
+        failure = error
+        condition.broadcast()
+    }
+
+    /// The next chunk, waiting for one; nil after the last; the producer's error after the
+    /// chunks it put before failing.
+    func take() throws -> [UInt8]? {
+        condition.lock(); defer { condition.unlock() }
+        while head == chunks.count && !finished { condition.wait() }
+        if head < chunks.count {
+            let chunk = chunks[head]
+            chunks[head] = []
+            head += 1
+            if head > 64 && head * 2 > chunks.count { chunks.removeFirst(head); head = 0 }
+            condition.broadcast()
+            return chunk
+        }
+        if let failure { throw failure }
+        return nil
+    }
+
+    /// Tells the producer to stop.
+    func cancel() {
+        condition.lock(); defer { condition.unlock() }
+        cancelled = true
+        condition.broadcast()
+    }
+
+    /// Waits until the producer has called ``finish(_:)``.
+    func waitUntilFinished() {
+        condition.lock(); defer { condition.unlock() }
+        while !finished { condition.wait() }
     }
 }

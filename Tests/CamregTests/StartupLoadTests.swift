@@ -329,6 +329,32 @@ extension BulkImportStoreTests {
     }
 }
 
+extension BulkImportStoreTests {
+    /// An import moves the number sequence of new `BC-<n>` ids past its own highest id (from
+    /// the rows, without scanning the table), and never back.
+    @Test func importMovesTheIDSequencePastItsIDs() async throws {
+        let (_, c) = try await seededDatabase(3)
+        func camera(_ id: String) -> (number: Int, camera: Camera) {
+            var cam = startupCamera(7, bare: true)
+            cam.id = id
+            return (2, cam)
+        }
+        let first = [camera("BC-000000123456"), camera("BC-7"), camera("XBC-999999999")]
+        let a = try CameraImport.importRows(from: { emit in for r in first { try emit([(r.number, r.camera)], []) } },
+                                            allOrNothing: true, actor: "t", on: c)
+        #expect(a.committed)
+        #expect(try c.query("SELECT last_value, is_called FROM camera_number_seq").rows.first! == ["123456", "t"])
+        // A lower id does not move it back (staging path: one id is taken).
+        let b = try CameraImport.importRows([camera("BC-50"), (3, first[1].camera)], earlierRejections: [], allOrNothing: false, actor: "t", on: c)
+        #expect(b.committed && b.rejected.map(\.number) == [3])
+        #expect(try c.query("SELECT nextval('camera_number_seq')").scalar() == "123457")
+        #expect(CameraRepository.serialNumber("BC-") == nil)
+        #expect(CameraRepository.serialNumber("BC-1234567890123456") == nil)
+        #expect(CameraRepository.serialNumber("BC-123456789012345") == 123_456_789_012_345)
+        #expect(CameraRepository.serialNumber("BC-12a") == nil)
+    }
+}
+
 /// The binary COPY encoder writes what the decoder reads, and what PostgreSQL stores.
 @Suite("Binary COPY encoder")
 struct BinaryCopyEncoderTests {
