@@ -57,6 +57,12 @@ public final class ConnectionSession: @unchecked Sendable {
     }
 }
 
+/// The index snapshot an import prepared while it committed (set on the import's helper
+/// thread, read after the import's database call has returned).
+final class PreparedBox: @unchecked Sendable {
+    var result: Result<CameraIndex.PreparedBatch, Error>?
+}
+
 /// What an import's reader counted, for its answer and log line. Written by the import's one
 /// database call, read after it has returned.
 final class ImportTally: @unchecked Sendable {
@@ -505,13 +511,29 @@ public final class RegistryService: Sendable {
             }
             tally.parse = ContinuousClock.now - reading - elsewhere
         }
-        let report = try await store.withConnection { c in
-            try CameraImport.importRows(from: source, allOrNothing: allOrNothing, actor: actor, on: c)
+        // A big import becomes a new snapshot before the answer (see upsert(contentsOf:)),
+        // built while PostgreSQL writes the change log and commits, swapped in after the commit.
+        let index = self.index
+        let prepared = PreparedBox()
+        let report: ImportReport
+        do {
+            report = try await store.withConnection { c in
+                try CameraImport.importRows(from: source, allOrNothing: allOrNothing, actor: actor, whileCommitting: { cameras in
+                    prepared.result = Result { try index.prepare(contentsOf: cameras) }
+                }, on: c)
+            }
+        } catch {
+            if case .success(let batch)? = prepared.result { index.discard(batch) }
+            throw error
         }
         let stored = clock.now
-        // A big import becomes a new snapshot before the answer (see upsert(contentsOf:)).
-        let imported = report.imported, index = self.index
-        try await NIOThreadPool.singleton.runIfActive { try index.upsert(contentsOf: imported) }
+        let imported = report.imported
+        switch prepared.result {
+        case .success(let batch)? where report.committed: index.publish(batch)
+        case .success(let batch)?: index.discard(batch)
+        case .failure, nil:
+            if report.committed { try await NIOThreadPool.singleton.runIfActive { try index.upsert(contentsOf: imported) } }
+        }
         scheduleRebuildIfNeeded()
         // Where a big import's time goes (operators and the benchmark read this line).
         func seconds(_ d: Duration) -> Logger.MetadataValue {

@@ -62,7 +62,7 @@ public final class IndexSnapshot: Sendable {
 /// rebuild; writers add to the delta, and ``rebuildIfNeeded(threshold:)`` folds the delta into a
 /// new snapshot off the read path and swaps it in.
 public final class CameraIndex: Sendable {
-    private struct State: Sendable {
+    fileprivate struct State: Sendable {
         var snapshot: IndexSnapshot
         /// Changes since the snapshot: a camera (upserted) by id. Searches consult it first.
         var delta: [String: Camera]
@@ -219,24 +219,74 @@ public final class CameraIndex: Sendable {
     /// one until a background rebuild caught up. Small batches, or a batch arriving while a
     /// rebuild runs, are upserted one by one.
     public func upsert(contentsOf batch: [Camera], directAbove threshold: Int = 4096) throws {
-        guard batch.count >= threshold, claimRebuild() else {
-            for c in batch { upsert(c) }
+        publish(try prepare(contentsOf: batch, directAbove: threshold))
+    }
+
+    /// A bulk batch made ready by ``prepare(contentsOf:directAbove:)``: for a large batch, the
+    /// new snapshot, built but not yet swapped in. Hand it to ``publish(_:)`` once the batch is
+    /// committed, or to ``discard(_:)``; until then no other rebuild runs.
+    public final class PreparedBatch: @unchecked Sendable {
+        fileprivate let batch: [Camera]
+        fileprivate let build: (base: State, fresh: IndexSnapshot)?
+        fileprivate let done = NIOLockedValueBox(false)
+        fileprivate init(batch: [Camera], build: (base: State, fresh: IndexSnapshot)?) {
+            self.batch = batch
+            self.build = build
+        }
+    }
+
+    /// The first half of ``upsert(contentsOf:directAbove:)``: builds the new snapshot of a large
+    /// batch (off the lock; searches go on against the current one), so that a bulk import can
+    /// build it while its transaction commits and swap it in right after.
+    public func prepare(contentsOf batch: [Camera], directAbove threshold: Int = 4096) throws -> PreparedBatch {
+        guard batch.count >= threshold, claimRebuild() else { return PreparedBatch(batch: batch, build: nil) }
+        do {
+            let s = current
+            return PreparedBatch(batch: batch, build: (s, try build(from: s, adding: batch)))
+        } catch {
+            rebuilding.withLockedValue { $0 = false }
+            throw error
+        }
+    }
+
+    /// Makes a prepared batch visible: swaps its snapshot in (changes made since it was
+    /// prepared stay in the delta), or upserts a small batch one by one. Once per batch; a
+    /// second call, or one after ``discard(_:)``, does nothing.
+    public func publish(_ prepared: PreparedBatch) {
+        guard prepared.done.withLockedValue({ d in defer { d = true }; return !d }) else { return }
+        guard let build = prepared.build else {
+            for c in prepared.batch { upsert(c) }
             return
         }
-        defer { rebuilding.withLockedValue { $0 = false } }
-        try rebuild(from: current, adding: batch)
+        swapIn(build.fresh, builtFrom: build.base)
+        rebuilding.withLockedValue { $0 = false }
+    }
+
+    /// Drops a prepared batch that was not committed (and lets rebuilds run again).
+    public func discard(_ prepared: PreparedBatch) {
+        guard prepared.done.withLockedValue({ d in defer { d = true }; return !d }) else { return }
+        if prepared.build != nil { rebuilding.withLockedValue { $0 = false } }
     }
 
     /// Builds a snapshot of `s` with its delta folded in, then `extra` (a newer or equal version
     /// replaces a held camera), without holding the lock, and swaps it in. Changes made
     /// meanwhile stay in the delta. The caller holds the `rebuilding` claim.
     private func rebuild(from s: State, adding extra: [Camera] = []) throws {
+        swapIn(try build(from: s, adding: extra), builtFrom: s)
+    }
+
+    /// A snapshot of `s` with its delta folded in, then `extra` (for equal versions of an id the
+    /// later one wins). Takes no lock.
+    private func build(from s: State, adding extra: [Camera]) throws -> IndexSnapshot {
         let start = DispatchTime.now()
-        // The delta first, then `extra`: for equal versions of an id the later one wins.
         let changes = s.delta.values.sorted { $0.id < $1.id } + extra
-        let fresh = try IndexSnapshot(table: try s.snapshot.table.merging(changes), startedAt: start)
+        return try IndexSnapshot(table: try s.snapshot.table.merging(changes), startedAt: start)
+    }
+
+    /// Makes `fresh` (built from `s`) current, keeping in the delta only the changes made after
+    /// `s` was taken (or that differ from it).
+    private func swapIn(_ fresh: IndexSnapshot, builtFrom s: State) {
         state.withLockedValue { st in
-            // Keep only changes made after the copy was taken (or that differ from it).
             var remaining: [String: Camera] = [:]
             for (id, c) in st.delta where s.delta[id] != c { remaining[id] = c }
             st.snapshot = fresh

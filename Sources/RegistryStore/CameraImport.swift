@@ -37,14 +37,21 @@ public enum CameraImport {
     /// binary COPY at once, so that PostgreSQL stores one batch while the next is parsed. Ids
     /// repeated inside the file are refused after their first row. With `allOrNothing`, any
     /// refused row means nothing is imported (nothing more is sent once one is found).
+    ///
+    /// `whileCommitting`, if given, is called on another thread with the cameras as stored once
+    /// the COPY has taken them all and before the change log and the commit (a daemon builds
+    /// its new index snapshot meanwhile); it has returned before this does. It is not called
+    /// when the import is refused as a whole, nor on the staging path.
     public static func importRows(from source: @escaping RowSource, allOrNothing: Bool, actor: String,
+                                  whileCommitting: (@Sendable ([Camera]) -> Void)? = nil,
                                   on c: PostgresConnection) throws -> ImportReport {
         let rows = Collected()
         // The usual bulk load takes no existing id: COPY straight into `cameras`. If an id is
         // taken after all (the unique index refuses it, the transaction rolls back), the staging
         // path below finds and reports every taken id, from the rows collected on the way.
         do {
-            return try importDirectly(from: source, collecting: rows, allOrNothing: allOrNothing, actor: actor, on: c)
+            return try importDirectly(from: source, collecting: rows, allOrNothing: allOrNothing, actor: actor,
+                                      whileCommitting: whileCommitting, on: c)
         } catch let e as PostgresError where e.sqlState == "23505" && rows.complete {
             // An id is taken: fall through to the staging path.
         }
@@ -153,8 +160,10 @@ extension CameraImport {
     /// `camera_changes` and moves the id sequence. Throws the unique violation (23505) when an
     /// id is taken; nothing is then written, and `rows` holds everything read.
     static func importDirectly(from source: @escaping RowSource, collecting rows: Collected, allOrNothing: Bool, actor: String,
-                               on c: PostgresConnection) throws -> ImportReport {
+                               whileCommitting: (@Sendable ([Camera]) -> Void)?, on c: PostgresConnection) throws -> ImportReport {
         var report = ImportReport()
+        let alongside = DispatchGroup()
+        defer { alongside.wait() }
         let clock = ContinuousClock()
         var mark = clock.now
         func step(_ name: String) {
@@ -201,6 +210,9 @@ extension CameraImport {
                 }
                 step("copy_end")
                 if allOrNothing && !rows.rejected.isEmpty { throw RefusedAsAWhole() }
+                let imported = rows.unique.map { r in storedImport(r.camera) }
+                report.imported = imported
+                if let whileCommitting { DispatchQueue.global().async(group: alongside) { whileCommitting(imported) } }
                 try logChanges(rows.unique, actor: actor, on: c)
                 try CameraRepository.advanceIDSequence(past: rows.unique.lazy.map(\.camera.id), on: c)
                 step("changes")
@@ -211,7 +223,6 @@ extension CameraImport {
             return report
         }
         report.rejected = rows.rejected.sorted { $0.number < $1.number }
-        report.imported = rows.unique.map { r in storedImport(r.camera) }
         report.committed = true
         return report
     }

@@ -59,6 +59,47 @@ struct ImportSocketTests {
         await store.shutdown()
     }
 
+    /// A file above the direct-snapshot size (4,096 rows) read in several batches: stored,
+    /// logged and in a new snapshot (no delta) when COMMIT answers; the id sequence moves past
+    /// its ids. A second big file with one taken id goes through the staging path.
+    @Test func bigCSVImportIsStreamedAndIndexed() async throws {
+        let (store, index, pg) = try await writableRegistry("big")
+        @Sendable func csv(_ ids: Range<Int>, extra: String = "") -> [UInt8] {
+            var text = "id,lat,lon,address,ward\n"
+            for n in ids {
+                text += "BC-\(n),\(11.12 + Double(n % 100) * 0.0001),\(106.60 + Double(n / 100 % 100) * 0.0001),Số \(n),Phường Mỹ Phước\n"
+            }
+            return Array((text + extra).utf8)
+        }
+        try await withTestServer(index: index, store: store) { path, _ in
+            let c = try await TestClient(path: path)
+            let before = (try await c.request("STATS")["cameras"] as? NSNumber)?.intValue ?? -1
+            let r = try await upload(c, csv(500_000..<506_000), begin: "IMPORT BEGIN format=csv by=big", chunk: 48_000)
+            #expect(r["committed"] as? Bool == true, "\(r)")
+            #expect((r["rows"] as? NSNumber)?.intValue == 6000)
+            #expect((r["imported"] as? NSNumber)?.intValue == 6000)
+            let stats = try await c.request("STATS")
+            #expect((stats["cameras"] as? NSNumber)?.intValue == before + 6000)
+            #expect((stats["delta"] as? NSNumber)?.intValue == 0, "a new snapshot, not a delta")
+            #expect(field(try await c.request("CAMERA GET BC-505999"), "camera", "address") as? String == "Số 505999")
+            let near = try await c.request("NEAR 11.1200 106.6000 radius=1")
+            #expect((near["cameras"] as? [[String: Any]])?.first?["id"] as? String == "BC-500000")
+
+            // One id taken (the last row): the staging path imports the others.
+            let again = try await upload(c, csv(506_000..<511_000, extra: "BC-500001,11.13,106.61,Số lặp,Phường Mỹ Phước\n"),
+                                         begin: "IMPORT BEGIN format=csv by=big", chunk: 48_000)
+            #expect(again["committed"] as? Bool == true, "\(again)")
+            #expect((again["imported"] as? NSNumber)?.intValue == 5000)
+            let rejected = (again["rejected"] as? [[String: Any]]) ?? []
+            #expect(rejected.count == 1 && (rejected.first?["number"] as? NSNumber)?.intValue == 5002)
+            #expect((try await c.request("STATS")["cameras"] as? NSNumber)?.intValue == before + 11_000)
+            #expect(field(try await c.request("CAMERA GET BC-510999"), "camera", "address") as? String == "Số 510999")
+        }
+        #expect(try pg.query("SELECT count(*) FROM camera_changes WHERE kind = 'import' AND actor = 'big'").scalar() == "11000")
+        #expect(try pg.query("SELECT nextval('camera_number_seq')").scalar() == "511000")
+        await store.shutdown()
+    }
+
     @Test func allOrNothingImportsNone() async throws {
         let (store, index, pg) = try await writableRegistry("aon2")
         try await withTestServer(index: index, store: store) { path, _ in

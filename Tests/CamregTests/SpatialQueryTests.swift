@@ -133,6 +133,40 @@ struct SpatialQueryTests {
         #expect(index.deltaCount == 5 && index.count == 805)
     }
 
+    /// A bulk batch prepared before its commit is invisible until published; changes made in
+    /// between survive the swap; a discarded batch leaves the index as it was and lets rebuilds
+    /// run again; publishing twice does nothing.
+    @Test func preparedBatchIsPublishedOrDiscarded() throws {
+        let base = Self.randomCameras(300, seed: 51)
+        let index = try CameraIndex(cameras: base)
+        let batch = Self.randomCameras(400, seed: 52, firstId: 7000)
+        let prepared = try index.prepare(contentsOf: batch, directAbove: 100)
+        #expect(index.count == 300 && index.camera(id: batch[0].id) == nil)
+        // A write while the import commits: kept in the delta across the swap.
+        var moved = base[3]
+        moved.version += 1
+        moved.lat += 0.002
+        index.upsert(moved)
+        #expect(try index.rebuildIfNeeded() == false, "no rebuild while a batch is prepared")
+        index.publish(prepared)
+        #expect(index.count == 700)
+        #expect(index.camera(id: batch[399].id) == batch[399])
+        #expect(index.camera(id: moved.id)?.lat == moved.lat)
+        index.publish(prepared)
+        #expect(index.count == 700)
+        let cams = Self.merged(base, [moved] + batch)
+        for (lat, lon) in [(11.05, 106.6), (moved.lat, moved.lon)] {
+            for k in [1, 10, 200] { try Self.check(index, cams, lat, lon, k) }
+        }
+
+        let dropped = try index.prepare(contentsOf: Self.randomCameras(200, seed: 53, firstId: 9000), directAbove: 100)
+        index.discard(dropped)
+        index.publish(dropped)
+        #expect(index.count == 700)
+        #expect(try index.rebuildIfNeeded(), "the claim was released")
+        #expect(index.deltaCount == 0)
+    }
+
     /// A large snapshot (packed table sorted by id, binary-search lookups): same answers as brute force.
     @Test func largeSnapshot() throws {
         let base = Self.randomCameras(60_000, seed: 41)
