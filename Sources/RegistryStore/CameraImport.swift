@@ -16,10 +16,10 @@ public struct ImportReport: Sendable {
     public var steps: [(name: String, seconds: Double)] = []
 }
 
-/// Bulk loads through a staging table: valid rows are COPYed into a temporary table, rows
-/// whose id already exists are refused, the rest are inserted into `cameras` (and logged in
-/// `camera_changes`) in the same transaction. Either the whole batch commits or none of it
-/// does, so a crash never leaves half an import.
+/// Bulk loads: valid rows are COPYed (binary) straight into `cameras` while the file is read,
+/// and logged in `camera_changes`, in one transaction. When an id turns out to be taken, the
+/// rows go through a staging table instead, where the taken ids are found and refused. Either
+/// the whole batch commits or none of it does, so a crash never leaves half an import.
 public enum CameraImport {
     /// Where an import's rows come from: it calls `emit` with batches of valid rows (each with
     /// its row number) and of refusals, in file order, until the file is read. Thrown errors
