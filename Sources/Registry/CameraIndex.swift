@@ -40,11 +40,19 @@ public final class IndexSnapshot: Sendable {
         try self.init(table: try CameraTable(cameras: cameras), startedAt: start)
     }
 
-    /// Builds a snapshot over a packed table.
-    init(table: CameraTable, startedAt start: DispatchTime = .now()) throws {
+    /// Builds a snapshot over a packed table, and its STRtree unless `tree` is given. A given
+    /// tree must hold item `k` at slot `k`'s position (a point at its lon, lat) for every slot.
+    init(table: CameraTable, tree: STRtree? = nil, startedAt start: DispatchTime = .now()) throws {
         self.table = table
-        tree = try withExtendedLifetime(table) {
-            try STRtree(boxes: UnsafeBufferPointer(rebasing: table.records[..<table.count]).lazy.map { ($0.lon, $0.lat, $0.lon, $0.lat) })
+        if let tree {
+            guard tree.count == table.count else {
+                throw RegistryError(.validation, "the index tree has \(tree.count) items for \(table.count) cameras")
+            }
+            self.tree = tree
+        } else {
+            self.tree = try withExtendedLifetime(table) {
+                try STRtree(boxes: UnsafeBufferPointer(rebasing: table.records[..<table.count]).lazy.map { ($0.lon, $0.lat, $0.lon, $0.lat) })
+            }
         }
         buildSeconds = Double(DispatchTime.now().uptimeNanoseconds - start.uptimeNanoseconds) / 1e9
         builtAt = Date()
@@ -81,6 +89,12 @@ public final class CameraIndex: Sendable {
     /// table's build began, for the snapshot's build time.
     public init(table: CameraTable, startedAt start: DispatchTime = .now()) throws {
         state = NIOLockedValueBox(State(snapshot: try IndexSnapshot(table: table, startedAt: start), delta: [:]))
+    }
+
+    /// An index over a packed table and an STRtree already built over its slots (item `k` a
+    /// point at slot `k`'s lon, lat), e.g. built beside the table at start-up.
+    public init(table: CameraTable, tree: STRtree, startedAt start: DispatchTime = .now()) throws {
+        state = NIOLockedValueBox(State(snapshot: try IndexSnapshot(table: table, tree: tree, startedAt: start), delta: [:]))
     }
 
     private var current: State { state.withLockedValue { $0 } }

@@ -131,7 +131,15 @@ public final class CameraTable: @unchecked Sendable {
     public convenience init(count: Int, textBytes: Int, id: (Int) -> UnsafeRawBufferPointer,
                             camera: (Int) throws -> RawCamera) throws {
         let order = try Self.sortedByID(count: count, id: id)
-        var b = try Builder(capacity: count, textBytes: textBytes)
+        try self.init(order: UnsafeBufferPointer(order.buffer), textBytes: textBytes, camera: camera)
+    }
+
+    /// A table of the cameras `camera(order[0])`, `camera(order[1])`, … in that order, which must
+    /// be by id with no id twice (``sortedByID(count:id:)`` gives it): slot `k` holds
+    /// `camera(order[k])`. Lets a caller build something over the slots (the STRtree) at the
+    /// same time as the table.
+    public convenience init(order: UnsafeBufferPointer<Int32>, textBytes: Int, camera: (Int) throws -> RawCamera) throws {
+        var b = try Builder(capacity: order.count, textBytes: textBytes)
         for i in order { try b.append(try camera(Int(i)), limit: textBytes) }
         self.init(b)
     }
@@ -470,8 +478,9 @@ public final class CameraTable: @unchecked Sendable {
         }
     }
 
-    /// Indexes `0..<count` sorted by the id bytes `id(i)`; an id given twice throws.
-    static func sortedByID(count: Int, id: (Int) -> UnsafeRawBufferPointer) throws -> [Int32] {
+    /// Indexes `0..<count` sorted by the id bytes `id(i)`, in memory of their own (`mmap`, out
+    /// of malloc's arenas, like the sort keys); an id given twice throws.
+    public static func sortedByID(count: Int, id: (Int) -> UnsafeRawBufferPointer) throws -> ScratchBuffer<Int32> {
         struct Key { var a: UInt64; var b: UInt64; var index: Int32 }
         let scratch = try ScratchBuffer<Key>(count: count)
         let keys = scratch.buffer
@@ -495,7 +504,9 @@ public final class CameraTable: @unchecked Sendable {
             && compare(keys[j].index, keys[j - 1].index) == 0 {
             throw RegistryError(.alreadyExists, "camera id \(String(decoding: id(Int(keys[j].index)), as: UTF8.self)) is given twice")
         }
-        return keys.map(\.index)
+        let order = try ScratchBuffer<Int32>(count: count)
+        for j in keys.indices { order.buffer[j] = keys[j].index }
+        return order
     }
 
     /// The first 16 bytes of an id as two big-endian words (zero-padded): they order as the bytes do.

@@ -1,4 +1,5 @@
 import Foundation
+import Geo
 import Logging
 import Postgres
 import Registry
@@ -17,8 +18,8 @@ public enum CameraStartup {
         /// empty: the cameras are in the table.
         public var load: CameraSnapshotLoad
         /// The cameras already packed (a start from a cache with no camera changes after it),
-        /// and when its build began.
-        public var table: (CameraTable, DispatchTime)?
+        /// the STRtree over its slots, and when their build began.
+        public var table: (CameraTable, STRtree, DispatchTime)?
         /// `cache` or `database`.
         public var source: String
         /// Whether the cache file should be written (it is missing, stale or behind).
@@ -49,7 +50,7 @@ public enum CameraStartup {
                         "changes_applied": "0", "packed": "true", "ms": "\(millis(since: start))"])
                     // Not rewritten: with no camera changes, the file still describes the table.
                     let load = CameraSnapshotLoad(cameras: [], xmins: [], sequence: db.sequence, anchor: db.anchor)
-                    return Result(load: load, table: (packed.table, packStart), source: "cache", needsWrite: false)
+                    return Result(load: load, table: (packed.table, packed.tree, packStart), source: "cache", needsWrite: false)
                 }
                 let cached = try IndexCache.decode(file)
                 let merged = try IndexCache.merge(cached, header: header, with: db)

@@ -1,4 +1,5 @@
 import Foundation
+import Geo
 import Postgres
 import Registry
 
@@ -376,7 +377,7 @@ public enum IndexCache {
     /// The cached cameras packed straight into a ``CameraTable`` (no `Camera` values: the
     /// text is copied from the file's bytes), with the fingerprint they add up to. For a start
     /// with no changes after the cache (see ``check(_:header:fingerprint:)``).
-    public static func decodeTable(_ file: File) throws -> (table: CameraTable, fingerprint: CameraTableFingerprint) {
+    public static func decodeTable(_ file: File) throws -> (table: CameraTable, tree: STRtree, fingerprint: CameraTableFingerprint) {
         let payload = try checkedPayload(file)
         let n = file.header.count
         guard payload.count < Int(UInt32.max) else { throw IndexCacheError("the cache is too large to pack from (\(payload.count) bytes)") }
@@ -407,15 +408,69 @@ public enum IndexCache {
             return UnsafeRawBufferPointer(rebasing: payload[at + 4..<at + 4 + count])
         }
         let table: CameraTable
+        let tree: STRtree
         do {
-            table = try CameraTable(count: n, textBytes: textBytes, id: id, camera: { i in
-                var r = Reader(bytes: payload, at: Int(starts.buffer[i]))
-                return try readCamera(&r).raw
-            })
+            let sorted = try CameraTable.sortedByID(count: n, id: id)
+            let order = UnsafeBufferPointer(sorted.buffer)
+            // The table is packed on a second thread while this one builds the STRtree from the
+            // file's positions, in slot order. (The tree's many small allocations stay in this
+            // thread's malloc arena, as when it was built after the table.)
+            let packing = BackgroundJob {
+                try CameraTable(order: order, textBytes: textBytes, camera: { i in
+                    var r = Reader(bytes: payload, at: Int(starts.buffer[i]))
+                    return try readCamera(&r).raw
+                })
+            }
+            let built = Swift.Result {
+                try STRtree(count: n) { insert in
+                    for (k, i) in order.enumerated() {
+                        let at = Int(starts.buffer[Int(i)])
+                        let lat = Double(bitPattern: UInt64(littleEndian: payload.loadUnaligned(fromByteOffset: at + latitudeOffset, as: UInt64.self)))
+                        let lon = Double(bitPattern: UInt64(littleEndian: payload.loadUnaligned(fromByteOffset: at + longitudeOffset, as: UInt64.self)))
+                        try insert(k, (lon, lat, lon, lat))
+                    }
+                }
+            }
+            // Always waited for, so that the packing thread is done with `starts` and the file.
+            let packed = Swift.Result { try withExtendedLifetime((starts, sorted)) { try packing.result() } }
+            table = try packed.get()
+            tree = try built.get()
         } catch let e as RegistryError {
             throw IndexCacheError("the cached cameras cannot be packed: \(e.message)")
         }
-        return (table, CameraTableFingerprint(count: Int64(n), versionSum: versions, xminSum: xmins))
+        return (table, tree, CameraTableFingerprint(count: Int64(n), versionSum: versions, xminSum: xmins))
+    }
+
+    /// Where a camera's latitude and longitude lie in its cached record (after flags, three
+    /// enums, the schedule, xmin, retention and version: see ``encode(_:xmin:into:)``).
+    static let latitudeOffset = 25, longitudeOffset = 33
+
+    /// Work run on another thread (a Dispatch worker), waited for with ``result()``. What `body` reads must
+    /// outlive the wait (it may borrow the caller's buffers: hence `@unchecked Sendable`, and
+    /// the caller always waits).
+    final class BackgroundJob<T>: @unchecked Sendable {
+        private let done = DispatchSemaphore(value: 0)
+        private var outcome: Swift.Result<T, Error>?
+        private var body: (() throws -> T)?
+
+        init(_ body: @escaping () throws -> T) {
+            self.body = body
+            // A worker the process already has (a new thread would get a malloc arena of its
+            // own, which kept 3 MiB resident after start-up).
+            DispatchQueue.global().async { [self] in run() }
+        }
+
+        private func run() {
+            outcome = Swift.Result { try body!() }
+            body = nil
+            done.signal()
+        }
+
+        /// The body's value, once it has run (or the error that stopped it).
+        func result() throws -> T {
+            done.wait()
+            return try outcome!.get()
+        }
     }
 
     /// The payload after its hash has been checked.

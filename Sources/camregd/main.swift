@@ -357,7 +357,7 @@ struct Camregd: AsyncParsableCommand {
     static func buildIndex(useCache: Bool, cachePath: String, writeCache: Bool, client: PostgresClient,
                            logger: Logger) async throws -> (CameraIndex, Int64, String) {
         let startup = try await CameraStartup.cameras(useCache: useCache, cachePath: cachePath, client: client, logger: logger)
-        let index = try startup.table.map { try CameraIndex(table: $0.0, startedAt: $0.1) } ?? CameraIndex(cameras: startup.load.cameras)
+        let index = try startup.table.map { try CameraIndex(table: $0.0, tree: $0.1, startedAt: $0.2) } ?? CameraIndex(cameras: startup.load.cameras)
         logger.info("index built", metadata: ["cameras": "\(index.count)", "source": "\(startup.source)",
                                               "ms": "\(Int(index.snapshot.buildSeconds * 1000))",
                                               "table_mib": "\(index.snapshot.table.bytes >> 20)"])

@@ -1,4 +1,5 @@
 import Foundation
+import Geo
 import Postgres
 import Registry
 import RegistryStore
@@ -136,6 +137,19 @@ struct StartupLoadTests {
         #expect(packed.table.count == reference.count && packed.table.count == load.cameras.count)
         #expect((0..<reference.count).allSatisfy { packed.table.camera(at: $0) == reference.camera(at: $0) })
         #expect(packed.fingerprint == back.fingerprint)
+        // The STRtree built beside the table (from the file's positions) has each camera at its
+        // slot: searches answer as over an index built from the decoded cameras.
+        #expect(packed.tree.count == packed.table.count)
+        let fromFile = try CameraIndex(table: packed.table, tree: packed.tree)
+        let fromValues = try CameraIndex(cameras: back.cameras)
+        for cam in back.cameras.prefix(40) {
+            let a = try fromFile.near(lat: cam.lat, lon: cam.lon, radius: 300, limit: 1000).map { ($0.ref.id, $0.distance) }
+            let b = try fromValues.near(lat: cam.lat, lon: cam.lon, radius: 300, limit: 1000).map { ($0.ref.id, $0.distance) }
+            #expect(a.map(\.0) == b.map(\.0) && a.map(\.1) == b.map(\.1))
+            if cam.status != .retired { #expect(a.contains { $0.0 == cam.id && $0.1 == 0 }) }
+        }
+        // A tree that does not fit the table is refused.
+        #expect(throws: RegistryError.self) { _ = try CameraIndex(table: reference, tree: try STRtree(boxes: [(106.6, 11.1, 106.6, 11.1)])) }
         let noChanges = try IndexCache.catchUp(after: file.header, on: c)
         #expect(noChanges.changeRows == 0)
         try IndexCache.checkLineage(header: file.header, with: noChanges)
