@@ -64,7 +64,7 @@ public enum CameraImport {
                                                 row_taken boolean NOT NULL DEFAULT false) ON COMMIT DROP
                 """)
             let cols = CameraRepository.columns + ["row_number"]
-            try CopyText.copy(unique, rowNumbers: true, into: "import_stage (\(cols.joined(separator: ", ")))", on: c)
+            try BinaryRows.copy(unique, rowNumbers: true, into: "import_stage (\(cols.joined(separator: ", ")))", on: c)
             // Ids already taken: refused, and marked so that nothing below touches them.
             let taken = try c.query("""
                 UPDATE import_stage s SET row_taken = true FROM cameras x WHERE x.id = s.id RETURNING s.row_number, s.id
@@ -262,8 +262,8 @@ extension CameraImport {
     /// the columns an import does not write left empty.
     static func storedImport(_ camera: Camera) -> Camera {
         var camera = camera
-        camera.createdAt = CopyText.microsecondDate(camera.createdAt)
-        camera.updatedAt = CopyText.microsecondDate(camera.updatedAt)
+        camera.createdAt = BinaryRows.microsecondDate(camera.createdAt)
+        camera.updatedAt = BinaryRows.microsecondDate(camera.updatedAt)
         camera.ownerID = nil
         camera.verifiedBy = nil
         camera.verifiedAt = nil
@@ -272,86 +272,29 @@ extension CameraImport {
     }
 }
 
-/// COPY text-format lines of cameras written straight into bytes (the same values as
-/// `PostgresConnection.copyLine(CameraRepository.encode(camera))`, without the arrays of strings).
-enum CopyText {
-    /// `COPY <target> FROM STDIN` of `rows`, sent in chunks of about 64 KiB; each line holds
-    /// `CameraRepository.columns`, then the row number when `rowNumbers` (the staging table).
-    static func copy(_ rows: [(number: Int, camera: Camera)], rowNumbers: Bool, into target: String,
-                     on c: PostgresConnection) throws {
-        try c.copyIn("COPY \(target) FROM STDIN") { send in
-            var chunk: [UInt8] = []
-            chunk.reserveCapacity(1 << 17)
-            for r in rows {
-                appendLine(r.camera, rowNumber: rowNumbers ? r.number : nil, to: &chunk)
-                if chunk.count > 1 << 16 {
-                    try send(chunk)
-                    chunk.removeAll(keepingCapacity: true)
-                }
-            }
-            if !chunk.isEmpty { try send(chunk) }
-        }
-    }
-
-    /// One line of `CameraRepository.columns`, then the row number when given (staging table).
-    static func appendLine(_ cam: Camera, rowNumber: Int?, to out: inout [UInt8]) {
-        func text(_ s: String) {
-            var s = s
-            s.withUTF8 { b in
-                for byte in b {
-                    switch byte {
-                    case 0x5C: out.append(0x5C); out.append(0x5C)
-                    case 0x09: out.append(0x5C); out.append(0x74)
-                    case 0x0A: out.append(0x5C); out.append(0x6E)
-                    case 0x0D: out.append(0x5C); out.append(0x72)
-                    default: out.append(byte)
-                    }
-                }
-            }
-        }
-        func optional(_ s: String?) { if let s { text(s) } else { out.append(0x5C); out.append(0x4E) } }
-        func tab() { out.append(0x09) }
-        text(cam.id); tab()
-        text(CameraRepository.format(cam.lat)); tab()
-        text(CameraRepository.format(cam.lon)); tab()
-        text(cam.siteKind.rawValue); tab()
-        text(cam.address); tab()
-        text(cam.ward); tab()
-        optional(cam.heading.map(CameraRepository.format)); tab()
-        text(CameraRepository.format(cam.fov)); tab()
-        text(CameraRepository.format(cam.range)); tab()
-        optional(cam.mountHeight.map(CameraRepository.format)); tab()
-        text(cam.ownerKind.rawValue); tab()
-        optional(cam.ownerName); tab()
-        optional(cam.ownerPhone); tab()
-        text(cam.schedule.description); tab()
-        text(String(cam.retentionDays)); tab()
-        text(cam.status.rawValue); tab()
-        text(CameraRepository.timestamp(cam.createdAt)); tab()
-        text(CameraRepository.timestamp(cam.updatedAt)); tab()
-        text(String(cam.version))
-        if let rowNumber {
-            tab()
-            text(String(rowNumber))
-        }
-        out.append(0x0A)
-    }
-
-    /// `date` as PostgreSQL keeps it and `CameraRepository.decode` reads it back: rounded to the
-    /// microsecond (the same rounding as `CameraRepository.timestamp`), then
-    /// `extract(epoch …)::float8`, which is exactly microseconds ÷ 10⁶ correctly rounded.
-    static func microsecondDate(_ date: Date) -> Date {
-        let micros = (date.timeIntervalSince1970 * 1_000_000).rounded()
-        return Date(timeIntervalSince1970: micros / 1_000_000)
-    }
-}
-
 /// Rows of `CameraRepository.columns` for `COPY … (FORMAT binary)`: the values as stored, with
 /// no text conversion on either side (doubles keep their bits; timestamps are rounded to the
-/// microsecond as `CameraRepository.timestamp` rounds them).
+/// microsecond, as `CameraRepository.timestamp` rounds them).
 enum BinaryRows {
-    static func append(_ cam: Camera, to out: inout PostgresBinaryCopyEncoder) {
-        out.row(fields: 19)
+    /// `COPY <target> FROM STDIN (FORMAT binary)` of `rows`, sent in chunks of about 64 KiB;
+    /// each row holds `CameraRepository.columns`, then the row number when `rowNumbers` (the
+    /// staging table).
+    static func copy(_ rows: [(number: Int, camera: Camera)], rowNumbers: Bool, into target: String,
+                     on c: PostgresConnection) throws {
+        try c.copyIn("COPY \(target) FROM STDIN (FORMAT binary)") { send in
+            var out = PostgresBinaryCopyEncoder()
+            for r in rows {
+                append(r.camera, rowNumber: rowNumbers ? r.number : nil, to: &out)
+                if out.bytes.count >= 1 << 16 { try send(out.take()) }
+            }
+            out.finish()
+            try send(out.take())
+        }
+    }
+
+    /// One row: `CameraRepository.columns`, then `rowNumber` when given.
+    static func append(_ cam: Camera, rowNumber: Int? = nil, to out: inout PostgresBinaryCopyEncoder) {
+        out.row(fields: rowNumber == nil ? 19 : 20)
         out.text(cam.id)
         out.double(cam.lat)
         out.double(cam.lon)
@@ -368,14 +311,17 @@ enum BinaryRows {
         out.text(cam.schedule.description)
         out.int32(Int32(clamping: cam.retentionDays))
         out.text(cam.status.rawValue)
-        out.timestamp(unixMicros: micros(cam.createdAt))
-        out.timestamp(unixMicros: micros(cam.updatedAt))
+        out.timestamp(unixMicros: CameraRepository.micros(cam.createdAt))
+        out.timestamp(unixMicros: CameraRepository.micros(cam.updatedAt))
         out.int32(Int32(clamping: cam.version))
+        if let rowNumber { out.int32(Int32(clamping: rowNumber)) }
     }
 
-    /// Microseconds since the Unix epoch, rounded as `CameraRepository.timestamp` rounds.
-    static func micros(_ date: Date) -> Int64 {
-        Int64((date.timeIntervalSince1970 * 1_000_000).rounded())
+    /// `date` as PostgreSQL keeps it and `CameraRepository.decode` reads it back: rounded to the
+    /// microsecond (``CameraRepository/micros(_:)``), then `extract(epoch …)::float8`, which is
+    /// exactly microseconds ÷ 10⁶ correctly rounded.
+    static func microsecondDate(_ date: Date) -> Date {
+        Date(timeIntervalSince1970: Double(CameraRepository.micros(date)) / 1_000_000)
     }
 }
 

@@ -102,8 +102,13 @@ public enum CameraRepository {
 
     static func timestamp(_ date: Date) -> String {
         // Exact to the microsecond, as PostgreSQL stores it.
-        let micros = (date.timeIntervalSince1970 * 1_000_000).rounded()
-        return ISO8601Text.format(micros: Int64(micros))
+        ISO8601Text.format(micros: micros(date))
+    }
+
+    /// `date` in whole microseconds since the Unix epoch, as PostgreSQL stores a timestamp
+    /// (rounded to the nearest, halves away from zero).
+    static func micros(_ date: Date) -> Int64 {
+        Int64((date.timeIntervalSince1970 * 1_000_000).rounded())
     }
 
     /// Values of one camera in `columns` order, as PostgreSQL text input.
