@@ -183,6 +183,7 @@ extension CameraImport {
                         do {
                             var out = PostgresBinaryCopyEncoder(reserve: 1 << 19)
                             try source { batch, refused in
+                                try chunks.throwIfCancelled()
                                 let kept = rows.add(batch, refused)
                                 // Once a row is refused, an all-or-nothing import sends nothing more.
                                 if allOrNothing && !rows.rejected.isEmpty { return }
@@ -349,6 +350,13 @@ final class ChunkQueue: @unchecked Sendable {
         if cancelled { throw Cancelled() }
         chunks.append(chunk)
         condition.broadcast()
+    }
+
+    /// Throws ``Cancelled`` once the consumer has stopped (the producer checks it between
+    /// batches, also when it has nothing to put).
+    func throwIfCancelled() throws {
+        condition.lock(); defer { condition.unlock() }
+        if cancelled { throw Cancelled() }
     }
 
     /// The producer is done (with `error` if it failed).

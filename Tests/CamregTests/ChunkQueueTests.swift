@@ -1,0 +1,57 @@
+import Foundation
+@testable import RegistryStore
+import Testing
+
+/// The bounded queue between an import's reader thread and its COPY: order, back-pressure,
+/// the producer's error after its chunks, and cancellation.
+@Suite("Import chunk queue")
+struct ChunkQueueTests {
+    @Test func chunksArriveInOrderThenTheEndOrTheError() throws {
+        let queue = ChunkQueue(capacity: 2)
+        let producer = Thread {
+            for k in 0..<200 { try? queue.put([UInt8(k % 256), UInt8(k / 256)]) }
+            queue.finish(nil)
+        }
+        producer.start()
+        var got: [Int] = []
+        while let chunk = try queue.take() { got.append(Int(chunk[0]) + 256 * Int(chunk[1])) }
+        #expect(got == Array(0..<200))
+
+        struct Unreadable: Error {}
+        let failing = ChunkQueue(capacity: 4)
+        try failing.put([1])
+        try failing.put([2])
+        failing.finish(Unreadable())
+        #expect(try failing.take() == [1])
+        #expect(try failing.take() == [2])
+        #expect(throws: Unreadable.self) { _ = try failing.take() }
+    }
+
+    @Test func cancellingStopsAProducerThatWaitsOrReads() throws {
+        let queue = ChunkQueue(capacity: 1)
+        let stopped = DispatchSemaphore(value: 0)
+        let outcome = OutcomeBox()
+        let producer = Thread {
+            do {
+                try queue.put([1])
+                try queue.put([2])  // waits: the queue is full
+                outcome.value = "not cancelled"
+            } catch is ChunkQueue.Cancelled {
+                outcome.value = "cancelled"
+            } catch {
+                outcome.value = "\(error)"
+            }
+            queue.finish(nil)
+            stopped.signal()
+        }
+        producer.start()
+        Thread.sleep(forTimeInterval: 0.2)
+        queue.cancel()
+        queue.waitUntilFinished()
+        #expect(stopped.wait(timeout: .now() + 10) == .success)
+        #expect(outcome.value == "cancelled")
+        #expect(throws: ChunkQueue.Cancelled.self) { try queue.throwIfCancelled() }
+    }
+
+    final class OutcomeBox: @unchecked Sendable { var value = "" }
+}
