@@ -559,7 +559,9 @@ struct AccessControlTests {
         }
         var access = AccessSettings()
         access.peerAdmin = false
-        access.rateLimit = RateLimit(rate: 5, burst: 5)
+        // One request a second after a burst of 5: twelve requests would all pass only if they
+        // took 7 s (at 5 a second, a loaded machine's 1.4 s let them all through once).
+        access.rateLimit = RateLimit(rate: 1, burst: 5)
         try await withTestServer(index: index, access: access) { path, service in
 
             let busy = try await TestClient(path: path)
@@ -567,7 +569,7 @@ struct AccessControlTests {
             for _ in 0..<12 { codes.append(errorCode(try await busy.request("PING")) ?? "ok") }
             #expect(codes.prefix(5).allSatisfy { $0 == "ok" }, "\(codes)")
             #expect(codes.contains("rate_limited"), "\(codes)")
-            try await Task.sleep(nanoseconds: 1_200_000_000)
+            try await Task.sleep(nanoseconds: 2_500_000_000)
             #expect(try await busy.request("PING")["ok"] as? Bool == true, "recovers after waiting")
             let stats = try await busy.request("STATS")
             #expect(errorCode(stats) == "unauthenticated")
