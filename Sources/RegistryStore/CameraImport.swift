@@ -162,8 +162,8 @@ extension CameraImport {
     static func importDirectly(from source: @escaping RowSource, collecting rows: Collected, allOrNothing: Bool, actor: String,
                                whileCommitting: (@Sendable ([Camera]) -> Void)?, on c: PostgresConnection) throws -> ImportReport {
         var report = ImportReport()
-        let alongside = DispatchGroup()
-        defer { alongside.wait() }
+        var alongside: IndexCache.BackgroundJob<Void>?
+        defer { _ = try? alongside?.result() }
         let clock = ContinuousClock()
         var mark = clock.now
         func step(_ name: String) {
@@ -213,7 +213,8 @@ extension CameraImport {
                 if allOrNothing && !rows.rejected.isEmpty { throw RefusedAsAWhole() }
                 let imported = rows.unique.map { r in storedImport(r.camera) }
                 report.imported = imported
-                if let whileCommitting { DispatchQueue.global().async(group: alongside) { whileCommitting(imported) } }
+                // On a thread of its own, not a Dispatch worker (see `BackgroundJob`).
+                if let whileCommitting { alongside = IndexCache.BackgroundJob { whileCommitting(imported) } }
                 try logChanges(rows.unique, actor: actor, on: c)
                 try CameraRepository.advanceIDSequence(past: rows.unique.lazy.map(\.camera.id), on: c)
                 step("changes")

@@ -445,7 +445,7 @@ public enum IndexCache {
     /// enums, the schedule, xmin, retention and version: see ``encode(_:xmin:into:)``).
     static let latitudeOffset = 25, longitudeOffset = 33
 
-    /// Work run on another thread (a Dispatch worker), waited for with ``result()``. What `body` reads must
+    /// Work run on a thread of its own, waited for with ``result()``. What `body` reads must
     /// outlive the wait (it may borrow the caller's buffers: hence `@unchecked Sendable`, and
     /// the caller always waits).
     final class BackgroundJob<T>: @unchecked Sendable {
@@ -455,9 +455,12 @@ public enum IndexCache {
 
         init(_ body: @escaping () throws -> T) {
             self.body = body
-            // A worker the process already has (a new thread would get a malloc arena of its
-            // own, which kept 3 MiB resident after start-up).
-            DispatchQueue.global().async { [self] in run() }
+            // A thread of its own, never a Dispatch worker: the caller blocks until the job is
+            // done, and on Linux Swift's cooperative threads are Dispatch's workers, so a job
+            // queued behind blocked callers would never run (it hung the parallel test suite).
+            let thread = Thread { [self] in run() }
+            thread.name = "camreg-background"
+            thread.start()
         }
 
         private func run() {
