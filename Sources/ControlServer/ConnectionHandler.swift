@@ -14,9 +14,22 @@ import NIOCore
 /// above its high-water mark, `read` is held back, so a client cannot make the daemon buffer
 /// without bound (the decoder still caps one line).
 ///
+/// Draining (``Quiesce``): when the server stops, the connection keeps reading until it has
+/// answered everything and read nothing for ``quietPeriod`` while reading was allowed, then closes.
+/// Bytes a client sent before the signal are in the socket buffer, and the event loop reads a
+/// ready socket before it runs a timer that is due, so they are always read and answered; a
+/// connection whose reads are held back (a write in flight, a pipelined queue) waits as long as it
+/// must, up to the server's drain timeout.
+///
 /// Not `Sendable`: every method runs on the channel's event loop; the task's result comes back
 /// through `NIOLoopBound`.
 final class ConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler {
+    /// The event the server fires into every open connection when it stops accepting.
+    struct Quiesce: Sendable {}
+
+    /// How long a draining connection must be idle, with reading allowed, before it closes.
+    static let quietPeriod: TimeAmount = .milliseconds(200)
+
     typealias InboundIn = ByteBuffer
     typealias InboundOut = Never
     typealias OutboundIn = ByteBuffer
@@ -42,6 +55,11 @@ final class ConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler {
     private var readHeld = false
     private var unflushed = false
     private var context: ChannelHandlerContext?
+    /// The server is stopping: close once quiet (see the type's documentation).
+    private var draining = false
+    /// Bumped by every read and every resumption of reading, so that a quiet check can tell
+    /// whether anything happened since it was scheduled.
+    private var readGeneration: UInt64 = 0
 
     init(server: ControlServer, service: RegistryService, activity: ConnectionActivity, tcp: Bool) {
         self.server = server
@@ -93,6 +111,7 @@ final class ConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler {
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         guard !closing else { return }
+        readGeneration &+= 1
         let line = unwrapInboundIn(data)
         if busy || !queue.isEmpty {
             queue.append(.line(line))
@@ -124,6 +143,13 @@ final class ConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler {
             // The client finished sending (or the server is draining): answer what was read, then close.
             inputClosed = true
             closeIfDone()
+            return
+        }
+        if event is Quiesce {
+            if !draining {
+                draining = true
+                scheduleQuietCheck()
+            }
             return
         }
         context.fireUserInboundEventTriggered(event)
@@ -207,7 +233,26 @@ final class ConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler {
     private func resumeReading() {
         guard readHeld, !busy, queue.isEmpty, !closing, let context, context.channel.isWritable else { return }
         readHeld = false
+        readGeneration &+= 1
         context.read()
+    }
+
+    /// Checks, one quiet period from now, whether a draining connection read nothing meanwhile
+    /// and has nothing left to answer; if so it ends as if the client had closed its side.
+    private func scheduleQuietCheck() {
+        guard let context else { return }
+        let generation = readGeneration
+        let loopBound = NIOLoopBound(self, eventLoop: context.eventLoop)
+        context.eventLoop.scheduleTask(in: Self.quietPeriod) {
+            let handler = loopBound.value
+            guard !handler.closing, handler.context != nil else { return }
+            if generation == handler.readGeneration, !handler.busy, handler.queue.isEmpty, !handler.readHeld {
+                handler.inputClosed = true
+                handler.closeIfDone()
+            } else {
+                handler.scheduleQuietCheck()
+            }
+        }
     }
 
     private func closeIfDone() {

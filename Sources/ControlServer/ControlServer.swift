@@ -196,15 +196,13 @@ public final class ControlServer: Service, Sendable {
         _ = connections.withLockedValue { $0.removeValue(forKey: ObjectIdentifier(channel)) }
     }
 
-    /// Closes the input side of every connection (after a 200 ms grace): each finishes what it
-    /// has read, then ends. Connections still open after the drain timeout are closed.
+    /// Tells every connection to drain: each answers all that its client sent before it goes
+    /// quiet, then closes (``ConnectionHandler/Quiesce``). Connections still open after the drain
+    /// timeout are closed.
     private func quiesce() {
         let open = connections.withLockedValue { Array($0.values) }
         for channel in open {
-            // A short grace first: requests a client sent just before the signal are still in
-            // the socket buffer; closing the input at once would discard them (and reset the
-            // connection) although the client believes they were sent.
-            channel.eventLoop.scheduleTask(in: .milliseconds(200)) { channel.close(mode: .input, promise: nil) }
+            channel.eventLoop.execute { channel.pipeline.fireUserInboundEventTriggered(ConnectionHandler.Quiesce()) }
             channel.eventLoop.scheduleTask(in: drainTimeout) { channel.close(promise: nil) }
         }
     }

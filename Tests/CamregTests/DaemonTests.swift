@@ -139,7 +139,7 @@ struct DaemonTests {
         #expect(noDaemon.status != 0 && noDaemon.output.contains("cannot connect"))
 
         // A request in flight when SIGTERM arrives is still answered.
-        try await c.send("CAMERA GET BC-00001")
+        try await c.sendFlushed("CAMERA GET BC-00001")
         #expect(try await first.terminate() == 0)
         let answered = try await c.readLine()
         #expect(answered?.contains("BC-00001") == true)

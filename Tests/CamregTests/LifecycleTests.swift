@@ -27,6 +27,38 @@ let registerLine = #"CAMERA REGISTER owner=%@ lat=11.1481 lon=106.6049 site=alle
 
 @Suite("Owners and the camera life cycle over the socket")
 struct LifecycleTests {
+    /// Graceful shutdown answers every request a client sent before it, even those still in the
+    /// socket buffer because the connection was holding its reads behind a slow write.
+    @Test func shutdownAnswersWhatWasSentBeforeIt() async throws {
+        let (store, index, pg) = try await writableRegistry("drain")
+        try await withStoppableTestServer(index: index, store: store, drainTimeout: .seconds(30)) { path, _, _, stop in
+            let c = try await TestClient(path: path)
+            let owner = try await c.request(#"OWNER ADD kind=business name="Tiệm A" phone="0912 000 111" address="x" ward="y" consent=yes consent_until=2027-12-31"#)
+            let ownerID = try #require((field(owner, "owner", "id") as? NSNumber)?.intValue, "\(owner)")
+            // A write that waits on a lock: the connection holds its reads while it runs.
+            try pg.query("BEGIN")
+            try pg.query("LOCK TABLE cameras IN EXCLUSIVE MODE")
+            try await c.sendFlushed(String(format: registerLine, "\(ownerID)"))
+            try await Task.sleep(for: .milliseconds(300))
+            // These stay in the socket buffer, unread, while the write waits.
+            try await c.sendFlushed("PING\nCAMERA GET BC-00007")
+            let stopping = Task { await stop() }
+            // Well past the quiet period, the lock goes.
+            try await Task.sleep(for: .milliseconds(800))
+            try pg.query("COMMIT")
+            let reg = try decodeJSON(try #require(try await c.readLine(), "no answer to the register"))
+            #expect(reg["ok"] as? Bool == true, "\(reg)")
+            let pong = try await c.readLine()
+            #expect(pong?.contains("pong") == true, "\(pong ?? "closed")")
+            let got = try await c.readLine()
+            #expect(got?.contains("BC-00007") == true, "\(got ?? "closed")")
+            // Then the connection ends.
+            #expect(try await c.readLine() == nil)
+            await stopping.value
+        }
+        await store.shutdown()
+    }
+
     @Test func ownerRegisterVerifyUpdateRetire() async throws {
         let (store, index, pg) = try await writableRegistry("life")
         try await withTestServer(index: index, store: store) { path, _ in

@@ -100,6 +100,18 @@ func withTestControlServer<T: Sendable>(index: CameraIndex, store: PostgresClien
                                         limits: ProtocolLimits = .init(), access: AccessSettings = .init(),
                                         options: ControlServerOptions = .init(),
                                         _ body: @Sendable (String, RegistryService, ControlServer) async throws -> T) async throws -> T {
+    try await withStoppableTestServer(index: index, store: store, rebuildThreshold: rebuildThreshold, limits: limits,
+                                      access: access, options: options) { path, service, server, _ in
+        try await body(path, service, server)
+    }
+}
+
+/// ``withTestControlServer``, also handing `body` a function that starts the server's graceful
+/// shutdown (as SIGTERM would) and returns at once; the helper still waits for the end.
+func withStoppableTestServer<T: Sendable>(index: CameraIndex, store: PostgresClient? = nil, rebuildThreshold: Int = 512,
+                                          limits: ProtocolLimits = .init(), access: AccessSettings = .init(),
+                                          options: ControlServerOptions = .init(), drainTimeout: TimeAmount = .seconds(2),
+                                          _ body: @Sendable (String, RegistryService, ControlServer, @escaping @Sendable () async -> Void) async throws -> T) async throws -> T {
     let dir = try shortTempDirectory("sock")
     defer { try? FileManager.default.removeItem(atPath: dir) }
     let path = dir + "/c.sock"
@@ -107,12 +119,12 @@ func withTestControlServer<T: Sendable>(index: CameraIndex, store: PostgresClien
     logger.logLevel = .warning
     let service = RegistryService(index: index, limits: limits, store: store, rebuildThreshold: rebuildThreshold,
                                   access: access, logger: logger)
-    let server = ControlServer(socketPath: path, service: service, drainTimeout: .seconds(2), options: options, logger: logger)
+    let server = ControlServer(socketPath: path, service: service, drainTimeout: drainTimeout, options: options, logger: logger)
     let group = ServiceGroup(configuration: .init(services: [.init(service: server)], logger: logger))
     let running = Task { try await group.run() }
     await server.waitUntilReady()
     do {
-        let value = try await body(path, service, server)
+        let value = try await body(path, service, server, { await group.triggerGracefulShutdown() })
         await group.triggerGracefulShutdown()
         try await running.value
         return value
@@ -164,6 +176,13 @@ final class TestClient: Sendable {
     /// Sends one line (a newline is added).
     func send(_ line: String) async throws {
         try await sendRaw(Array((line + "\n").utf8))
+    }
+
+    /// Sends one line and returns only once it is in the kernel's socket buffer. `send` returns
+    /// when the line is queued in the client's writer, which a loaded machine may flush much later:
+    /// use this before signalling the daemon, so that the request was really sent first.
+    func sendFlushed(_ line: String) async throws {
+        try await channel.channel.writeAndFlush(ByteBuffer(string: line + "\n")).get()
     }
 
     /// The next response line, or `nil` when the server closed the connection.
