@@ -162,7 +162,7 @@ extension CameraImport {
     static func importDirectly(from source: @escaping RowSource, collecting rows: Collected, allOrNothing: Bool, actor: String,
                                whileCommitting: (@Sendable ([Camera]) -> Void)?, on c: PostgresConnection) throws -> ImportReport {
         var report = ImportReport()
-        var alongside: IndexCache.BackgroundJob<Void>?
+        var alongside: BackgroundJob<Void>?
         defer { _ = try? alongside?.result() }
         let clock = ContinuousClock()
         var mark = clock.now
@@ -179,7 +179,7 @@ extension CameraImport {
                     // on while this thread waits for PostgreSQL to take the bytes (a socket
                     // buffer holds only a few hundred kilobytes).
                     let chunks = ChunkQueue(capacity: 16)
-                    let reader = Thread {
+                    let reader = BackgroundJob(name: "camreg-import-read") {
                         do {
                             var out = PostgresBinaryCopyEncoder(reserve: 1 << 19)
                             try source { batch, refused in
@@ -198,15 +198,14 @@ extension CameraImport {
                             chunks.finish(error)
                         }
                     }
-                    reader.name = "camreg-import-read"
-                    reader.start()
                     do {
                         while let chunk = try chunks.take() { try send(chunk) }
                     } catch {
                         chunks.cancel()  // the reader stops at its next batch
-                        chunks.waitUntilFinished()
+                        _ = try? reader.result()
                         throw error
                     }
+                    _ = try? reader.result()
                     step("read")
                 }
                 step("copy_end")
@@ -214,7 +213,7 @@ extension CameraImport {
                 let imported = rows.unique.map { r in storedImport(r.camera) }
                 report.imported = imported
                 // On a thread of its own, not a Dispatch worker (see `BackgroundJob`).
-                if let whileCommitting { alongside = IndexCache.BackgroundJob { whileCommitting(imported) } }
+                if let whileCommitting { alongside = BackgroundJob(name: "camreg-import-index") { whileCommitting(imported) } }
                 try logChanges(rows.unique, actor: actor, on: c)
                 try CameraRepository.advanceIDSequence(past: rows.unique.lazy.map(\.camera.id), on: c)
                 step("changes")
@@ -390,11 +389,5 @@ final class ChunkQueue: @unchecked Sendable {
         condition.lock(); defer { condition.unlock() }
         cancelled = true
         condition.broadcast()
-    }
-
-    /// Waits until the producer has called ``finish(_:)``.
-    func waitUntilFinished() {
-        condition.lock(); defer { condition.unlock() }
-        while !finished { condition.wait() }
     }
 }

@@ -445,37 +445,6 @@ public enum IndexCache {
     /// enums, the schedule, xmin, retention and version: see ``encode(_:xmin:into:)``).
     static let latitudeOffset = 25, longitudeOffset = 33
 
-    /// Work run on a thread of its own, waited for with ``result()``. What `body` reads must
-    /// outlive the wait (it may borrow the caller's buffers: hence `@unchecked Sendable`, and
-    /// the caller always waits).
-    final class BackgroundJob<T>: @unchecked Sendable {
-        private let done = DispatchSemaphore(value: 0)
-        private var outcome: Swift.Result<T, Error>?
-        private var body: (() throws -> T)?
-
-        init(_ body: @escaping () throws -> T) {
-            self.body = body
-            // A thread of its own, never a Dispatch worker: the caller blocks until the job is
-            // done, and on Linux Swift's cooperative threads are Dispatch's workers, so a job
-            // queued behind blocked callers would never run (it hung the parallel test suite).
-            let thread = Thread { [self] in run() }
-            thread.name = "camreg-background"
-            thread.start()
-        }
-
-        private func run() {
-            outcome = Swift.Result { try body!() }
-            body = nil
-            done.signal()
-        }
-
-        /// The body's value, once it has run (or the error that stopped it).
-        func result() throws -> T {
-            done.wait()
-            return try outcome!.get()
-        }
-    }
-
     /// The payload after its hash has been checked.
     static func checkedPayload(_ file: File) throws -> UnsafeRawBufferPointer {
         let payload = UnsafeRawBufferPointer(rebasing: UnsafeRawBufferPointer(file.bytes)[file.payloadStart...])

@@ -29,29 +29,20 @@ struct ChunkQueueTests {
 
     @Test func cancellingStopsAProducerThatWaitsOrReads() throws {
         let queue = ChunkQueue(capacity: 1)
-        let stopped = DispatchSemaphore(value: 0)
-        let outcome = OutcomeBox()
-        let producer = Thread {
+        let producer = BackgroundJob(name: "test-producer") { () -> String in
+            defer { queue.finish(nil) }
             do {
                 try queue.put([1])
                 try queue.put([2])  // waits: the queue is full
-                outcome.value = "not cancelled"
+                return "not cancelled"
             } catch is ChunkQueue.Cancelled {
-                outcome.value = "cancelled"
-            } catch {
-                outcome.value = "\(error)"
+                return "cancelled"
             }
-            queue.finish(nil)
-            stopped.signal()
         }
-        producer.start()
         Thread.sleep(forTimeInterval: 0.2)
         queue.cancel()
-        queue.waitUntilFinished()
-        #expect(stopped.wait(timeout: .now() + 10) == .success)
-        #expect(outcome.value == "cancelled")
+        #expect(try producer.result() == "cancelled")
         #expect(throws: ChunkQueue.Cancelled.self) { try queue.throwIfCancelled() }
     }
 
-    final class OutcomeBox: @unchecked Sendable { var value = "" }
 }
