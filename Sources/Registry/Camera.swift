@@ -157,7 +157,7 @@ extension Camera {
     public func validate() -> [FieldError] {
         var errors: [FieldError] = []
         if id.isEmpty || id.utf8.count > 64
-            || !id.unicodeScalars.allSatisfy({ $0.isASCII && ($0.properties.isUppercase || ("0"..."9").contains($0) || $0 == "-" || $0 == "_") }) {
+            || !id.utf8.allSatisfy({ ($0 >= 0x41 && $0 <= 0x5A) || ($0 >= 0x30 && $0 <= 0x39) || $0 == 0x2D || $0 == 0x5F }) {
             errors.append(FieldError("id", "must be 1–64 upper-case letters, digits, '-' or '_'"))
         }
         if !lat.isFinite || !(-90...90).contains(lat) { errors.append(FieldError("lat", "must be between -90 and 90")) }

@@ -112,6 +112,8 @@ public enum CSVImporter {
             throw ImportError(line: 1, "required column '\(mapping[field])' (\(field.rawValue)) is missing from the header")
         }
 
+        // (field, column) pairs in field order: a row's values go into an array by ordinal.
+        let columns = CameraField.allCases.compactMap { f in index[f].map { (field: f, column: $0) } }
         var rows: [ImportRow] = []
         rows.reserveCapacity(batchSize)
         while let item = reader.next() {
@@ -137,7 +139,7 @@ public enum CSVImporter {
                     continue
                 }
                 do {
-                    let d = try row(fields, line: line, index: index, mapping: mapping, jurisdiction: jurisdiction)
+                    let d = try row(fields, line: line, columns: columns, mapping: mapping, jurisdiction: jurisdiction)
                     rows.append(ImportRow(number: line, result: .success(d)))
                 } catch {
                     rows.append(ImportRow(number: line, result: .failure(error)))
@@ -147,18 +149,32 @@ public enum CSVImporter {
         if !rows.isEmpty { try emit(rows) }
     }
 
-    private static func row(_ fields: [[UInt8]], line: Int, index: [CameraField: Int], mapping: CSVMapping,
+    private static func row(_ fields: [[UInt8]], line: Int, columns: [(field: CameraField, column: Int)], mapping: CSVMapping,
                             jurisdiction: Jurisdiction?) throws(ImportRowError) -> CameraDraft {
         let reader = DraftReader(number: line, name: { mapping[$0] })
         // Decode every mapped field first so that bad UTF-8 is reported on its column.
-        var values: [CameraField: String] = [:]
-        for (field, k) in index {
-            guard let s = String(validating: fields[k], as: UTF8.self) else {
+        var values = [String?](repeating: nil, count: CameraField.count)
+        for (field, k) in columns {
+            guard let s = utf8Text(fields[k]) else {
                 throw reader.fail(field, "is not valid UTF-8 text")
             }
-            values[field] = s
+            values[field.ordinal] = s
         }
-        return try reader.draft({ field in values[field].map(RawValue.text) }, jurisdiction: jurisdiction)
+        return try reader.draft({ field in values[field.ordinal].map(RawValue.text) }, jurisdiction: jurisdiction)
+    }
+
+    /// The bytes as a string, or `nil` when they are not valid UTF-8. Decoding repairs bad
+    /// input (with U+FFFD), so the bytes are valid exactly when they come back unchanged.
+    /// (`String(validating:as:)` is generic over its sequence and looked up its type metadata
+    /// on every call: an eighth of a CSV row's parse.)
+    static func utf8Text(_ bytes: [UInt8]) -> String? {
+        bytes.withUnsafeBufferPointer { b in
+            let s = String(decoding: b, as: UTF8.self)
+            let same = s.utf8.withContiguousStorageIfAvailable { u in
+                u.count == b.count && (b.isEmpty || memcmp(u.baseAddress!, b.baseAddress!, b.count) == 0)
+            } ?? s.utf8.elementsEqual(b)
+            return same ? s : nil
+        }
     }
 }
 
@@ -187,6 +203,8 @@ struct CSVRecordReader {
     private var line = 1
     /// Where the last record started (byte offset and line), for ``resync(afterLineOf:)``.
     private var recordStart = 0
+    /// The previous record's field count: the next record's array is reserved that large.
+    private var lastFieldCount = 0
 
     private static let quote = UInt8(ascii: "\""), cr = UInt8(ascii: "\r"), lf = UInt8(ascii: "\n")
 
@@ -224,18 +242,23 @@ struct CSVRecordReader {
         recordStart = i
         let startLine = line
         var fields: [[UInt8]] = []
+        fields.reserveCapacity(lastFieldCount)
         while true {
             var field: [UInt8] = []
             if b[i] == Self.quote {
                 let openLine = line
                 i += 1
                 var closed = false
+                // Copied a run at a time: up to the next quote (doubled or closing).
+                var run = i
                 while i < b.count {
                     let c = b[i]
                     if c == Self.quote {
+                        field.append(contentsOf: b[run..<i])
                         if i + 1 < b.count, b[i + 1] == Self.quote {
                             field.append(Self.quote)
                             i += 2
+                            run = i
                             continue
                         }
                         i += 1
@@ -243,7 +266,6 @@ struct CSVRecordReader {
                         break
                     }
                     if c == Self.lf || (c == Self.cr && !(i + 1 < b.count && b[i + 1] == Self.lf)) { line += 1 }
-                    field.append(c)
                     i += 1
                 }
                 if !closed {
@@ -258,10 +280,13 @@ struct CSVRecordReader {
                                       reason: "unexpected text after the closing quote on line \(closeLine) (a quote inside a quoted field must be doubled)")
                 }
             } else {
-                while i < b.count, b[i] != sep, b[i] != Self.cr, b[i] != Self.lf {
-                    field.append(b[i])
+                let start = i
+                while i < b.count {
+                    let c = b[i]
+                    if c == sep || c == Self.cr || c == Self.lf { break }
                     i += 1
                 }
+                if i > start { field = Array(b[start..<i]) }
             }
             fields.append(field)
             if i < b.count, b[i] == sep {
@@ -271,6 +296,7 @@ struct CSVRecordReader {
             }
             let lastLine = line
             if i < b.count { skipLineEnd() }
+            lastFieldCount = fields.count
             return .record(line: startLine, fields: fields, lastLine: lastLine)
         }
     }

@@ -210,7 +210,7 @@ public enum VietnamesePhone {
         case 2: guard national.count == 10 else { return nil }
         default: return nil
         }
-        return "+84" + national.map { String($0) }.joined()
+        return String(decoding: [UInt8(ascii: "+"), UInt8(ascii: "8"), UInt8(ascii: "4")] + national.map { $0 + 48 }, as: UTF8.self)
     }
 
     /// Whether the number (in any accepted form) is a mobile number.

@@ -47,6 +47,21 @@ struct ImportExportTests {
 
     /// Read in batches (as a bulk import streams it into COPY), the mixed file gives the same
     /// rows in the same order, whatever the batch size; no batch is empty or too big.
+    /// The CSV reader's UTF-8 check answers as `String(validating:)` on valid, truncated,
+    /// overlong, surrogate and random byte strings.
+    @Test func csvUTF8CheckAgreesWithTheStandardLibrary() {
+        var samples: [[UInt8]] = [[], Array("Đường NA3".utf8), Array("ệ\u{FFFD}x".utf8), [0xC3], [0xC0, 0x80], [0xED, 0xA0, 0x80],
+                                  [0xF4, 0x90, 0x80, 0x80], [0xE1, 0xBB], [0xFF], [0x41, 0xE2, 0x82, 0xAC]]
+        var rng = SystemRandomNumberGenerator()
+        for _ in 0..<5000 { samples.append((0..<Int.random(in: 0...6, using: &rng)).map { _ in UInt8.random(in: 0...255, using: &rng) }) }
+        for b in samples { #expect(CSVImporter.utf8Text(b) == String(validating: b, as: UTF8.self), "\(b)") }
+    }
+
+    @Test func cameraFieldOrdinalsAreTheirPositions() {
+        #expect(CameraField.count == CameraField.allCases.count)
+        for (k, f) in CameraField.allCases.enumerated() { #expect(f.ordinal == k, "\(f)") }
+    }
+
     @Test func csvBatchesEqualTheWholeParse() throws {
         let data = Self.mixedCSV(eol: "\r\n", bom: true)
         let whole = try CSVImporter.parse(data, jurisdiction: .benCat)
@@ -122,7 +137,8 @@ struct ImportExportTests {
     /// decomposed Vietnamese, combining marks after a precomposed letter, Hangul, Angstrom sign).
     @Test func textCleaningAgreesWithFoundation() {
         let pieces = ["Số 7", "Đường NA3", "Nguyễn Văn Ánh", "Phường Mỹ Phước", "e\u{301}", "Ê\u{323}", "ư\u{309}", "\u{1EC7}\u{300}",
-                      "\u{212B}", "\u{1100}\u{1161}", "\u{0958}", "ﬁ", "a", "", "x\u{0340}"]
+                      "\u{212B}", "\u{1100}\u{1161}", "\u{0958}", "ﬁ", "a", "", "x\u{0340}",
+                      "\u{1F00}", "\u{1DFF}", "\u{02FF}", "\u{0300}", "\u{1E9B}\u{323}", "A\u{30A}", "\u{1EFF}"]
         let ends = ["", " ", "\t", "\n", "\r\n", "\u{0B}", "\u{85}", "\u{A0}", "\u{2028}", "\u{3000}", "\u{200B}", "\u{FEFF}"]
         var rng = SystemRandomNumberGenerator()
         for _ in 0..<3000 {
