@@ -228,29 +228,35 @@ extension CameraImport {
         return report
     }
 
-    /// One `camera_changes` row per imported camera ("import", `row <number>`), numbered under
-    /// the change lock (migration 0007): the lock is taken, a block of numbers is reserved from
-    /// the sequence (no other writer takes a number without the lock), and the rows are COPYed
-    /// with those numbers in file order.
+    /// The most cameras one import change row names (migration 0008's CHECK).
+    static let changeBlock = 4096
+
+    /// The import's change rows: one per block of up to ``changeBlock`` cameras, in file order
+    /// (migration 0008: `camera_ids` the block's ids, `detail` `rows <first>–<last> (<n> cameras)`),
+    /// not one per camera, so that a million-camera import writes 245 rows instead of a million.
+    /// They are numbered under the change lock (migration 0007): the lock is taken, a range of
+    /// numbers is reserved from the sequence (no other writer takes a number without the lock),
+    /// and the rows are COPYed with those numbers.
     static func logChanges(_ rows: [(number: Int, camera: Camera)], actor: String, on c: PostgresConnection) throws {
         guard !rows.isEmpty else { return }
+        let blocks = (rows.count + changeBlock - 1) / changeBlock
         try c.query("SELECT pg_advisory_xact_lock(99097114101104)")
         guard let first = try c.query("SELECT nextval('camera_changes_seq_seq')").scalar().flatMap({ Int64($0) }) else {
             throw PostgresError(code: .unexpectedResult, message: "nextval gave no number")
         }
-        if rows.count > 1 {
-            try c.query("SELECT setval('camera_changes_seq_seq', $1)", [String(first + Int64(rows.count) - 1)])
+        if blocks > 1 {
+            try c.query("SELECT setval('camera_changes_seq_seq', $1)", [String(first + Int64(blocks) - 1)])
         }
-        try c.copyIn("COPY camera_changes (seq, camera_id, kind, actor, version, detail) FROM STDIN (FORMAT binary)") { send in
+        try c.copyIn("COPY camera_changes (seq, camera_ids, kind, actor, detail) FROM STDIN (FORMAT binary)") { send in
             var out = PostgresBinaryCopyEncoder()
-            for (k, r) in rows.enumerated() {
-                out.row(fields: 6)
+            for k in 0..<blocks {
+                let block = rows[(k * changeBlock)..<min(rows.count, (k + 1) * changeBlock)]
+                out.row(fields: 5)
                 out.int64(first + Int64(k))
-                out.text(r.camera.id)
+                out.textArray(block.lazy.map(\.camera.id))
                 out.text("import")
                 out.text(actor)
-                out.int32(Int32(r.camera.version))
-                out.text("row \(r.number)")
+                out.text("rows \(block.first!.number)–\(block.last!.number) (\(block.count) camera\(block.count == 1 ? "" : "s"))")
                 if out.bytes.count >= 1 << 16 { try send(out.take()) }
             }
             out.finish()

@@ -196,14 +196,23 @@ public final class ChangeFeed: Sendable {
             var incidents: [Incident] = []
             do {
                 let database = try Self.currentSequence(on: c)
-                let changes = try c.query("SELECT seq, camera_id FROM camera_changes WHERE seq > $1 ORDER BY seq LIMIT \(Self.batch)",
+                // A batch ends after about `batch` camera changes: a row names one camera, or an
+                // import block up to 4,096 (migration 0008).
+                let changes = try c.query("SELECT seq, coalesce(cardinality(camera_ids), 1) FROM camera_changes WHERE seq > $1 ORDER BY seq LIMIT \(Self.batch)",
                                           [String(after)]).rows
-                full = changes.count == Self.batch
-                top = full ? (Int64(changes.last?[0] ?? "") ?? after) : max(after, database)
-                let ids = Array(Set(changes.compactMap { $0[1] }))
-                if !ids.isEmpty {
-                    cameras = try c.query("SELECT \(CameraRepository.selectList) FROM cameras WHERE id = ANY($1::text[])",
-                                          [Self.textArray(ids)]).rows.map(CameraRepository.decode)
+                var last = after
+                var named = 0
+                for r in changes {
+                    last = Int64(r[0] ?? "") ?? last
+                    named += Int(r[1] ?? "") ?? 1
+                    if named >= Self.batch { break }
+                }
+                full = named >= Self.batch || changes.count == Self.batch
+                top = full ? last : max(after, database)
+                if last > after {
+                    cameras = try c.query("""
+                        SELECT \(CameraRepository.selectList) FROM cameras WHERE id IN (\(Self.changedIDs(after: "$1")) AND seq <= $2)
+                        """, [String(after), String(last)]).rows.map(CameraRepository.decode)
                 }
                 for r in try c.query("SELECT \(OwnerRepository.selectList) FROM owners WHERE change_seq > $1 AND change_seq <= $2",
                                      [String(after), String(top)]).rows {
@@ -237,9 +246,10 @@ public final class ChangeFeed: Sendable {
         }
     }
 
-    /// A PostgreSQL text-array literal (`{"a","b"}`), each element quoted and escaped.
-    static func textArray(_ values: [String]) -> String {
-        "{" + values.map { "\"" + $0.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"") + "\"" }
-            .joined(separator: ",") + "}"
+    /// The ids of the cameras changed after change `after` (a parameter such as `$1`, or a
+    /// number), as a subquery to which conditions can be added with `AND`: each row names its
+    /// `camera_id`, or an import block its `camera_ids` (migration 0008).
+    static func changedIDs(after: String) -> String {
+        "SELECT unnest(coalesce(camera_ids, ARRAY[camera_id])) FROM camera_changes WHERE seq > \(after)"
     }
 }

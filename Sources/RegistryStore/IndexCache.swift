@@ -571,10 +571,12 @@ public enum IndexCache {
                 present = try c.query("SELECT EXISTS (SELECT 1 FROM camera_changes WHERE seq = $1)", [String(header.anchor)]).scalar() == "t"
             }
             let after = header.sequence
-            let rows = Int(try c.query("SELECT count(*) FROM camera_changes WHERE seq > $1", [String(after)]).scalar() ?? "0") ?? 0
+            // Camera changes, not rows: an import block names up to 4,096 cameras (migration 0008).
+            let rows = Int(try c.query("SELECT coalesce(sum(coalesce(cardinality(camera_ids), 1)), 0) FROM camera_changes WHERE seq > $1",
+                                       [String(after)]).scalar() ?? "0") ?? 0
             var changed = CameraSnapshotLoad(cameras: [], xmins: [], sequence: sequence, anchor: anchor)
             if rows > 0 && identity == header.identity {
-                try CameraStream.stream(where: "id IN (SELECT camera_id FROM camera_changes WHERE seq > \(after))",
+                try CameraStream.stream(where: "id IN (\(ChangeFeed.changedIDs(after: String(after))))",
                                         expected: rows, into: &changed, on: c)
             }
             let fingerprint = try CameraTableFingerprint.read(on: c)

@@ -55,7 +55,8 @@ struct ImportSocketTests {
             #expect(errorCode(try await c.request("IMPORT COMMIT")) == "no_upload")
             #expect(errorCode(try await c.request("IMPORT DATA data=!!!")) == "no_upload")
         }
-        #expect(try pg.query("SELECT count(*) FROM camera_changes WHERE kind = 'import' AND actor = 'tester'").scalar() == "2")
+        // A taken id sent this file to the staging path, which logs a row per camera.
+        #expect(try pg.query("SELECT count(*) FROM camera_changes WHERE kind = 'import' AND actor = 'tester' AND camera_id IS NOT NULL").scalar() == "2")
         await store.shutdown()
     }
 
@@ -95,7 +96,10 @@ struct ImportSocketTests {
             #expect((try await c.request("STATS")["cameras"] as? NSNumber)?.intValue == before + 11_000)
             #expect(field(try await c.request("CAMERA GET BC-510999"), "camera", "address") as? String == "Số 510999")
         }
-        #expect(try pg.query("SELECT count(*) FROM camera_changes WHERE kind = 'import' AND actor = 'big'").scalar() == "11000")
+        // The direct path logged two blocks (4,096 + 1,904 cameras), the staging path a row per camera.
+        #expect(try pg.query("SELECT cardinality(camera_ids), detail FROM camera_changes WHERE actor = 'big' AND camera_ids IS NOT NULL ORDER BY seq").rows
+                == [["4096", "rows 2–4097 (4096 cameras)"], ["1904", "rows 4098–6001 (1904 cameras)"]])
+        #expect(try pg.query("SELECT count(*) FROM camera_changes WHERE kind = 'import' AND actor = 'big' AND camera_id IS NOT NULL").scalar() == "5000")
         #expect(try pg.query("SELECT nextval('camera_number_seq')").scalar() == "511000")
         await store.shutdown()
     }

@@ -2,7 +2,7 @@ import Foundation
 import Geo
 import Postgres
 import Registry
-import RegistryStore
+@testable import RegistryStore
 import Testing
 
 /// A camera with every optional field nil (`bare`) or set, with awkward text.
@@ -262,11 +262,13 @@ struct BulkImportStoreTests {
         #expect(direct.committed && direct.rejected.isEmpty && direct.imported.count == 200)
         let storedDirect = try CameraRepository.all(on: c).filter { Int($0.id.dropFirst(3))! >= 3000 }
         #expect(direct.imported.sorted { $0.id < $1.id } == storedDirect)
-        let directChanges = try c.query("SELECT seq, camera_id, detail, actor FROM camera_changes WHERE seq > $1 ORDER BY seq", [String(afterFirst)]).rows
-        #expect(directChanges.map { $0[1]! } == clean.map(\.camera.id))
-        #expect(directChanges.map { $0[2]! } == clean.map { "row \($0.number)" })
-        #expect(directChanges.allSatisfy { $0[3] == "direct" })
-        #expect(try ChangeFeed.currentSequence(on: c) == Int64(directChanges.last![0]!)!)
+        // One change row for the block (migration 0008), naming every camera in file order.
+        let directChanges = try c.query("SELECT seq, array_to_string(camera_ids, ','), detail, actor, camera_id IS NULL AND version IS NULL FROM camera_changes WHERE seq > $1 ORDER BY seq", [String(afterFirst)]).rows
+        #expect(directChanges.count == 1)
+        #expect(directChanges.first?[1] == clean.map(\.camera.id).joined(separator: ","))
+        #expect(directChanges.first?[2] == "rows 2–201 (200 cameras)")
+        #expect(directChanges.first?[3] == "direct" && directChanges.first?[4] == "t")
+        #expect(try ChangeFeed.currentSequence(on: c) == Int64(directChanges.last?[0] ?? "") ?? -1)
     }
 }
 
@@ -320,15 +322,15 @@ extension BulkImportStoreTests {
         #expect(direct.committed && direct.rejected.isEmpty && direct.imported.count == 650)
         let stored = try CameraRepository.all(on: c).filter { $0.id.hasPrefix("ST-05") || $0.id.hasPrefix("ST-06") }
         #expect(direct.imported.sorted { $0.id < $1.id } == stored)
-        let changes = try c.query("SELECT seq, camera_id, detail, actor, kind FROM camera_changes WHERE seq > $1 ORDER BY seq", [String(before)]).rows
-        #expect(changes.map { $0[1]! } == rows.prefix(650).map(\.camera.id))
-        #expect(changes.map { $0[2]! } == rows.prefix(650).map { "row \($0.number)" })
-        #expect(changes.allSatisfy { $0[3] == "stream" && $0[4] == "import" })
-        let numbers = changes.map { Int64($0[0]!)! }
-        #expect(numbers == Array(numbers[0]..<(numbers[0] + 650)), "one block, in file order")
-        // The block was reserved: the next writer numbered by the trigger comes after it.
+        let changes = try c.query("SELECT seq, array_to_string(camera_ids, ','), detail, actor, kind FROM camera_changes WHERE seq > $1 ORDER BY seq", [String(before)]).rows
+        #expect(changes.count == 1, "one change row for a block of up to 4,096 cameras")
+        #expect(changes.first?[1] == rows.prefix(650).map(\.camera.id).joined(separator: ","))
+        #expect(changes.first?[2] == "rows 2–651 (650 cameras)")
+        #expect(changes.first?[3] == "stream" && changes.first?[4] == "import")
+        let number = try #require(Int64(changes.first?[0] ?? ""))
+        // Numbered under the change lock: the next writer numbered by the trigger comes after it.
         try c.query("INSERT INTO camera_changes (camera_id, kind, actor, version) VALUES ('ST-00001', 'update', 't', 2)")
-        #expect(try ChangeFeed.currentSequence(on: c) == numbers.last! + 1)
+        #expect(try ChangeFeed.currentSequence(on: c) == number + 1)
 
         // A taken id in the last batch (and one repeated across batches): the staging path
         // imports the rest and names both.
@@ -344,6 +346,45 @@ extension BulkImportStoreTests {
 }
 
 extension BulkImportStoreTests {
+    /// A big import logs one change row per 4,096 cameras; a follower's feed applies every camera
+    /// of every block (in rounds of about 5,000 cameras), and the rows' CHECK refuses malformed
+    /// blocks.
+    @Test func importBlocksReachAFollowerThroughTheFeed() async throws {
+        let (config, c) = try await seededDatabase(10)
+        let before = try ChangeFeed.currentSequence(on: c)
+        let follower = try CameraIndex(cameras: try CameraRepository.all(on: c))
+        let feed = ChangeFeed(configuration: config, index: follower, appliedSeq: before, applyConsents: { _ in })
+        let rows = (0..<9000).map { n in (number: n + 2, camera: startupCamera(20_000 + n, bare: n % 2 == 0)) }
+        let report = try CameraImport.importRows(from: { emit in
+            for start in stride(from: 0, to: rows.count, by: 1000) { try emit(Array(rows[start..<min(rows.count, start + 1000)]), []) }
+        }, allOrNothing: true, actor: "bulk", on: c)
+        #expect(report.committed && report.imported.count == 9000)
+        let blocks = try c.query("SELECT cardinality(camera_ids), detail, (camera_ids)[1] FROM camera_changes WHERE seq > $1 ORDER BY seq", [String(before)]).rows
+        #expect(blocks == [["4096", "rows 2–4097 (4096 cameras)", "ST-20000"],
+                           ["4096", "rows 4098–8193 (4096 cameras)", "ST-24096"],
+                           ["808", "rows 8194–9001 (808 cameras)", "ST-28192"]])
+        // A change of one camera after the blocks.
+        try c.query("UPDATE cameras SET heading = 77, version = version + 1 WHERE id = 'ST-28999'")
+        try c.query("INSERT INTO camera_changes (camera_id, kind, actor, version) SELECT id, 'update', 't', version FROM cameras WHERE id = 'ST-28999'")
+
+        try feed.catchUp(on: c)
+        #expect(follower.count == 9010)
+        #expect(follower.camera(id: "ST-24096") == report.imported.first { $0.id == "ST-24096" })
+        #expect(follower.camera(id: "ST-28999")?.heading == 77)
+        #expect(feed.status.appliedSeq == (try ChangeFeed.currentSequence(on: c)))
+        #expect(feed.status.applied == 9000, "each camera loaded once per round")
+
+        // The CHECK: a block names cameras only as an import, without camera_id or version,
+        // 1–4,096 of them, none NULL.
+        for bad in ["(NULL, ARRAY['A'], 'update', NULL)", "('A', ARRAY['A'], 'import', NULL)", "(NULL, ARRAY['A'], 'import', 1)",
+                    "(NULL, ARRAY[]::text[], 'import', NULL)", "(NULL, ARRAY['A', NULL], 'import', NULL)",
+                    "(NULL, array_fill('A'::text, ARRAY[4097]), 'import', NULL)", "(NULL, NULL, 'import', 1)"] {
+            #expect(throws: PostgresError.self, "\(bad)") {
+                try c.query("INSERT INTO camera_changes (camera_id, camera_ids, kind, version, actor) VALUES \(bad.dropLast()), 't')")
+            }
+        }
+    }
+
     /// An import moves the number sequence of new `BC-<n>` ids past its own highest id (from
     /// the rows, without scanning the table), and never back.
     @Test func importMovesTheIDSequencePastItsIDs() async throws {
