@@ -1,4 +1,4 @@
-import ControlProtocol
+@testable import ControlProtocol
 import Foundation
 import Testing
 
@@ -10,6 +10,22 @@ struct ProtocolTests {
             return nil
         } catch {
             return error.code.rawValue
+        }
+    }
+
+    /// `IMPORT DATA` chunks skip the tokenizer only when it would give the same command.
+    @Test func importDataChunksParseAsTheTokenizerWould() throws {
+        let b64 = Data((0..<3000).map { UInt8(truncatingIfNeeded: $0 * 7) }).base64EncodedString()
+        for line in ["IMPORT DATA data=" + b64, "IMPORT DATA data=QUJD", "IMPORT DATA data=QQ==", "import data data=QUJD",
+                     "IMPORT DATA data=QUJD case=BC-1", "IMPORT DATA data=\"QUJD\"", "IMPORT DATA data=QU JD", "IMPORT DATA data=",
+                     "IMPORT DATA  data=QUJD", "IMPORT DATA data=QUJD\u{1}"] {
+            let bytes = Array(line.utf8)
+            let generic = Result { () throws(ProtocolError) -> Command in try RequestParser.parse(tokens: try Tokenizer.tokenize(bytes), limits: .init()).0 }
+            let full = Result { () throws(ProtocolError) -> Command in try RequestParser.parseRequest(bytes).command }
+            #expect(String(describing: full) == String(describing: generic), "\(line)")
+            let fast = bytes.withUnsafeBufferPointer(RequestParser.importDataChunk)
+            if let fast { #expect(fast.command == (try? generic.get()) && fast.spec.words == ["IMPORT", "DATA"], "\(line)") }
+            #expect((fast != nil) == (line == "IMPORT DATA data=" + b64 || line == "IMPORT DATA data=QUJD" || line == "IMPORT DATA data=QQ=="), "\(line)")
         }
     }
 
