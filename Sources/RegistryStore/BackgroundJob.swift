@@ -27,9 +27,11 @@ final class BackgroundJob<T>: @unchecked Sendable {
         done.signal()
     }
 
-    /// The body's value, once it has run (or the error that stopped it).
+    /// The body's value, once it has run (or the error that stopped it). May be called any
+    /// number of times, from any thread.
     func result() throws -> T {
         done.wait()
+        done.signal()  // for the next caller: the outcome is set for good
         return try outcome!.get()
     }
 }

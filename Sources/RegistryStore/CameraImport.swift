@@ -162,7 +162,7 @@ extension CameraImport {
     static func importDirectly(from source: @escaping RowSource, collecting rows: Collected, allOrNothing: Bool, actor: String,
                                whileCommitting: (@Sendable ([Camera]) -> Void)?, on c: PostgresConnection) throws -> ImportReport {
         var report = ImportReport()
-        var alongside: BackgroundJob<Void>?
+        var alongside: BackgroundJob<[Camera]>?
         defer { _ = try? alongside?.result() }
         let clock = ContinuousClock()
         var mark = clock.now
@@ -210,15 +210,21 @@ extension CameraImport {
                 }
                 step("copy_end")
                 if allOrNothing && !rows.rejected.isEmpty { throw RefusedAsAWhole() }
-                let imported = rows.unique.map { r in storedImport(r.camera) }
-                report.imported = imported
-                // On a thread of its own, not a Dispatch worker (see `BackgroundJob`).
-                if let whileCommitting { alongside = BackgroundJob(name: "camreg-import-index") { whileCommitting(imported) } }
-                try logChanges(rows.unique, actor: actor, on: c)
-                try CameraRepository.advanceIDSequence(past: rows.unique.lazy.map(\.camera.id), on: c)
+                // The cameras as stored, and the index snapshot built from them, are made on a
+                // thread of their own (not a Dispatch worker, see `BackgroundJob`) while
+                // PostgreSQL writes the change rows and commits.
+                let unique = rows.unique
+                alongside = BackgroundJob(name: "camreg-import-index") {
+                    let imported = unique.map { r in storedImport(r.camera) }
+                    whileCommitting?(imported)
+                    return imported
+                }
+                try logChanges(unique, actor: actor, on: c)
+                try CameraRepository.advanceIDSequence(past: unique.lazy.map(\.camera.id), on: c)
                 step("changes")
             }
             step("commit")
+            report.imported = try alongside?.result() ?? []
         } catch is RefusedAsAWhole {
             report.rejected = rows.rejected.sorted { $0.number < $1.number }
             return report

@@ -27,6 +27,18 @@ struct ChunkQueueTests {
         #expect(throws: Unreadable.self) { _ = try failing.take() }
     }
 
+    /// A background job's result can be read again (the import reads it after the commit, and
+    /// its clean-up on every path reads it once more).
+    @Test func backgroundJobResultCanBeReadTwice() throws {
+        struct Failed: Error {}
+        let job = BackgroundJob(name: "test-job") { 42 }
+        #expect(try job.result() == 42)
+        #expect(try job.result() == 42)
+        let failing = BackgroundJob(name: "test-job") { () throws -> Int in throw Failed() }
+        #expect(throws: Failed.self) { try failing.result() }
+        #expect(throws: Failed.self) { try failing.result() }
+    }
+
     @Test func cancellingStopsAProducerThatWaitsOrReads() throws {
         let queue = ChunkQueue(capacity: 1)
         let producer = BackgroundJob(name: "test-producer") { () -> String in
