@@ -163,7 +163,12 @@ extension CameraImport {
                                whileCommitting: (@Sendable ([Camera]) -> Void)?, on c: PostgresConnection) throws -> ImportReport {
         var report = ImportReport()
         var alongside: BackgroundJob<[Camera]>?
-        defer { _ = try? alongside?.result() }
+        var reader: BackgroundJob<ChangeBlocks?>?
+        // Every path waits for the helper threads (they read `rows` and the caller's closures).
+        defer {
+            _ = try? reader?.result()
+            _ = try? alongside?.result()
+        }
         let clock = ContinuousClock()
         var mark = clock.now
         func step(_ name: String) {
@@ -179,7 +184,7 @@ extension CameraImport {
                     // on while this thread waits for PostgreSQL to take the bytes (a socket
                     // buffer holds only a few hundred kilobytes).
                     let chunks = ChunkQueue(capacity: 16)
-                    let reader = BackgroundJob(name: "camreg-import-read") {
+                    let job = BackgroundJob(name: "camreg-import-read") { () -> ChangeBlocks? in
                         do {
                             var out = PostgresBinaryCopyEncoder(reserve: 1 << 19)
                             try source { batch, refused in
@@ -196,16 +201,21 @@ extension CameraImport {
                             chunks.finish(nil)
                         } catch {
                             chunks.finish(error)
+                            return nil
                         }
+                        // While PostgreSQL works through the rows still queued for it, the change
+                        // rows are encoded here, off the database thread's path.
+                        if allOrNothing && !rows.rejected.isEmpty { return nil }
+                        return ChangeBlocks(rows.unique, actor: actor)
                     }
+                    reader = job
                     do {
                         while let chunk = try chunks.take() { try send(chunk) }
                     } catch {
                         chunks.cancel()  // the reader stops at its next batch
-                        _ = try? reader.result()
+                        _ = try? job.result()
                         throw error
                     }
-                    _ = try? reader.result()
                     step("read")
                 }
                 step("copy_end")
@@ -219,8 +229,9 @@ extension CameraImport {
                     whileCommitting?(imported)
                     return imported
                 }
-                try logChanges(unique, actor: actor, on: c)
-                try CameraRepository.advanceIDSequence(past: unique.lazy.map(\.camera.id), on: c)
+                let blocks = try reader?.result() ?? ChangeBlocks(unique, actor: actor)
+                try logChanges(blocks, on: c)
+                try CameraRepository.advanceIDSequence(to: blocks.topSerial, on: c)
                 step("changes")
             }
             step("commit")
@@ -240,33 +251,47 @@ extension CameraImport {
     /// The import's change rows: one per block of up to ``changeBlock`` cameras, in file order
     /// (migration 0008: `camera_ids` the block's ids, `detail` `rows <first>–<last> (<n> cameras)`),
     /// not one per camera, so that a million-camera import writes 245 rows instead of a million.
-    /// They are numbered under the change lock (migration 0007): the lock is taken, a range of
-    /// numbers is reserved from the sequence (no other writer takes a number without the lock),
-    /// and the rows are COPYed with those numbers.
-    static func logChanges(_ rows: [(number: Int, camera: Camera)], actor: String, on c: PostgresConnection) throws {
-        guard !rows.isEmpty else { return }
-        let blocks = (rows.count + changeBlock - 1) / changeBlock
-        try c.query("SELECT pg_advisory_xact_lock(99097114101104)")
-        guard let first = try c.query("SELECT nextval('camera_changes_seq_seq')").scalar().flatMap({ Int64($0) }) else {
-            throw PostgresError(code: .unexpectedResult, message: "nextval gave no number")
-        }
-        if blocks > 1 {
-            try c.query("SELECT setval('camera_changes_seq_seq', $1)", [String(first + Int64(blocks) - 1)])
-        }
-        try c.copyIn("COPY camera_changes (seq, camera_ids, kind, actor, detail) FROM STDIN (FORMAT binary)") { send in
-            var out = PostgresBinaryCopyEncoder()
-            for k in 0..<blocks {
-                let block = rows[(k * changeBlock)..<min(rows.count, (k + 1) * changeBlock)]
-                out.row(fields: 5)
-                out.int64(first + Int64(k))
+    /// Encoded as a binary COPY by the import's reader thread; also the highest `BC-<n>` among
+    /// the ids, for the id sequence.
+    struct ChangeBlocks: Sendable {
+        /// The COPY stream of `camera_changes (camera_ids, kind, actor, detail)`.
+        var copy: [UInt8] = []
+        /// The rows in it.
+        var count = 0
+        /// The highest `n` of an imported id `BC-<n>` (0 when none).
+        var topSerial: Int64 = 0
+
+        init(_ rows: [(number: Int, camera: Camera)], actor: String) {
+            for r in rows { if let n = CameraRepository.serialNumber(r.camera.id), n > topSerial { topSerial = n } }
+            guard !rows.isEmpty else { return }
+            var out = PostgresBinaryCopyEncoder(reserve: rows.count * 16 + 1024)
+            for start in stride(from: 0, to: rows.count, by: changeBlock) {
+                let block = rows[start..<min(rows.count, start + changeBlock)]
+                out.row(fields: 4)
                 out.textArray(block.lazy.map(\.camera.id))
                 out.text("import")
                 out.text(actor)
                 out.text("rows \(block.first!.number)–\(block.last!.number) (\(block.count) camera\(block.count == 1 ? "" : "s"))")
-                if out.bytes.count >= 1 << 16 { try send(out.take()) }
+                count += 1
             }
             out.finish()
-            try send(out.take())
+            copy = out.take()
+        }
+    }
+
+    /// Writes the import's change rows. Each is numbered as it is inserted, by the trigger
+    /// (migrations 0005 and 0007: under the change lock, which the first row takes and the
+    /// transaction holds until it ends), so they follow each other in file order, after every
+    /// change committed before.
+    static func logChanges(_ blocks: ChangeBlocks, on c: PostgresConnection) throws {
+        guard blocks.count > 0 else { return }
+        try c.copyIn("COPY camera_changes (camera_ids, kind, actor, detail) FROM STDIN (FORMAT binary)") { send in
+            var at = 0
+            while at < blocks.copy.count {
+                let end = min(blocks.copy.count, at + (1 << 20))
+                try send(Array(blocks.copy[at..<end]))
+                at = end
+            }
         }
     }
 

@@ -79,6 +79,12 @@ public enum CameraRepository {
     public static func advanceIDSequence(past ids: some Sequence<String>, on c: PostgresConnection) throws {
         var top: Int64 = 0
         for id in ids { if let n = serialNumber(id), n > top { top = n } }
+        try advanceIDSequence(to: top, on: c)
+    }
+
+    /// Moves the sequence to `top` (the highest `n` of some `BC-<n>` ids), only forward; 0 does
+    /// nothing.
+    public static func advanceIDSequence(to top: Int64, on c: PostgresConnection) throws {
         guard top > 0 else { return }
         try c.query("""
             SELECT setval('camera_number_seq', $1::bigint, true) FROM camera_number_seq
