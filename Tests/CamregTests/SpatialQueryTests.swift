@@ -165,6 +165,32 @@ struct SpatialQueryTests {
         #expect(index.count == 700)
         #expect(try index.rebuildIfNeeded(), "the claim was released")
         #expect(index.deltaCount == 0)
+
+        // A big batch waits for a rebuild in progress (here another prepared batch) instead of
+        // going into the delta one camera at a time.
+        let first = try index.prepare(contentsOf: Self.randomCameras(200, seed: 54, firstId: 11_000), directAbove: 100)
+        let waited = DispatchSemaphore(value: 0)
+        final class Box: @unchecked Sendable { var batch: CameraIndex.PreparedBatch? }
+        let box = Box()
+        let second = Self.randomCameras(200, seed: 55, firstId: 12_000)
+        Thread { box.batch = try? index.prepare(contentsOf: second, directAbove: 100); waited.signal() }.start()
+        #expect(waited.wait(timeout: .now() + 0.3) == .timedOut, "it waits for the claim")
+        index.publish(first)
+        #expect(waited.wait(timeout: .now() + 60) == .success)
+        index.publish(try #require(box.batch))
+        #expect(index.count == 1100 && index.deltaCount == 0, "both went in as snapshots")
+        #expect(index.camera(id: second[199].id) == second[199])
+
+        // The feed handing the index what it holds already (a daemon's own writes) adds nothing;
+        // the same version with other values still goes in.
+        for c in second { index.upsert(c) }
+        index.upsert(moved)
+        #expect(index.deltaCount == 0)
+        var changed = second[7]
+        changed.address += " (sửa)"
+        index.upsert(changed)
+        index.upsert(changed)
+        #expect(index.deltaCount == 1 && index.camera(id: changed.id) == changed)
     }
 
     /// A large snapshot (packed table sorted by id, binary-search lookups): same answers as brute force.
