@@ -172,6 +172,16 @@ struct StartupLoadTests {
         #expect(merged.cameras.first { $0.id == "ST-00007" }?.address == "Địa chỉ mới")
         #expect(merged.sequence > file.header.sequence)
 
+        // An import after the cache, logged as one block row naming its 30 cameras: they are
+        // read back too, and counted as camera changes.
+        let block = (0..<30).map { n in (number: n + 2, camera: startupCamera(1_000 + n, bare: n % 2 == 0)) }
+        let imported = try CameraImport.importRows(from: { emit in try emit(block, []) }, allOrNothing: true, actor: "t", on: c)
+        #expect(imported.committed && imported.imported.count == 30)
+        let afterImport = try IndexCache.catchUp(after: file.header, on: c)
+        #expect(afterImport.changeRows == 32, "two rows of their own, and 30 cameras in one block")
+        let withImport = try IndexCache.merge(back, header: file.header, with: afterImport)
+        #expect(withImport.cameras.sorted { $0.id < $1.id } == (try CameraRepository.all(on: c)))
+
         // A change that bypassed the log (no camera_changes row, same version): the xmin sum differs.
         try c.query("UPDATE cameras SET address = 'lén sửa' WHERE id = 'ST-00011'")
         #expect(throws: IndexCacheError.self) {
