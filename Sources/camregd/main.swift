@@ -169,7 +169,6 @@ struct Camregd: AsyncParsableCommand {
     }
 
     func run() async throws {
-        CameraStartup.useOneMallocArena()
         let settings: DaemonSettings
         do {
             let (s, sources) = try loadSettings()
