@@ -1,7 +1,11 @@
 /// A small, allocation-light JSON writer for response lines: no Foundation, no reflection.
 ///
 /// Numbers are written in Swift's shortest round-trip form; non-finite doubles become `null`.
-public struct JSONWriter: Sendable {
+///
+/// Noncopyable: a writer owns its buffer alone, so appends need no copy-on-write check.
+/// `@unchecked Sendable`: the buffer is reachable only through this one value, so sending the
+/// writer moves it.
+public struct JSONWriter: ~Copyable, @unchecked Sendable {
     /// The bytes written so far (UTF-8), as an array (a copy: read it once, at the end).
     public var bytes: [UInt8] { out.array }
     /// How many bytes are written so far.
@@ -66,7 +70,7 @@ public struct JSONWriter: Sendable {
     public mutating func value(_ d: Double) {
         separator()
         if d.isFinite {
-            if d == d.rounded(), abs(d) < 1e15 { appendInt(Int(d)) } else {
+            if d == d.rounded(), abs(d) < 1e15 { appendInt(Int(d)) } else if !appendShortDecimal(d) {
                 out.append(contentsOf: d.description.utf8)
             }
         } else {
@@ -86,10 +90,29 @@ public struct JSONWriter: Sendable {
         // itself: write it from integers (no `description`); larger values take the general path.
         guard digits > 0, digits <= 9, abs(scaled) < 1e15 else { value(scaled / scale); return }
         separator()
-        let n = Int(scaled)
-        let unit = Int(scale)
-        let whole = n.magnitude / UInt(unit)
-        var fraction = n.magnitude % UInt(unit)
+        appendDecimal(Int(scaled), digits: digits)
+    }
+
+    /// Writes `d` from integers when it is a decimal of at most nine places (coordinates are
+    /// stored to seven): returns false, writing nothing, otherwise. For 10⁻⁴ ≤ |d| < 10⁵ the
+    /// double's spacing is under 10⁻¹⁰, so no other decimal of at most nine places (and none
+    /// shorter) reads back as `d`: the digits are those of Swift's shortest form,
+    /// `d.description`, which a test checks.
+    private mutating func appendShortDecimal(_ d: Double) -> Bool {
+        let m = abs(d)
+        guard m >= 1e-4, m < 1e5 else { return false }
+        let scaled = (d * 1e9).rounded()
+        guard scaled / 1e9 == d else { return false }
+        appendDecimal(Int(scaled), digits: 9)
+        return true
+    }
+
+    /// Writes `n / 10^digits` (1 ≤ digits ≤ 9) as a decimal: trailing zeros of the fraction dropped.
+    private mutating func appendDecimal(_ n: Int, digits: Int) {
+        var unit: UInt = 1
+        for _ in 0..<digits { unit *= 10 }
+        let whole = n.magnitude / unit
+        var fraction = n.magnitude % unit
         if n < 0 { out.append(UInt8(ascii: "-")) }
         appendInt(Int(whole))
         guard fraction != 0 else { return }
@@ -120,20 +143,10 @@ public struct JSONWriter: Sendable {
     /// Writes a member name known at compile time (a literal that needs no escaping): copied
     /// as it is, for the hot answers (search hits).
     public mutating func key(static name: StaticString) {
-        // One append of `,"name":` (a response holds thousands of these).
+        // One reservation for `,"name":` (a response holds thousands of these).
         let comma = needsComma
         needsComma = false
-        name.withUTF8Buffer { n in
-            withUnsafeTemporaryAllocation(of: UInt8.self, capacity: n.count + 4) { buf in
-                var i = 0
-                if comma { buf[0] = UInt8(ascii: ","); i = 1 }
-                buf[i] = UInt8(ascii: "\"")
-                if n.count > 0 { UnsafeMutableRawPointer(buf.baseAddress! + i + 1).copyMemory(from: n.baseAddress!, byteCount: n.count) }
-                buf[i + 1 + n.count] = UInt8(ascii: "\"")
-                buf[i + 2 + n.count] = UInt8(ascii: ":")
-                out.append(contentsOf: UnsafeBufferPointer(rebasing: buf[0..<(i + 3 + n.count)]))
-            }
-        }
+        name.withUTF8Buffer { out.appendKey($0, comma: comma) }
     }
 
     /// `key: value` shorthands with a compile-time member name (see ``key(static:)``).
@@ -184,12 +197,37 @@ public struct JSONWriter: Sendable {
         s.withUTF8 { appendString(utf8: $0) }
     }
 
+    /// Whether any byte of `u` is a control character, `"`, `\\` or DEL: eight bytes at a time.
+    @inline(__always)
+    static func needsEscaping(_ u: UnsafeBufferPointer<UInt8>) -> Bool {
+        guard let p = u.baseAddress else { return false }
+        let ones: UInt64 = 0x0101_0101_0101_0101, highs: UInt64 = 0x8080_8080_8080_8080
+        /// A byte's high bit is set where `x`'s byte is zero (exact for bytes under 0x80, and a
+        /// byte of 0x80 or more never matches the patterns below).
+        @inline(__always) func zeroBytes(_ x: UInt64) -> UInt64 { (x &- ones) & ~x & highs }
+        var i = 0
+        let raw = UnsafeRawPointer(p)
+        while i + 8 <= u.count {
+            let w = raw.loadUnaligned(fromByteOffset: i, as: UInt64.self)
+            // Bytes under 0x20: (w & 0xE0…) == 0 for ASCII bytes; DEL, quote, backslash by equality.
+            let ascii = ~w & highs
+            let control = zeroBytes(w & (0xE0 * ones)) & ascii
+            let special = zeroBytes(w ^ (0x22 * ones)) | zeroBytes(w ^ (0x5C * ones)) | zeroBytes(w ^ (0x7F * ones))
+            if (control | (special & ascii)) != 0 { return true }
+            i += 8
+        }
+        while i < u.count {
+            let b = p[i]
+            if b < 0x20 || b == 0x22 || b == 0x5C || b == 0x7F { return true }
+            i += 1
+        }
+        return false
+    }
+
     private mutating func appendString(utf8 u: UnsafeBufferPointer<UInt8>) {
         out.append(UInt8(ascii: "\""))
         // Most strings need no escaping: copy them whole.
-        var plain = true
-        for b in u where b < 0x20 || b == 0x22 || b == 0x5C || b == 0x7F { plain = false; break }
-        if plain {
+        if !Self.needsEscaping(u) {
             out.append(contentsOf: u)
             out.append(UInt8(ascii: "\""))
             return
@@ -211,76 +249,71 @@ public struct JSONWriter: Sendable {
     }
 }
 
-/// The writer's byte buffer: one `malloc`ed block, grown by doubling, shared copy-on-write. Small
-/// appends (a comma, a quote, a member name) cost a capacity check and a store, where an
-/// `Array` append also goes through its generic uniqueness and growth paths; an answer of
-/// twenty hits makes about a thousand of them.
-struct Output: @unchecked Sendable {
-    /// Owns the block; freed in `deinit` (the one place). `@unchecked Sendable`: a storage is
-    /// written only through a unique reference (copy-on-write).
-    final class Storage {
-        var base: UnsafeMutablePointer<UInt8>
-        var count = 0
-        var capacity: Int
+/// The writer's byte buffer: one `malloc`ed block, grown by doubling, owned by one writer
+/// (noncopyable, so no copy-on-write check per append) and freed in `deinit` (the one place).
+/// Small appends (a comma, a quote, a member name) cost a capacity check and a store; an answer
+/// of twenty hits makes about a thousand of them.
+struct Output: ~Copyable {
+    private var base: UnsafeMutablePointer<UInt8>
+    private(set) var count = 0
+    private var capacity: Int
 
-        init(capacity: Int) {
-            self.capacity = max(16, capacity)
-            base = .allocate(capacity: self.capacity)
-        }
-
-        deinit { base.deallocate() }
-
-        func copy() -> Storage {
-            let s = Storage(capacity: capacity)
-            s.base.update(from: base, count: count)
-            s.count = count
-            return s
-        }
-
-        func grow(toAtLeast needed: Int) {
-            var c = capacity
-            while c < needed { c *= 2 }
-            let b = UnsafeMutablePointer<UInt8>.allocate(capacity: c)
-            b.update(from: base, count: count)
-            base.deallocate()
-            base = b
-            capacity = c
-        }
+    init(capacity: Int) {
+        self.capacity = max(16, capacity)
+        base = .allocate(capacity: self.capacity)
     }
 
-    private var storage: Storage
+    deinit { base.deallocate() }
 
-    init(capacity: Int) { storage = Storage(capacity: capacity) }
+    var array: [UInt8] { Array(UnsafeBufferPointer(start: base, count: count)) }
 
-    var count: Int { storage.count }
+    /// Room for `n` more bytes.
+    @inline(__always) private mutating func reserve(_ n: Int) {
+        if count + n > capacity { grow(toAtLeast: count + n) }
+    }
 
-    var array: [UInt8] { Array(UnsafeBufferPointer(start: storage.base, count: storage.count)) }
-
-    /// Room for `n` more bytes in a storage this value alone holds.
-    @inline(__always) private mutating func reserve(_ n: Int) -> Storage {
-        if !isKnownUniquelyReferenced(&storage) { storage = storage.copy() }
-        let s = storage
-        if s.count + n > s.capacity { s.grow(toAtLeast: s.count + n) }
-        return s
+    private mutating func grow(toAtLeast needed: Int) {
+        var c = capacity
+        while c < needed { c *= 2 }
+        let b = UnsafeMutablePointer<UInt8>.allocate(capacity: c)
+        b.update(from: base, count: count)
+        base.deallocate()
+        base = b
+        capacity = c
     }
 
     @inline(__always) mutating func append(_ b: UInt8) {
-        let s = reserve(1)
-        s.base[s.count] = b
-        s.count += 1
+        reserve(1)
+        base[count] = b
+        count += 1
     }
 
-    mutating func append(contentsOf u: UnsafeBufferPointer<UInt8>) {
+    @inline(__always) mutating func append(contentsOf u: UnsafeBufferPointer<UInt8>) {
         guard let src = u.baseAddress, u.count > 0 else { return }
-        let s = reserve(u.count)
-        let dst = s.base + s.count
-        if u.count <= 16 {
-            // Most appends are a few bytes: a loop beats a call to memmove.
-            for i in 0..<u.count { dst[i] = src[i] }
+        let n = u.count
+        reserve(n)
+        let dst = UnsafeMutableRawPointer(base + count)
+        let from = UnsafeRawPointer(src)
+        // Most appends are a few bytes: two overlapping word moves beat a call to memmove
+        // (which the compiler makes of a byte loop).
+        if n >= 8, n <= 16 {
+            let head = from.loadUnaligned(as: UInt64.self)
+            let tail = from.loadUnaligned(fromByteOffset: n - 8, as: UInt64.self)
+            dst.storeBytes(of: head, as: UInt64.self)
+            dst.storeBytes(of: tail, toByteOffset: n - 8, as: UInt64.self)
+        } else if n >= 4, n < 8 {
+            let head = from.loadUnaligned(as: UInt32.self)
+            let tail = from.loadUnaligned(fromByteOffset: n - 4, as: UInt32.self)
+            dst.storeBytes(of: head, as: UInt32.self)
+            dst.storeBytes(of: tail, toByteOffset: n - 4, as: UInt32.self)
+        } else if n < 4 {
+            dst.storeBytes(of: src[0], as: UInt8.self)
+            if n > 1 { dst.storeBytes(of: src[1], toByteOffset: 1, as: UInt8.self) }
+            if n > 2 { dst.storeBytes(of: src[2], toByteOffset: 2, as: UInt8.self) }
         } else {
-            dst.update(from: src, count: u.count)
+            dst.copyMemory(from: from, byteCount: n)
         }
-        s.count += u.count
+        count += n
     }
 
     mutating func append(contentsOf u: UnsafeRawBufferPointer) {
@@ -300,8 +333,19 @@ struct Output: @unchecked Sendable {
         text.withUTF8Buffer { append(contentsOf: $0) }
     }
 
+    /// Appends `"name":`, after a comma if `comma`: one capacity check.
+    @inline(__always) mutating func appendKey(_ name: UnsafeBufferPointer<UInt8>, comma: Bool) {
+        reserve(name.count + 4)
+        if comma { base[count] = UInt8(ascii: ","); count += 1 }
+        base[count] = UInt8(ascii: "\"")
+        count += 1
+        append(contentsOf: name)
+        base[count] = UInt8(ascii: "\"")
+        base[count + 1] = UInt8(ascii: ":")
+        count += 2
+    }
+
     mutating func truncate(to mark: Int) {
-        let s = reserve(0)
-        s.count = min(s.count, max(0, mark))
+        count = min(count, max(0, mark))
     }
 }

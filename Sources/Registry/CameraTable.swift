@@ -227,7 +227,7 @@ public final class CameraTable: @unchecked Sendable {
 
     /// The UTF-8 bytes of one text member of the camera in `slot` (`nil` when the member is
     /// absent), in place: valid while the caller holds this table.
-    @inline(__always)
+    @usableFromInline
     func textPointer(slot: Int, _ member: CameraText) -> UnsafeBufferPointer<UInt8>? {
         let t = UnsafeBufferPointer(text)
         var at = Int(records[slot].text)
@@ -564,17 +564,19 @@ public final class CameraTable: @unchecked Sendable {
 /// `Camera`'s strings; ``camera`` builds the full value when a caller needs it.
 public struct CameraRef: Sendable {
     /// A camera value kept by reference, so that a `CameraRef` stays three words.
+    @usableFromInline
     final class Box: Sendable {
-        let camera: Camera
+        @usableFromInline let camera: Camera
         init(_ camera: Camera) { self.camera = camera }
     }
 
+    @usableFromInline
     enum Storage: Sendable {
         case slot(CameraTable, Int)
         case value(Box)
     }
 
-    let storage: Storage
+    @usableFromInline let storage: Storage
 
     /// A reference to a camera value.
     public init(_ camera: Camera) { storage = .value(Box(camera)) }
@@ -625,10 +627,12 @@ public struct CameraRef: Sendable {
 
     /// Calls `body` with the UTF-8 bytes of a text member (`nil` when absent), without making a
     /// `String` for a table slot.
+    /// Inlinable, so that an answer's render loop calls `body` directly (no generic closure).
+    @inlinable
     public func withUTF8<R>(_ member: CameraText, _ body: (UnsafeBufferPointer<UInt8>?) -> R) -> R {
         switch storage {
         case .slot(let t, let s):
-            return t.withText(slot: s, member, body)
+            return withExtendedLifetime(t) { body(t.textPointer(slot: s, member)) }
         case .value(let b):
             let c = b.camera
             let value: String?
