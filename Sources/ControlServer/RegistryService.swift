@@ -511,8 +511,9 @@ public final class RegistryService: Sendable {
             }
             tally.parse = ContinuousClock.now - reading - elsewhere
         }
-        // A big import becomes a new snapshot before the answer (see upsert(contentsOf:)),
-        // built while PostgreSQL writes the change log and commits, swapped in after the commit.
+        // A big import becomes a new snapshot before the answer (see upsert(contentsOf:)), built
+        // while PostgreSQL finishes the COPY, writes the change log and commits, swapped in after
+        // the commit if the direct path wrote it.
         let index = self.index
         let prepared = PreparedBox()
         let report: ImportReport
@@ -529,8 +530,12 @@ public final class RegistryService: Sendable {
         let stored = clock.now
         let imported = report.imported
         switch prepared.result {
-        case .success(let batch)? where report.committed: index.publish(batch)
-        case .success(let batch)?: index.discard(batch)
+        // The batch was prepared before the COPY had ended: it holds the import's cameras only
+        // if the direct path committed them (an id already taken sends a subset through staging).
+        case .success(let batch)? where report.committed && report.direct: index.publish(batch)
+        case .success(let batch)?:
+            index.discard(batch)
+            if report.committed { try await NIOThreadPool.singleton.runIfActive { try index.upsert(contentsOf: imported) } }
         case .failure, nil:
             if report.committed { try await NIOThreadPool.singleton.runIfActive { try index.upsert(contentsOf: imported) } }
         }

@@ -10,6 +10,10 @@ public struct ImportReport: Sendable {
     public var rejected: [ImportRowError] = []
     /// Whether the import was committed.
     public var committed = false
+    /// Whether the cameras went in by the direct path: `imported` is then exactly what
+    /// `whileCommitting` was given (see ``CameraImport/importRows(from:allOrNothing:actor:whileCommitting:on:)``).
+    /// False when an id turned out to be taken and the staging path wrote a subset.
+    public var direct = false
     /// Where the database's time went, in seconds, by step (`read` — the source read to its
     /// end, with the COPY open; `copy_end` — PostgreSQL finishing the COPY; `changes`; `commit`),
     /// for the log line of a big import.
@@ -39,9 +43,11 @@ public enum CameraImport {
     /// refused row means nothing is imported (nothing more is sent once one is found).
     ///
     /// `whileCommitting`, if given, is called on another thread with the cameras as stored once
-    /// the COPY has taken them all and before the change log and the commit (a daemon builds
-    /// its new index snapshot meanwhile); it has returned before this does. It is not called
-    /// when the import is refused as a whole, nor on the staging path.
+    /// the file is read, while PostgreSQL finishes the COPY, writes the change log and commits (a
+    /// daemon builds its new index snapshot meanwhile); it has returned before this does. It is
+    /// not called when the import is refused as a whole. The COPY may still fail after it was
+    /// called (an id already taken sends the rows through the staging path): only a report with
+    /// ``ImportReport/direct`` set committed exactly the cameras it was given.
     public static func importRows(from source: @escaping RowSource, allOrNothing: Bool, actor: String,
                                   whileCommitting: (@Sendable ([Camera]) -> Void)? = nil,
                                   on c: PostgresConnection) throws -> ImportReport {
@@ -162,12 +168,16 @@ extension CameraImport {
     static func importDirectly(from source: @escaping RowSource, collecting rows: Collected, allOrNothing: Bool, actor: String,
                                whileCommitting: (@Sendable ([Camera]) -> Void)?, on c: PostgresConnection) throws -> ImportReport {
         var report = ImportReport()
-        var alongside: BackgroundJob<[Camera]>?
-        var reader: BackgroundJob<ChangeBlocks?>?
+        /// What the reader thread leaves: the change rows, and the job making the stored cameras'
+        /// index snapshot (started as soon as the file is read).
+        struct ReaderResult: Sendable {
+            var blocks: ChangeBlocks
+            var alongside: BackgroundJob<[Camera]>
+        }
+        var reader: BackgroundJob<ReaderResult?>?
         // Every path waits for the helper threads (they read `rows` and the caller's closures).
         defer {
-            _ = try? reader?.result()
-            _ = try? alongside?.result()
+            if let r = try? reader?.result() { _ = try? r.alongside.result() }
         }
         let clock = ContinuousClock()
         var mark = clock.now
@@ -184,7 +194,10 @@ extension CameraImport {
                     // on while this thread waits for PostgreSQL to take the bytes (a socket
                     // buffer holds only a few hundred kilobytes).
                     let chunks = ChunkQueue(capacity: 16)
-                    let job = BackgroundJob(name: "camreg-import-read") { () -> ChangeBlocks? in
+                    let job = BackgroundJob(name: "camreg-import-read") { () -> ReaderResult? in
+                        // The cameras as stored, made batch by batch: this thread mostly waits
+                        // for PostgreSQL, which takes the rows more slowly than they are parsed.
+                        var stored: [Camera] = []
                         do {
                             var out = PostgresBinaryCopyEncoder(reserve: 1 << 19)
                             try source { batch, refused in
@@ -194,6 +207,7 @@ extension CameraImport {
                                 if allOrNothing && !rows.rejected.isEmpty { return }
                                 for r in kept { BinaryRows.append(r.camera, to: &out) }
                                 if out.bytes.count >= 1 << 18 { try chunks.put(out.take()) }
+                                for r in kept { stored.append(storedImport(r.camera)) }
                             }
                             rows.complete = true
                             out.finish()
@@ -203,10 +217,17 @@ extension CameraImport {
                             chunks.finish(error)
                             return nil
                         }
-                        // While PostgreSQL works through the rows still queued for it, the change
-                        // rows are encoded here, off the database thread's path.
                         if allOrNothing && !rows.rejected.isEmpty { return nil }
-                        return ChangeBlocks(rows.unique, actor: actor)
+                        // While PostgreSQL works through the rows still queued for it, the index
+                        // snapshot is built on a thread of its own (not a Dispatch worker, see
+                        // `BackgroundJob`), and the change rows are encoded here, both off the
+                        // database thread's path.
+                        let ready = stored
+                        let alongside = BackgroundJob(name: "camreg-import-index") { () -> [Camera] in
+                            whileCommitting?(ready)
+                            return ready
+                        }
+                        return ReaderResult(blocks: ChangeBlocks(rows.unique, actor: actor), alongside: alongside)
                     }
                     reader = job
                     do {
@@ -220,28 +241,25 @@ extension CameraImport {
                 }
                 step("copy_end")
                 if allOrNothing && !rows.rejected.isEmpty { throw RefusedAsAWhole() }
-                // The cameras as stored, and the index snapshot built from them, are made on a
-                // thread of their own (not a Dispatch worker, see `BackgroundJob`) while
-                // PostgreSQL writes the change rows and commits.
-                let unique = rows.unique
-                alongside = BackgroundJob(name: "camreg-import-index") {
-                    let imported = unique.map { r in storedImport(r.camera) }
-                    whileCommitting?(imported)
-                    return imported
+                guard let read = try reader?.result() else {
+                    throw PostgresError(code: .unexpectedResult, message: "the import's reader ended without its change rows")
                 }
-                let blocks = try reader?.result() ?? ChangeBlocks(unique, actor: actor)
+                let blocks = read.blocks
                 try logChanges(blocks, on: c)
                 try CameraRepository.advanceIDSequence(to: blocks.topSerial, on: c)
                 step("changes")
             }
             step("commit")
-            report.imported = try alongside?.result() ?? []
+            if let read = try reader?.result() {
+                report.imported = try read.alongside.result()
+            }
         } catch is RefusedAsAWhole {
             report.rejected = rows.rejected.sorted { $0.number < $1.number }
             return report
         }
         report.rejected = rows.rejected.sorted { $0.number < $1.number }
         report.committed = true
+        report.direct = true
         return report
     }
 

@@ -328,8 +328,11 @@ extension BulkImportStoreTests {
         #expect(try CameraRepository.count(on: c) == 10)
 
         // All ids free: the direct path, seven batches, stored exactly, one block of numbers.
-        let direct = try CameraImport.importRows(from: batches(Array(rows.prefix(650)), size: 100), allOrNothing: true, actor: "stream", on: c)
-        #expect(direct.committed && direct.rejected.isEmpty && direct.imported.count == 650)
+        let given = Given()
+        let direct = try CameraImport.importRows(from: batches(Array(rows.prefix(650)), size: 100), allOrNothing: true, actor: "stream",
+                                                 whileCommitting: { given.cameras = $0 }, on: c)
+        #expect(direct.committed && direct.direct && direct.rejected.isEmpty && direct.imported.count == 650)
+        #expect(given.cameras == direct.imported, "the hook is given exactly the cameras stored")
         let stored = try CameraRepository.all(on: c).filter { $0.id.hasPrefix("ST-05") || $0.id.hasPrefix("ST-06") }
         #expect(direct.imported.sorted { $0.id < $1.id } == stored)
         let changes = try c.query("SELECT seq, array_to_string(camera_ids, ','), detail, actor, kind FROM camera_changes WHERE seq > $1 ORDER BY seq", [String(before)]).rows
@@ -347,12 +350,20 @@ extension BulkImportStoreTests {
         var more = Array(rows.suffix(50))
         more.append((900, startupCamera(5003, bare: false)))   // imported just above
         more.append((901, rows[660].camera))                    // repeated in this file
-        let staged = try CameraImport.importRows(from: batches(more, size: 20), allOrNothing: false, actor: "t", on: c)
-        #expect(staged.committed)
+        let staged = try CameraImport.importRows(from: batches(more, size: 20), allOrNothing: false, actor: "t",
+                                                 whileCommitting: { given.cameras = $0 }, on: c)
+        #expect(staged.committed && !staged.direct, "the staging path wrote a subset of what the hook was given")
+        #expect(given.cameras.count == 51, "the hook ran while the COPY was still going")
         #expect(staged.rejected.map(\.number) == [900, 901])
         #expect(staged.imported.map(\.id) == rows.suffix(50).map(\.camera.id))
         #expect(try CameraRepository.count(on: c) == 710)
     }
+}
+
+/// What an import's `whileCommitting` hook was given (written on the import's helper thread,
+/// read after the import returned, which waits for it).
+final class Given: @unchecked Sendable {
+    var cameras: [Camera] = []
 }
 
 extension BulkImportStoreTests {
