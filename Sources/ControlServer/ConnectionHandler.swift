@@ -106,6 +106,7 @@ final class ConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler {
             service.connectionClosed()
         }
         queue.removeAll()
+        session?.closed()
         context.fireChannelInactive()
     }
 

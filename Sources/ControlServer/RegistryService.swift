@@ -37,9 +37,20 @@ public final class ConnectionSession: @unchecked Sendable {
     struct Upload {
         var format: String
         var options: [String: String]
+        /// The file so far (empty when it is streamed).
         var data: [UInt8] = []
+        /// Bytes received so far.
+        var bytes = 0
+        /// A CSV camera import loaded while it is uploaded (see ``StreamingImport``).
+        var streaming: StreamingImport?
     }
     var upload: Upload?
+
+    /// Drops the upload in progress; a streaming import behind it rolls back.
+    func dropUpload() {
+        upload?.streaming?.abandon()
+        upload = nil
+    }
     /// Largest upload accepted, in bytes.
     static let maxUploadBytes = 256 << 20
     /// Who is on the connection (changed by `AUTH`).
@@ -55,6 +66,54 @@ public final class ConnectionSession: @unchecked Sendable {
         self.peer = peer
         self.peerMapped = peerMapped
     }
+
+    /// The connection has closed: an upload in progress is dropped (a streaming import behind
+    /// it rolls back).
+    public func closed() {
+        dropUpload()
+    }
+}
+
+/// A CSV camera import that runs while its file is uploaded: `IMPORT BEGIN` opens the
+/// transaction and the COPY, each `IMPORT DATA` chunk goes to the parser as it arrives, and
+/// `IMPORT COMMIT` ends the file and waits for the import's answer. Nothing is committed before
+/// `IMPORT COMMIT`; `IMPORT ABORT`, a new `IMPORT BEGIN`, an upload over the size limit or a
+/// closed connection roll it back.
+final class StreamingImport: Sendable {
+    /// The upload's chunks, from the event loop to the import's reader thread.
+    let chunks = ChunkQueue(capacity: .max)
+    /// The import, started by `IMPORT BEGIN`; its reply is `IMPORT COMMIT`'s.
+    let job: Task<Reply, Error>
+
+    /// The reason the reader is given when the upload is dropped.
+    struct Abandoned: Error {}
+
+    init(_ run: @escaping @Sendable (ChunkQueue) async throws -> Reply) {
+        let chunks = self.chunks
+        job = Task {
+            do { return try await run(chunks) } catch {
+                chunks.cancel()  // later chunks are dropped, not queued
+                throw error
+            }
+        }
+    }
+
+    /// Appends a chunk (never waits). Dropped if the import has already failed: its error is
+    /// `IMPORT COMMIT`'s answer.
+    func append(_ bytes: [UInt8]) {
+        try? chunks.put(bytes)
+    }
+
+    /// The file is complete: the import's answer.
+    func commit() async throws -> Reply {
+        chunks.finish(nil)
+        return try await job.value
+    }
+
+    /// Drops the upload: the import's reader fails, and the transaction rolls back.
+    func abandon() {
+        chunks.finish(Abandoned())
+    }
 }
 
 /// The index snapshot an import prepared while it committed (set on the import's helper
@@ -68,8 +127,11 @@ final class PreparedBox: @unchecked Sendable {
 final class ImportTally: @unchecked Sendable {
     /// Rows read (records, features or nodes), refused ones included.
     var rows = 0
-    /// Time spent reading and validating the file (not waiting on the database).
+    /// Time spent reading and validating the file (not waiting on the database); for a
+    /// streaming import this includes waiting for the upload.
     var parse = Duration.zero
+    /// Bytes of a streamed upload read.
+    var bytes = 0
 }
 
 /// The command handlers: arguments → operation → response, for every entry of the
@@ -136,6 +198,8 @@ public final class RegistryService: Sendable {
     let readStore: PostgresClient?
     /// Tokens revoked by this daemon since start: refused at once on open connections.
     let revokedTokens = NIOLockedValueBox(Set<Int64>())
+    /// A streaming import is running (at most one: see `streamingImport(_:)`).
+    let streamingSlot = NIOLockedValueBox(false)
 
     public init(index: CameraIndex, limits: ProtocolLimits = .init(), store: PostgresClient? = nil,
                 jurisdiction: Jurisdiction = .benCat, rebuildThreshold: Int = 512,
@@ -456,7 +520,24 @@ public final class RegistryService: Sendable {
         return (page.prefix(q.limit), page.count > q.limit)
     }
 
-    private func commitImport(_ upload: ConnectionSession.Upload) async throws -> Reply {
+    /// A streaming import for a CSV camera upload (see ``StreamingImport``), when the daemon
+    /// writes and no other streaming import holds its slot; nil otherwise (the upload is then
+    /// buffered and loaded by `IMPORT COMMIT`). One at a time, as it holds a database
+    /// connection for as long as its client takes to upload.
+    private func streamingImport(_ upload: ConnectionSession.Upload) -> StreamingImport? {
+        guard upload.format == "csv", store != nil,
+              streamingSlot.withLockedValue({ busy in defer { busy = true }; return !busy }) else { return nil }
+        // Who imports, as `IMPORT BEGIN` named it (the task below has no request context).
+        let actor = Self.actor(claimed: upload.options["by"], default: "import")
+        return StreamingImport { chunks in
+            defer { self.streamingSlot.withLockedValue { $0 = false } }
+            return try await self.commitImport(upload, chunks: chunks, actor: actor)
+        }
+    }
+
+    /// Loads an upload: from `chunks` as they arrive (a streaming import), or from the bytes
+    /// the upload holds.
+    private func commitImport(_ upload: ConnectionSession.Upload, chunks: ChunkQueue? = nil, actor: String? = nil) async throws -> Reply {
         if let layer = try await commitLayerImport(upload) { return layer }
         let store = try database()
         let clock = ContinuousClock()
@@ -464,7 +545,7 @@ public final class RegistryService: Sendable {
         let data = Data(upload.data)
         let format = upload.format, options = upload.options, jurisdiction = self.jurisdiction
         let allOrNothing = ["yes", "true"].contains(upload.options["all_or_nothing"]?.lowercased() ?? "")
-        let actor = Self.actor(claimed: upload.options["by"], default: "import")
+        let actor = actor ?? Self.actor(claimed: upload.options["by"], default: "import")
         // The file is read while the rows go into the database: each batch is parsed and
         // validated, then sent into the open COPY, so PostgreSQL stores one batch while the
         // next is read (a CSV file in batches as it is read; the other formats in one).
@@ -501,7 +582,15 @@ public final class RegistryService: Sendable {
                     for field in CameraField.allCases {
                         if let column = options["col_\(field.rawValue)"] { mapping = mapping.with(field, column: column) }
                     }
-                    try CSVImporter.parse(data, mapping: mapping, jurisdiction: jurisdiction, emit: validated)
+                    if let chunks {
+                        try CSVImporter.parse(more: {
+                            let chunk = try chunks.take()
+                            tally.bytes += chunk?.count ?? 0
+                            return chunk
+                        }, mapping: mapping, jurisdiction: jurisdiction, emit: validated)
+                    } else {
+                        try CSVImporter.parse(data, mapping: mapping, jurisdiction: jurisdiction, emit: validated)
+                    }
                 case "geojson": try validated(GeoJSONImporter.parse(data, jurisdiction: jurisdiction))
                 case "osm-json": try validated(OSMImporter.parseOverpassJSON(data, jurisdiction: jurisdiction))
                 default: try validated(OSMImporter.parseXML(data, jurisdiction: jurisdiction))
@@ -547,7 +636,8 @@ public final class RegistryService: Sendable {
         let done = clock.now
         let rows = tally.rows
         var metadata: Logger.Metadata = [
-            "rows": "\(rows)", "imported": "\(imported.count)", "bytes": "\(upload.data.count)",
+            "rows": "\(rows)", "imported": "\(imported.count)", "bytes": "\(chunks == nil ? upload.data.count : tally.bytes)",
+            "streamed": "\(chunks != nil)",
             "parse_s": seconds(tally.parse), "database_s": seconds(stored - started),
             "index_s": seconds(done - stored), "total_s": seconds(done - started),
         ]
@@ -612,22 +702,30 @@ public final class RegistryService: Sendable {
         case .whoami:
             return whoami(session)
         case .importBegin(let format, let options):
-            session.upload = .init(format: format, options: options)
+            session.dropUpload()
+            var upload = ConnectionSession.Upload(format: format, options: options)
+            upload.streaming = streamingImport(upload)
+            session.upload = upload
             return ok { $0.field("format", format) }
         case .importData(let text):
             guard session.upload != nil else { throw ProtocolError(.noUpload, "no upload in progress; send IMPORT BEGIN first") }
             guard let bytes = Data(base64Encoded: text) else {
                 throw ProtocolError(.invalidValue, "the chunk is not valid base64", field: "data")
             }
-            guard session.upload!.data.count + bytes.count <= ConnectionSession.maxUploadBytes else {
-                session.upload = nil
+            guard session.upload!.bytes + bytes.count <= ConnectionSession.maxUploadBytes else {
+                session.dropUpload()
                 throw ProtocolError(.outOfRange, "the upload is larger than \(ConnectionSession.maxUploadBytes >> 20) MiB; dropped")
             }
-            session.upload!.data.append(contentsOf: bytes)
-            return ok { $0.field("bytes", session.upload!.data.count) }
+            session.upload!.bytes += bytes.count
+            if let streaming = session.upload!.streaming {
+                streaming.append(Array(bytes))
+            } else {
+                session.upload!.data.append(contentsOf: bytes)
+            }
+            return ok { $0.field("bytes", session.upload!.bytes) }
         case .importAbort:
             let had = session.upload != nil
-            session.upload = nil
+            session.dropUpload()
             return ok { $0.field("aborted", had) }
         default:
             return nil
@@ -758,6 +856,10 @@ public final class RegistryService: Sendable {
         case .job(let c): return try await handleJob(c)
         case .importCommit:
             guard let upload = session.upload else { throw ProtocolError(.noUpload, "no upload in progress; send IMPORT BEGIN first") }
+            if let streaming = upload.streaming {
+                session.upload = nil
+                return try await streaming.commit()
+            }
             session.upload = nil
             return try await commitImport(upload)
         case .cameraExport(let format, let sectors, let q):

@@ -61,11 +61,17 @@ extension CSVRecordReader {
     /// A reader over `data` positioned after its header line, and the header's raw fields.
     /// Throws ``ImportError`` for an unusable separator, an empty file or an unreadable header.
     static func afterHeader(_ data: Data, separator: Unicode.Scalar) throws -> (reader: CSVRecordReader, header: [[UInt8]]) {
+        try afterHeader(bytes: Array(data), more: nil, separator: separator)
+    }
+
+    /// ``afterHeader(_:separator:)`` over data that arrives in pieces (see ``CSVRecordReader``).
+    static func afterHeader(bytes: [UInt8], more: (() throws -> [UInt8]?)?,
+                            separator: Unicode.Scalar) throws -> (reader: CSVRecordReader, header: [[UInt8]]) {
         guard separator.isASCII, !["\"", "\r", "\n"].contains(separator) else {
             throw ImportError("the separator must be one ASCII character other than a quote or a line break")
         }
-        var reader = CSVRecordReader(bytes: Array(data), separator: UInt8(separator.value))
-        guard let first = reader.next() else { throw ImportError(line: 1, "the file is empty (a header is required)") }
+        var reader = CSVRecordReader(bytes: bytes, separator: UInt8(separator.value), more: more)
+        guard let first = try reader.next() else { throw ImportError(line: 1, "the file is empty (a header is required)") }
         switch first {
         case .record(_, let fields, _): return (reader, fields)
         case .malformed(_, _, let reason): throw ImportError(line: 1, "cannot read the header: \(reason)")
@@ -91,7 +97,23 @@ public enum CSVImporter {
     /// an error thrown by `emit` stops the parse and is rethrown.
     public static func parse(_ data: Data, mapping: CSVMapping = .default, jurisdiction: Jurisdiction? = nil,
                              batchSize: Int = 4096, emit: ([ImportRow]) throws -> Void) throws {
-        let opened = try CSVRecordReader.afterHeader(data, separator: mapping.separator)
+        try parse(CSVRecordReader.afterHeader(data, separator: mapping.separator), mapping: mapping,
+                  jurisdiction: jurisdiction, batchSize: batchSize, emit: emit)
+    }
+
+    /// ``parse(_:mapping:jurisdiction:batchSize:emit:)`` of a file that arrives in pieces while it
+    /// is parsed (an upload): `more` returns the next piece, waiting for it if need be, or nil
+    /// at the end of the file. A piece may end anywhere; the rows are those of the whole file
+    /// read at once. An error thrown by `more` (the upload was dropped) stops the parse and is
+    /// rethrown.
+    public static func parse(more: @escaping () throws -> [UInt8]?, mapping: CSVMapping = .default, jurisdiction: Jurisdiction? = nil,
+                             batchSize: Int = 4096, emit: ([ImportRow]) throws -> Void) throws {
+        try parse(CSVRecordReader.afterHeader(bytes: [], more: more, separator: mapping.separator), mapping: mapping,
+                  jurisdiction: jurisdiction, batchSize: batchSize, emit: emit)
+    }
+
+    private static func parse(_ opened: (reader: CSVRecordReader, header: [[UInt8]]), mapping: CSVMapping, jurisdiction: Jurisdiction?,
+                              batchSize: Int, emit: ([ImportRow]) throws -> Void) throws {
         var reader = opened.reader
         let headerFields = opened.header
         var header: [String] = []
@@ -116,7 +138,7 @@ public enum CSVImporter {
         let columns = CameraField.allCases.compactMap { f in index[f].map { (field: f, column: $0) } }
         var rows: [ImportRow] = []
         rows.reserveCapacity(batchSize)
-        while let item = reader.next() {
+        while let item = try reader.next() {
             if rows.count >= batchSize {
                 try emit(rows)
                 rows.removeAll(keepingCapacity: true)
@@ -130,7 +152,7 @@ public enum CSVImporter {
                     let reason = "has \(fields.count) field\(fields.count == 1 ? "" : "s"), the header has \(header.count)"
                     if lastLine > line {
                         // Probably a stray quote that swallowed the following lines: read them again.
-                        reader.resync(afterLineOf: line)
+                        try reader.resync(afterLineOf: line)
                         rows.append(ImportRow(number: line, result: .failure(ImportRowError(
                             number: line, field: "record", reason: reason + " (a quoted field ran on to line \(lastLine); is a quote missing?)"))))
                     } else {
@@ -187,6 +209,12 @@ extension CSVMapping {
 
 /// Splits CSV bytes into records, tracking physical line numbers, and resynchronising after a
 /// malformed record (see ``CSVImporter``).
+///
+/// The bytes may arrive in pieces (an upload being parsed while it is sent): with a `more`
+/// source, the reader asks for the next piece whenever it needs a byte past the ones it holds,
+/// and the data ends when `more` returns nil. It reads exactly as it would read the whole file
+/// at once: a piece may end anywhere, inside a quoted field, between CR and LF, or after a
+/// separator.
 struct CSVRecordReader {
     /// One record, or a record that could not be split.
     enum Item {
@@ -197,8 +225,13 @@ struct CSVRecordReader {
         case malformed(line: Int, column: Int?, reason: String)
     }
 
-    private let b: [UInt8]
+    private var b: [UInt8]
     private let sep: UInt8
+    /// The next piece of the data (nil: no more), or nil when `b` is all of it.
+    private let more: (() throws -> [UInt8]?)?
+    /// `b` holds the rest of the data.
+    private var final: Bool
+    private var started = false
     private var i = 0
     private var line = 1
     /// Where the last record started (byte offset and line), for ``resync(afterLineOf:)``.
@@ -208,35 +241,75 @@ struct CSVRecordReader {
 
     private static let quote = UInt8(ascii: "\""), cr = UInt8(ascii: "\r"), lf = UInt8(ascii: "\n")
 
-    init(bytes: [UInt8], separator: UInt8) {
+    init(bytes: [UInt8], separator: UInt8, more: (() throws -> [UInt8]?)? = nil) {
         b = bytes
         sep = separator
-        if b.starts(with: [0xEF, 0xBB, 0xBF]) { i = 3 }
+        self.more = more
+        final = more == nil
+    }
+
+    /// Appends the next piece of the data; false when there is none (the data has ended).
+    private mutating func fetch() throws -> Bool {
+        while !final {
+            guard let piece = try more?() else {
+                final = true
+                break
+            }
+            if !piece.isEmpty {
+                b.append(contentsOf: piece)
+                return true
+            }
+        }
+        return false
+    }
+
+    /// Whether a byte exists at `k`, fetching pieces as needed.
+    private mutating func has(_ k: Int) throws -> Bool {
+        while k >= b.count { guard try fetch() else { return false } }
+        return true
     }
 
     /// Moves past a line end at `i` (CRLF, LF or CR), counting the line.
-    private mutating func skipLineEnd() {
-        if b[i] == Self.cr, i + 1 < b.count, b[i + 1] == Self.lf { i += 2 } else { i += 1 }
+    private mutating func skipLineEnd() throws {
+        if b[i] == Self.cr, try has(i + 1), b[i + 1] == Self.lf { i += 2 } else { i += 1 }
         line += 1
     }
 
     /// Continues reading at the physical line after the one the last record started on.
-    mutating func resync(afterLineOf startLine: Int) {
+    mutating func resync(afterLineOf startLine: Int) throws {
         i = recordStart
         line = startLine
-        while i < b.count, b[i] != Self.cr, b[i] != Self.lf { i += 1 }
-        if i < b.count { skipLineEnd() }
+        while true {
+            while i < b.count, b[i] != Self.cr, b[i] != Self.lf { i += 1 }
+            if try i < b.count || !fetch() { break }
+        }
+        if i < b.count { try skipLineEnd() }
     }
 
-    /// The next record, or `nil` at the end of the data.
-    mutating func next() -> Item? {
+    /// The next record, or `nil` at the end of the data. Throws only what the `more` source throws.
+    mutating func next() throws -> Item? {
+        if !started {
+            started = true
+            while b.count < 3, try fetch() {}
+            if b.starts(with: [0xEF, 0xBB, 0xBF]) { i = 3 }
+        }
+        // Pieces already read are dropped once they are most of what is held (a record never
+        // looks back before its own start).
+        if !final, i >= 1 << 20, i * 2 >= b.count {
+            b.removeSubrange(0..<i)
+            i = 0
+            recordStart = 0
+        }
         // Skip empty and blank lines.
-        while i < b.count {
+        while try has(i) {
             var k = i
-            while k < b.count, b[k] == UInt8(ascii: " ") || b[k] == UInt8(ascii: "\t") { k += 1 }
+            while true {
+                while k < b.count, b[k] == UInt8(ascii: " ") || b[k] == UInt8(ascii: "\t") { k += 1 }
+                if try k < b.count || !fetch() { break }
+            }
             guard k == b.count || b[k] == Self.cr || b[k] == Self.lf else { break }
             i = k
-            if i < b.count { skipLineEnd() }
+            if i < b.count { try skipLineEnd() }
         }
         guard i < b.count else { return nil }
         recordStart = i
@@ -251,51 +324,57 @@ struct CSVRecordReader {
                 var closed = false
                 // Copied a run at a time: up to the next quote (doubled or closing).
                 var run = i
-                while i < b.count {
-                    let c = b[i]
-                    if c == Self.quote {
-                        field.append(contentsOf: b[run..<i])
-                        if i + 1 < b.count, b[i + 1] == Self.quote {
-                            field.append(Self.quote)
-                            i += 2
-                            run = i
-                            continue
+                scan: while true {
+                    while i < b.count {
+                        let c = b[i]
+                        if c == Self.quote {
+                            field.append(contentsOf: b[run..<i])
+                            if try has(i + 1), b[i + 1] == Self.quote {
+                                field.append(Self.quote)
+                                i += 2
+                                run = i
+                                continue
+                            }
+                            i += 1
+                            closed = true
+                            break scan
                         }
+                        if try c == Self.lf || (c == Self.cr && !(has(i + 1) && b[i + 1] == Self.lf)) { line += 1 }
                         i += 1
-                        closed = true
-                        break
                     }
-                    if c == Self.lf || (c == Self.cr && !(i + 1 < b.count && b[i + 1] == Self.lf)) { line += 1 }
-                    i += 1
+                    if !(try fetch()) { break }
                 }
                 if !closed {
-                    resync(afterLineOf: startLine)
+                    try resync(afterLineOf: startLine)
                     return .malformed(line: startLine, column: fields.count,
                                       reason: "unterminated quoted field (the quote opened on line \(openLine) never closes)")
                 }
-                if i < b.count, b[i] != sep, b[i] != Self.cr, b[i] != Self.lf {
+                if try has(i), b[i] != sep, b[i] != Self.cr, b[i] != Self.lf {
                     let closeLine = line
-                    resync(afterLineOf: startLine)
+                    try resync(afterLineOf: startLine)
                     return .malformed(line: startLine, column: fields.count,
                                       reason: "unexpected text after the closing quote on line \(closeLine) (a quote inside a quoted field must be doubled)")
                 }
             } else {
                 let start = i
-                while i < b.count {
-                    let c = b[i]
-                    if c == sep || c == Self.cr || c == Self.lf { break }
-                    i += 1
+                while true {
+                    while i < b.count {
+                        let c = b[i]
+                        if c == sep || c == Self.cr || c == Self.lf { break }
+                        i += 1
+                    }
+                    if try i < b.count || !fetch() { break }
                 }
                 if i > start { field = Array(b[start..<i]) }
             }
             fields.append(field)
             if i < b.count, b[i] == sep {
                 i += 1
-                if i == b.count { fields.append([]) }   // a trailing separator at the end of the data
+                if !(try has(i)) { fields.append([]) }   // a trailing separator at the end of the data
                 else { continue }
             }
             let lastLine = line
-            if i < b.count { skipLineEnd() }
+            if i < b.count { try skipLineEnd() }
             lastFieldCount = fields.count
             return .record(line: startLine, fields: fields, lastLine: lastLine)
         }

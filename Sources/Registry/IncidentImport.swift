@@ -156,7 +156,7 @@ public enum IncidentImporter {
         for (f, k) in index { names[f] = original[k] }
 
         var rows: [Result<IncidentRowInput, IncidentRowError>] = []
-        while let item = reader.next() {
+        while let item = try reader.next() {
             switch item {
             case .malformed(let line, let column, let reason):
                 let field = column.map { $0 < original.count ? original[$0] : "record" } ?? "record"
@@ -165,7 +165,7 @@ public enum IncidentImporter {
                 if fields.count != header.count {
                     var reason = "has \(fields.count) field\(fields.count == 1 ? "" : "s"), the header has \(header.count)"
                     if lastLine > line {
-                        reader.resync(afterLineOf: line)
+                        try reader.resync(afterLineOf: line)
                         reason += " (a quoted field ran on to line \(lastLine); is a quote missing?)"
                     }
                     rows.append(.failure(IncidentRowError(number: line, field: "record", code: "bad_record", reason: reason)))

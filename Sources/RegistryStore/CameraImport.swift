@@ -383,8 +383,10 @@ enum BinaryRows {
 
 /// A bounded queue of byte chunks from one producer thread to one consumer, which ends with
 /// the producer's ``finish(_:)`` (its error, if any, is thrown to the consumer after the
-/// chunks before it). ``cancel()`` makes the producer's next ``put(_:)`` throw.
-final class ChunkQueue: @unchecked Sendable {
+/// chunks before it). ``cancel()`` makes the producer's next ``put(_:)`` throw. Used between an
+/// import's reader and database threads, and (with `capacity: .max`, so that `put` never waits)
+/// between an event loop receiving an upload and the import parsing it.
+public final class ChunkQueue: @unchecked Sendable {
     private let condition = NSCondition()
     private var chunks: [[UInt8]] = []
     private var head = 0
@@ -394,12 +396,12 @@ final class ChunkQueue: @unchecked Sendable {
     private let capacity: Int
 
     /// The consumer stopped taking chunks.
-    struct Cancelled: Error {}
+    public struct Cancelled: Error {}
 
-    init(capacity: Int) { self.capacity = capacity }
+    public init(capacity: Int) { self.capacity = capacity }
 
     /// Adds a chunk, waiting while the queue is full; throws ``Cancelled`` once cancelled.
-    func put(_ chunk: [UInt8]) throws {
+    public func put(_ chunk: [UInt8]) throws {
         condition.lock(); defer { condition.unlock() }
         while chunks.count - head >= capacity && !cancelled { condition.wait() }
         if cancelled { throw Cancelled() }
@@ -409,13 +411,13 @@ final class ChunkQueue: @unchecked Sendable {
 
     /// Throws ``Cancelled`` once the consumer has stopped (the producer checks it between
     /// batches, also when it has nothing to put).
-    func throwIfCancelled() throws {
+    public func throwIfCancelled() throws {
         condition.lock(); defer { condition.unlock() }
         if cancelled { throw Cancelled() }
     }
 
     /// The producer is done (with `error` if it failed).
-    func finish(_ error: Error?) {
+    public func finish(_ error: Error?) {
         condition.lock(); defer { condition.unlock() }
         finished = true
         failure = error
@@ -424,7 +426,7 @@ final class ChunkQueue: @unchecked Sendable {
 
     /// The next chunk, waiting for one; nil after the last; the producer's error after the
     /// chunks it put before failing.
-    func take() throws -> [UInt8]? {
+    public func take() throws -> [UInt8]? {
         condition.lock(); defer { condition.unlock() }
         while head == chunks.count && !finished { condition.wait() }
         if head < chunks.count {
@@ -440,7 +442,7 @@ final class ChunkQueue: @unchecked Sendable {
     }
 
     /// Tells the producer to stop.
-    func cancel() {
+    public func cancel() {
         condition.lock(); defer { condition.unlock() }
         cancelled = true
         condition.broadcast()

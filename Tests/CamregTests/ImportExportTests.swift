@@ -80,6 +80,52 @@ struct ImportExportTests {
         #expect(calls == 2)
     }
 
+    /// A file read in pieces (an upload parsed while it arrives) gives exactly the rows of the
+    /// whole file: pieces of every size, cut anywhere (inside quotes, between CR and LF, after a
+    /// separator, inside the byte-order mark), for good, malformed and oddly ended files.
+    @Test func csvReadInPiecesReadsAsTheWholeFile() throws {
+        let files: [[UInt8]] = [
+            Array(Self.mixedCSV(eol: "\r\n", bom: true)), Array(Self.mixedCSV(eol: "\n", bom: false)),
+            Array(Self.mixedCSV(eol: "\r", bom: false)),
+            Array("id,lat,lon,address\nA1,11.1,106.6,\"Số 1\nA2,11.1,106.6,Số 2\nA3,11.1,106.6,Biển 5\",x\nA4,11.1,106.6,Số 4\n\n".utf8),
+            Array("id,lat,lon,address,owner_name\nA1,11.1,106.6,\"a,b\",\"\"\nA2,11.1,106.6,\"\"\"x\"\"\",\r\nA3,11.1,106.6,c,d".utf8),
+            Array("id,lat,lon,address\nA1,11.1,106.6,\"a\"b\nA2,11.1,106.6,c\n   \n\t\nA3,11.1,106.6,\"never closed\nA4,11.1,106.6,d,".utf8),
+            Array("\u{FEFF}id,lat,lon,address\r\n\r\nA1,11.1,106.6,\"line\r\nbreak\"\r\nA2,11.1,106.6,e\r".utf8),
+        ]
+        var rng = SystemRandomNumberGenerator()
+        for (n, file) in files.enumerated() {
+            let whole = try CSVImporter.parse(Data(file), jurisdiction: .benCat)
+            for round in 0..<60 {
+                // Round 0: one byte a piece, with empty pieces between; then random cuts.
+                var pieces: [[UInt8]] = []
+                var at = 0
+                while at < file.count {
+                    let size = round == 0 ? 1 : Int.random(in: 0...max(1, file.count / 3), using: &rng)
+                    pieces.append(Array(file[at..<min(file.count, at + size)]))
+                    if round == 0 { pieces.append([]) }
+                    at += size
+                }
+                var next = 0
+                var rows: [ImportRow] = []
+                try CSVImporter.parse(more: {
+                    defer { next += 1 }
+                    return next < pieces.count ? pieces[next] : nil
+                }, jurisdiction: .benCat, batchSize: 3) { rows += $0 }
+                #expect(rows == whole, "file \(n), round \(round)")
+            }
+        }
+        // An error thrown by the source (the upload was dropped) ends the parse.
+        struct Dropped: Error {}
+        var served = 0
+        #expect(throws: Dropped.self) {
+            try CSVImporter.parse(more: {
+                served += 1
+                if served > 3 { throw Dropped() }
+                return Array("id,lat,lon,address\nA\(served),11.1,106.6,x\n".utf8.dropFirst(served == 1 ? 0 : 19))
+            }, jurisdiction: .benCat) { _ in }
+        }
+    }
+
     @Test(arguments: [("\r\n", true), ("\n", false), ("\r\n", false), ("\n", true)])
     func csvGoodAndBadRowsMixed(eol: String, bom: Bool) throws {
         let rows = try CSVImporter.parse(Self.mixedCSV(eol: eol, bom: bom), jurisdiction: .benCat)

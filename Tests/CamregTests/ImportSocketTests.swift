@@ -110,6 +110,89 @@ struct ImportSocketTests {
         await store.shutdown()
     }
 
+    /// A CSV upload is loaded while it arrives: `IMPORT BEGIN` opens the import's transaction
+    /// and COPY, nothing is visible before `IMPORT COMMIT`, and `IMPORT ABORT`, a file that
+    /// cannot be read, or a closed connection roll it back and free the streaming slot. One
+    /// streaming import at a time: another connection's upload meanwhile is buffered.
+    @Test func csvUploadIsLoadedWhileItArrives() async throws {
+        let (store, index, pg) = try await writableRegistry("stream")
+        @Sendable func csv(_ ids: Range<Int>) -> [UInt8] {
+            var text = "id,lat,lon,address,ward\n"
+            for n in ids { text += "BC-\(n),\(11.12 + Double(n % 100) * 0.0001),106.6,\"Số \(n), Hẻm \(n % 7)\",Phường Mỹ Phước\n" }
+            return Array(text.utf8)
+        }
+        @Sendable func send(_ c: TestClient, _ bytes: ArraySlice<UInt8>) async throws {
+            for start in stride(from: bytes.startIndex, to: bytes.endIndex, by: 777) {
+                let r = try await c.request("IMPORT DATA data=" + Data(bytes[start..<min(bytes.endIndex, start + 777)]).base64EncodedString())
+                #expect(r["ok"] as? Bool == true, "\(r)")
+            }
+        }
+        /// Transactions open in the test's database, other than this connection's.
+        @Sendable func openTransactions() throws -> Int {
+            Int(try pg.query("""
+                SELECT count(*) FROM pg_stat_activity
+                WHERE datname = current_database() AND xact_start IS NOT NULL AND pid <> pg_backend_pid()
+                """).scalar() ?? "") ?? -1
+        }
+        @Sendable func becomes(_ n: Int) async throws -> Bool {
+            for _ in 0..<200 {
+                if try openTransactions() == n { return true }
+                try await Task.sleep(for: .milliseconds(25))
+            }
+            return false
+        }
+        @Sendable func stored(_ prefix: String) throws -> String? { try pg.query("SELECT count(*) FROM cameras WHERE id LIKE '\(prefix)%'").scalar() }
+        try await withTestServer(index: index, store: store) { path, _ in
+            let a = try await TestClient(path: path)
+            let file = csv(610_000..<612_000)
+            _ = try await a.request("IMPORT BEGIN format=csv by=stream")
+            try await send(a, file[..<(file.count / 2)])
+            #expect(try await becomes(1), "the import's transaction is open while the file arrives")
+            // Meanwhile another connection's CSV upload is buffered, and commits on its own.
+            let b = try await TestClient(path: path)
+            let other = try await upload(b, csv(620_000..<620_010), begin: "IMPORT BEGIN format=csv by=other")
+            #expect((other["imported"] as? NSNumber)?.intValue == 10, "\(other)")
+            #expect(try stored("BC-61") == "0", "nothing is visible before IMPORT COMMIT")
+            try await send(a, file[(file.count / 2)...])
+            let done = try await a.request("IMPORT COMMIT")
+            #expect(done["committed"] as? Bool == true && (done["imported"] as? NSNumber)?.intValue == 2000, "\(done)")
+            #expect(try stored("BC-61") == "2000")
+            #expect(field(try await a.request("CAMERA GET BC-611999"), "camera", "address") as? String == "Số 611999, Hẻm \(611_999 % 7)")
+            #expect(try await becomes(0))
+
+            // IMPORT ABORT half-way: rolled back.
+            _ = try await a.request("IMPORT BEGIN format=csv")
+            let second = csv(630_000..<631_000)
+            try await send(a, second[..<(second.count / 2)])
+            #expect(try await becomes(1))
+            #expect(try await a.request("IMPORT ABORT")["aborted"] as? Bool == true)
+            #expect(try await becomes(0), "IMPORT ABORT rolls the streaming import back")
+            #expect(errorCode(try await a.request("IMPORT COMMIT")) == "no_upload")
+
+            // A file that cannot be read: the chunks after the failure are still taken, and
+            // IMPORT COMMIT answers the error.
+            let unreadable = try await upload(a, Array("id,lat,lon\n".utf8) + second, begin: "IMPORT BEGIN format=csv", chunk: 500)
+            #expect(errorCode(unreadable) == "bad_file", "\(unreadable)")
+
+            // A closed connection half-way: rolled back, and the slot is free for the next one.
+            let d = try await TestClient(path: path)
+            _ = try await d.request("IMPORT BEGIN format=csv")
+            try await send(d, second[..<(second.count / 2)])
+            #expect(try await becomes(1))
+            await d.close()
+            #expect(try await becomes(0), "a closed connection rolls the streaming import back")
+            _ = try await a.request("IMPORT BEGIN format=csv by=again")
+            try await send(a, second[..<(second.count / 2)])
+            #expect(try await becomes(1), "the next upload streams again")
+            try await send(a, second[(second.count / 2)...])
+            let again = try await a.request("IMPORT COMMIT")
+            #expect((again["imported"] as? NSNumber)?.intValue == 1000, "\(again)")
+        }
+        #expect(try stored("BC-63") == "1000")
+        #expect(try pg.query("SELECT count(*) FROM camera_changes WHERE actor IN ('stream', 'again', 'other')").scalar() == "3")
+        await store.shutdown()
+    }
+
     @Test func allOrNothingImportsNone() async throws {
         let (store, index, pg) = try await writableRegistry("aon2")
         try await withTestServer(index: index, store: store) { path, _ in
