@@ -87,7 +87,7 @@ extension ProtocolError.Code {
 }
 
 extension RegistryService {
-    private func job(_ id: Int64) -> CoverageJob? {
+    func job(_ id: Int64) -> CoverageJob? {
         coverageJobs.withLockedValue { jobs in
             jobs = jobs.filter { $0.value.service != nil }
             return jobs[JobKey(service: ObjectIdentifier(self), id: id)]
@@ -133,7 +133,7 @@ extension RegistryService {
         }
     }
 
-    private func jobReply(_ job: CoverageJob) -> Reply {
+    func jobReply(_ job: CoverageJob) -> Reply {
         let live = job.live
         let end = live.finishedAt ?? Date()
         let elapsed = end.timeIntervalSince(job.startedAt)

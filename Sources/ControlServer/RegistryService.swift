@@ -607,7 +607,8 @@ public final class RegistryService: Sendable {
         let prepared = PreparedBox()
         let report: ImportReport
         do {
-            report = try await store.withConnection { c in
+            // A streaming import waits for its client between chunks: on a thread of its own.
+            report = try await store.withConnection(ownThread: chunks != nil) { c in
                 try CameraImport.importRows(from: source, allOrNothing: allOrNothing, actor: actor, whileCommitting: { cameras in
                     prepared.result = Result { try index.prepare(contentsOf: cameras) }
                 }, on: c)
@@ -723,6 +724,11 @@ public final class RegistryService: Sendable {
                 session.upload!.data.append(contentsOf: bytes)
             }
             return ok { $0.field("bytes", session.upload!.bytes) }
+        case .job(.status(let id)):
+            // A live job's state is in memory: answered on the event loop, so that a running
+            // analysis never delays it. A finished run of another process is read from the
+            // database (the async handler).
+            return job(id).map(jobReply)
         case .importAbort:
             let had = session.upload != nil
             session.dropUpload()

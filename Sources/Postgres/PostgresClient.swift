@@ -41,9 +41,12 @@ public final class PostgresClient: Sendable {
         }
     }
 
-    /// Runs `body` with a connection of the pool, on the thread pool. Connection errors make
-    /// the connection be discarded.
-    public func withConnection<T: Sendable>(_ body: @escaping @Sendable (PostgresConnection) throws -> T) async throws -> T {
+    /// Runs `body` with a connection of the pool, on the thread pool, or with `ownThread` on a
+    /// thread of its own: for a call that may wait on something other than PostgreSQL for long
+    /// (a streaming import waits for its client's upload), so that it never holds one of the
+    /// pool's few threads. Connection errors make the connection be discarded.
+    public func withConnection<T: Sendable>(ownThread: Bool = false,
+                                            _ body: @escaping @Sendable (PostgresConnection) throws -> T) async throws -> T {
         let observer = self.observer.withLockedValue { $0 }
         if let refusal = observer?.admit() { throw refusal }
         let connection: PostgresConnection
@@ -56,9 +59,9 @@ public final class PostgresClient: Sendable {
         do {
             let value: T
             if let limit = responseTimeout.withLockedValue({ $0 }) {
-                value = try await runWatched(connection, limit: limit, body)
+                value = try await runWatched(connection, limit: limit, ownThread: ownThread, body)
             } else {
-                value = try await threadPool.runIfActive { try body(connection) }
+                value = try await run(connection, ownThread: ownThread, body)
             }
             checkin(connection, healthy: true)
             return value
@@ -121,10 +124,20 @@ public final class PostgresClient: Sendable {
         responseTimeout.withLockedValue { $0 = seconds.map { max(0.2, $0) } }
     }
 
-    private func runWatched<T: Sendable>(_ connection: PostgresConnection, limit: Double,
+    /// `body(connection)` on the thread pool, or on a thread of its own.
+    private func run<T: Sendable>(_ connection: PostgresConnection, ownThread: Bool,
+                                  _ body: @escaping @Sendable (PostgresConnection) throws -> T) async throws -> T {
+        guard ownThread else { return try await threadPool.runIfActive { try body(connection) } }
+        return try await withCheckedThrowingContinuation { (c: CheckedContinuation<T, Error>) in
+            let t = Thread { c.resume(with: Result { try body(connection) }) }
+            t.name = "camreg-db-long"
+            t.start()
+        }
+    }
+
+    private func runWatched<T: Sendable>(_ connection: PostgresConnection, limit: Double, ownThread: Bool,
                                          _ body: @escaping @Sendable (PostgresConnection) throws -> T) async throws -> T {
-        let pool = threadPool
-        let job = Task { try await pool.runIfActive { try body(connection) } }
+        let job = Task { try await self.run(connection, ownThread: ownThread, body) }
         while true {
             let done: Bool = await Self.first(timeout: limit / 2) { _ = await job.result; return true } ?? false
             if done { return try await job.value }
