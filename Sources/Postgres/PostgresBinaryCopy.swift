@@ -209,27 +209,23 @@ public struct PostgresBinaryCopyEncoder {
     /// a has-NULL flag, the element type's OID, each dimension's length and lower bound, then
     /// each element as a length and its UTF-8 bytes).
     public mutating func textArray<S: Collection>(_ values: S) where S.Element == String {
-        var body: [UInt8] = []
-        body.reserveCapacity(20 + values.count * 16)
-        func word(_ v: Int32) {
-            let u = UInt32(bitPattern: v)
-            body.append(UInt8(u >> 24)); body.append(UInt8((u >> 16) & 0xFF))
-            body.append(UInt8((u >> 8) & 0xFF)); body.append(UInt8(u & 0xFF))
-        }
-        word(1)                    // one dimension
-        word(0)                    // no NULL elements
-        word(25)                   // text
-        word(Int32(values.count))  // its length
-        word(1)                    // lower bound
+        // The value's length goes first: a placeholder, patched once the array is written.
+        let lengthAt = bytes.count
+        int32Bits(0)
+        int32Bits(1)                    // one dimension
+        int32Bits(0)                    // no NULL elements
+        int32Bits(25)                   // text
+        int32Bits(Int32(values.count))  // its length
+        int32Bits(1)                    // lower bound
         for value in values {
             var value = value
             value.withUTF8 { b in
-                word(Int32(b.count))
-                body.append(contentsOf: b)
+                int32Bits(Int32(b.count))
+                bytes.append(contentsOf: b)
             }
         }
-        int32Bits(Int32(body.count))
-        bytes.append(contentsOf: body)
+        let length = UInt32(bytes.count - lengthAt - 4)
+        for k in 0..<4 { bytes[lengthAt + k] = UInt8(truncatingIfNeeded: length >> (24 - 8 * k)) }
     }
     /// A `float8` value (NULL for nil).
     public mutating func double(_ value: Double?) {

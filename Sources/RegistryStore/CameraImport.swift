@@ -280,7 +280,7 @@ extension CameraImport {
         var topSerial: Int64 = 0
 
         init(_ rows: [(number: Int, camera: Camera)], actor: String) {
-            for r in rows { if let n = CameraRepository.serialNumber(r.camera.id), n > topSerial { topSerial = n } }
+            topSerial = CameraRepository.topSerial(of: rows.lazy.map(\.camera.id))
             guard !rows.isEmpty else { return }
             var out = PostgresBinaryCopyEncoder(reserve: rows.count * 16 + 1024)
             for start in stride(from: 0, to: rows.count, by: changeBlock) {

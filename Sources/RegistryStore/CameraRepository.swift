@@ -77,9 +77,14 @@ public enum CameraRepository {
     /// written), without the table scan of ``advanceIDSequence(on:)`` (seconds at a million
     /// cameras); never moves it back.
     public static func advanceIDSequence(past ids: some Sequence<String>, on c: PostgresConnection) throws {
+        try advanceIDSequence(to: topSerial(of: ids), on: c)
+    }
+
+    /// The highest `n` of an id `BC-<n>` among `ids` (0 when none).
+    public static func topSerial(of ids: some Sequence<String>) -> Int64 {
         var top: Int64 = 0
         for id in ids { if let n = serialNumber(id), n > top { top = n } }
-        try advanceIDSequence(to: top, on: c)
+        return top
     }
 
     /// Moves the sequence to `top` (the highest `n` of some `BC-<n>` ids), only forward; 0 does
