@@ -619,14 +619,12 @@ public final class RegistryService: Sendable {
         }
         let stored = clock.now
         let imported = report.imported
-        switch prepared.result {
         // The batch was prepared before the COPY had ended: it holds the import's cameras only
         // if the direct path committed them (an id already taken sends a subset through staging).
-        case .success(let batch)? where report.committed && report.direct: index.publish(batch)
-        case .success(let batch)?:
-            index.discard(batch)
-            if report.committed { try await NIOThreadPool.singleton.runIfActive { try index.upsert(contentsOf: imported) } }
-        case .failure, nil:
+        if case .success(let batch)? = prepared.result, report.committed && report.direct {
+            index.publish(batch)
+        } else {
+            if case .success(let batch)? = prepared.result { index.discard(batch) }
             if report.committed { try await NIOThreadPool.singleton.runIfActive { try index.upsert(contentsOf: imported) } }
         }
         scheduleRebuildIfNeeded()
