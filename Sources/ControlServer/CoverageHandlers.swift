@@ -67,18 +67,6 @@ private struct JobKey: Hashable, Sendable {
 
 private let coverageJobs = NIOLockedValueBox<[JobKey: CoverageJob]>([:])
 
-/// Runs `body` on a new thread (8 MiB stack) and returns its result.
-private func onOwnThread<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
-    try await withCheckedThrowingContinuation { (cont: CheckedContinuation<T, Error>) in
-        let thread = Thread {
-            cont.resume(with: Result { try body() })
-        }
-        thread.stackSize = 8 << 20
-        thread.name = "camreg-coverage"
-        thread.start()
-    }
-}
-
 extension ProtocolError.Code {
     /// `COVERAGE RESULT`/`MAP` of a run that is not complete (running, cancelled or failed).
     static let notComplete = ProtocolError.Code("not_complete")
@@ -113,7 +101,8 @@ extension RegistryService {
     func handleJob(_ command: JobCommand) async throws -> Reply {
         switch command {
         case .status(let id):
-            if let job = job(id) { return jobReply(job) }
+            // A live job's status is answered on the event loop (`handleNow`): this is a run
+            // of another process, or of an earlier one, read from the database.
             return try await storedRunReply(id)
         case .cancel(let id):
             if let job = job(id) {
@@ -231,7 +220,7 @@ extension RegistryService {
                 try CoverageRepository.incidents(from: windowStart, to: parameters.referenceDate, on: $0)
             }
             let result = try await withTaskCancellationHandler {
-                try await onOwnThread {
+                try await runOnNewThread(name: "camreg-coverage") {
                     try CoverageEngine.run(cameras: cameras, wards: wards, streets: streets, incidents: incidents,
                                            parameters: parameters, progress: { job.report($0) },
                                            isCancelled: { job.isCancelRequested })

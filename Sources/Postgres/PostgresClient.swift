@@ -128,11 +128,7 @@ public final class PostgresClient: Sendable {
     private func run<T: Sendable>(_ connection: PostgresConnection, ownThread: Bool,
                                   _ body: @escaping @Sendable (PostgresConnection) throws -> T) async throws -> T {
         guard ownThread else { return try await threadPool.runIfActive { try body(connection) } }
-        return try await withCheckedThrowingContinuation { (c: CheckedContinuation<T, Error>) in
-            let t = Thread { c.resume(with: Result { try body(connection) }) }
-            t.name = "camreg-db-long"
-            t.start()
-        }
+        return try await runOnNewThread(name: "camreg-db-long") { try body(connection) }
     }
 
     private func runWatched<T: Sendable>(_ connection: PostgresConnection, limit: Double, ownThread: Bool,
@@ -173,11 +169,7 @@ public final class PostgresClient: Sendable {
     /// Runs blocking `body` on a new thread; its result, or `nil` if it takes over `timeout` s.
     static func onOwnThread(timeout: Double, _ body: @escaping @Sendable () throws -> Void) async -> Result<Void, Error>? {
         await first(timeout: timeout) {
-            await withCheckedContinuation { (c: CheckedContinuation<Result<Void, Error>, Never>) in
-                let t = Thread { c.resume(returning: Result { try body() }) }
-                t.name = "camreg-db-probe"
-                t.start()
-            }
+            do { return .success(try await runOnNewThread(name: "camreg-db-probe", body)) } catch { return .failure(error) }
         }
     }
 
