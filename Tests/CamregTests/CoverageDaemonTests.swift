@@ -47,20 +47,31 @@ struct CoverageDaemonTests {
         // Ctrl-C on `camreg coverage run` cancels its job.
         let cliBin = URL(fileURLWithPath: try daemonBinary()).deletingLastPathComponent().appendingPathComponent("camreg").path
         let interrupted = try ChildProcess([cliBin, "coverage", "run", "--tile", "100", "--socket", sock], outputPath: dir + "/int.out")
-        let probe = try await TestClient(path: sock)
         // Runs are numbered in order: the first CLI run was 1, this one is 2.
         let cancelledID = 2
-        var seen = false
-        for _ in 0..<1500 where !seen {
-            seen = try await probe.request("JOB STATUS \(cancelledID)")["status"] as? String == "running"
-            if !seen { try await Task.sleep(for: .milliseconds(20)) }
-        }
-        #expect(seen)
-        try await Task.sleep(for: .milliseconds(300))
-        interrupted.signal(SIGINT)
-        let deadline = Date().addingTimeInterval(30)
-        while interrupted.isRunning && Date() < deadline { try await Task.sleep(for: .milliseconds(50)) }
+        // The wait for `running` and the Ctrl-C run in a shell of their own, not in this test's
+        // tasks: with the whole suite running in parallel, the test process's cooperative pool can
+        // be busy for longer than the run lasts (the probe then saw the run only after it ended).
+        // Every status the watcher reads is in its output.
+        let watcherOut = dir + "/watch.out"
+        let script = """
+            i=0
+            while [ $i -lt 1500 ]; do
+              s=$("$1" coverage status \(cancelledID) --socket "$2" 2>&1)
+              echo "$s"
+              case "$s" in *"job \(cancelledID): running"*) sleep 0.3; kill -INT "$3"; echo SIGNALLED; exit 0;; esac
+              i=$((i+1)); sleep 0.02
+            done
+            exit 1
+            """
+        let watcher = try ChildProcess(["/bin/sh", "-c", script, "watch", cliBin, sock, String(interrupted.pid)], outputPath: watcherOut)
+        let deadline = Date().addingTimeInterval(120)
+        while (watcher.isRunning || interrupted.isRunning) && Date() < deadline { try await Task.sleep(for: .milliseconds(50)) }
+        for p in [watcher, interrupted] where p.isRunning { p.signal(SIGKILL); _ = p.wait() }
+        let watched = (try? String(contentsOfFile: watcherOut, encoding: .utf8)) ?? ""
+        #expect(watcher.exitStatus() == 0 && watched.contains("SIGNALLED"), "the watcher never saw run \(cancelledID) running:\n\(watched.suffix(2000))")
         #expect(interrupted.exitStatus() == 130, "\((try? String(contentsOfFile: dir + "/int.out", encoding: .utf8)) ?? "")")
+        let probe = try await TestClient(path: sock)
         #expect(try await probe.request("JOB STATUS \(cancelledID)")["status"] as? String == "cancelled")
         await probe.close()
 
