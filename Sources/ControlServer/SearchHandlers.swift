@@ -222,9 +222,9 @@ extension RegistryService {
             w.array { a in
                 for h in hits {
                     let mark = a.count
-                    let c = h.camera
-                    a.object { o in
-                        c.withUTF8(.id) { o.put("id", utf8: $0) }
+                    // One view per hit: the camera's text is found in one walk, not one per member.
+                    h.camera.withView { c in a.object { o in
+                        o.put("id", utf8: c.id)
                         if f.contains(.lat) { o.put("lat", c.lat) }
                         if f.contains(.lon) { o.put("lon", c.lon) }
                         if f.contains(.distance) { o.put("distance_m", h.distance, decimals: 3) }
@@ -240,8 +240,8 @@ extension RegistryService {
                         // Owner data: only when asked for and allowed (each disclosure is counted for the audit log).
                         let pii = !f.isDisjoint(with: .ownerData) && RequestContext.showsOwnerData(ownerID: c.ownerID)
                         if f.contains(.site) { o.put("site", c.siteKind.rawValue) }
-                        if f.contains(.address) { c.withUTF8(.address) { o.put("address", utf8: pii ? $0 : nil) } }
-                        if f.contains(.ward) { c.withUTF8(.ward) { o.put("ward", utf8: $0) } }
+                        if f.contains(.address) { o.put("address", utf8: pii ? c.address : nil) }
+                        if f.contains(.ward) { o.put("ward", utf8: c.ward) }
                         if f.contains(.status) { o.put("status", c.status.rawValue) }
                         if f.contains(.heading) { o.put("heading_deg", c.heading) }
                         if f.contains(.fov) { o.put("fov_deg", c.fov) }
@@ -249,10 +249,10 @@ extension RegistryService {
                         if f.contains(.retention) { o.put("retention_days", c.retentionDays) }
                         if f.contains(.schedule) { o.put("schedule", c.schedule.description) }
                         if f.contains(.ownerKind) { o.put("owner_kind", c.ownerKind.rawValue) }
-                        if f.contains(.ownerName) { c.withUTF8(.ownerName) { o.put("owner_name", utf8: pii ? $0 : nil) } }
-                        if f.contains(.ownerPhone) { c.withUTF8(.ownerPhone) { o.put("owner_phone", utf8: pii ? $0 : nil) } }
+                        if f.contains(.ownerName) { o.put("owner_name", utf8: pii ? c.ownerName : nil) }
+                        if f.contains(.ownerPhone) { o.put("owner_phone", utf8: pii ? c.ownerPhone : nil) }
                         if f.contains(.consent) { o.put("consent", Self.consentState(c.ownerID.flatMap { consents[$0] }, now: now)) }
-                    }
+                    } }
                     // The size limit: take the camera back and stop (at least one is always sent).
                     if a.count > maxBytes, written > 0 {
                         a.truncate(to: mark)

@@ -246,6 +246,35 @@ public final class CameraTable: @unchecked Sendable {
         }
     }
 
+    /// Every member an answer reads of the camera in `slot`, the text found in one walk of the
+    /// arena (``textPointer(slot:_:)`` walks it once per member). Valid while the caller holds
+    /// this table.
+    @usableFromInline
+    func view(slot: Int) -> CameraView {
+        let r = records[slot]
+        let t = UnsafeBufferPointer(text)
+        var at = Int(r.text)
+        var v = CameraView(record: r)
+        // The members in their stored order (see `Record.text`); the last two are not read.
+        @inline(__always) func own() -> UnsafeBufferPointer<UInt8>? {
+            let n = Self.readVarint(t, &at)
+            guard n > 0 else { return nil }
+            defer { at += n - 1 }
+            return UnsafeBufferPointer(rebasing: t[at..<(at + n - 1)])
+        }
+        @inline(__always) func shared() -> UnsafeBufferPointer<UInt8>? {
+            let n = Self.readVarint(t, &at)
+            guard n > 0 else { return nil }
+            return UnsafeBufferPointer(rebasing: UnsafeBufferPointer(sharedText)[sharedStarts[n - 1]..<sharedStarts[n]])
+        }
+        v.id = own() ?? UnsafeBufferPointer(start: nil, count: 0)
+        v.address = own()
+        v.ward = shared()
+        v.ownerName = own()
+        v.ownerPhone = own()
+        return v
+    }
+
     /// Touches the records and the start of the text of `slots` in one loop of independent
     /// loads. At a million cameras nearly every one is a cache miss; taken here together they
     /// overlap, instead of one by one while an answer is written.
@@ -659,6 +688,90 @@ public struct CameraRef: Sendable {
     public func footage(during window: IncidentWindow?, now: Date, timeZone: ScheduleTimeZone = .hoChiMinh) -> FootageStatus {
         FootageStatus.of(status: status, retentionDays: retentionDays, schedule: schedule,
                          during: window, now: now, timeZone: timeZone)
+    }
+}
+
+/// One camera's members as an answer reads them, all at once: the numbers copied from its
+/// record, the text as UTF-8 bytes in place (``CameraRef/withView(_:)``). The text pointers are
+/// valid only inside the `withView` call that made the view; a view is never stored.
+public struct CameraView {
+    public var lat: Double, lon: Double
+    /// `nil`: no heading (a 360° camera).
+    public var heading: Double?
+    public var fov: Double, range: Double
+    public var status: CameraStatus
+    public var siteKind: SiteKind
+    public var ownerKind: OwnerKind
+    public var retentionDays: Int
+    public var schedule: RecordingSchedule
+    public var ownerID: Int64?
+    public var id = UnsafeBufferPointer<UInt8>(start: nil, count: 0)
+    public var address: UnsafeBufferPointer<UInt8>?
+    public var ward: UnsafeBufferPointer<UInt8>?
+    public var ownerName: UnsafeBufferPointer<UInt8>?
+    public var ownerPhone: UnsafeBufferPointer<UInt8>?
+
+    init(record r: CameraTable.Record) {
+        lat = r.lat; lon = r.lon
+        heading = r.heading.isNaN ? nil : r.heading
+        fov = r.fov; range = r.range
+        status = r.status; siteKind = r.siteKind; ownerKind = r.ownerKind
+        retentionDays = Int(r.retentionDays)
+        schedule = r.scheduleStart < 0 ? .always : .daily(start: Int(r.scheduleStart), end: Int(r.scheduleEnd))
+        ownerID = r.ownerID == .min ? nil : r.ownerID
+    }
+
+    init(camera c: Camera) {
+        lat = c.lat; lon = c.lon; heading = c.heading; fov = c.fov; range = c.range
+        status = c.status; siteKind = c.siteKind; ownerKind = c.ownerKind
+        retentionDays = c.retentionDays; schedule = c.schedule; ownerID = c.ownerID
+    }
+
+    /// This camera's field of view (see ``Camera/sector()``).
+    public func sector() throws -> Sector {
+        try Sector(lat: lat, lon: lon, heading: heading, fov: fov, range: range)
+    }
+
+    /// The footage state for an incident window (see ``Camera/footage(during:now:timeZone:)``).
+    public func footage(during window: IncidentWindow?, now: Date, timeZone: ScheduleTimeZone = .hoChiMinh) -> FootageStatus {
+        FootageStatus.of(status: status, retentionDays: retentionDays, schedule: schedule,
+                         during: window, now: now, timeZone: timeZone)
+    }
+}
+
+extension CameraRef {
+    /// Calls `body` with every member an answer reads, found at once: for a table slot one walk
+    /// of its text (instead of one per member); for a camera value, its strings copied into one
+    /// scratch buffer for the call.
+    @inlinable
+    public func withView<R>(_ body: (CameraView) -> R) -> R {
+        switch storage {
+        case .slot(let t, let s):
+            return withExtendedLifetime(t) { body(t.view(slot: s)) }
+        case .value(let b):
+            return Self.view(of: b.camera, body)
+        }
+    }
+
+    @usableFromInline
+    static func view<R>(of c: Camera, _ body: (CameraView) -> R) -> R {
+        var bytes: [UInt8] = []
+        var ranges: [Range<Int>?] = []
+        for text in [c.id, c.address, c.ward, c.ownerName, c.ownerPhone] as [String?] {
+            guard let text else { ranges.append(nil); continue }
+            let start = bytes.count
+            bytes.append(contentsOf: text.utf8)
+            ranges.append(start..<bytes.count)
+        }
+        return bytes.withUnsafeBufferPointer { all in
+            func part(_ i: Int) -> UnsafeBufferPointer<UInt8>? {
+                ranges[i].map { UnsafeBufferPointer(rebasing: all[$0]) }
+            }
+            var v = CameraView(camera: c)
+            v.id = part(0) ?? UnsafeBufferPointer(start: nil, count: 0)
+            v.address = part(1); v.ward = part(2); v.ownerName = part(3); v.ownerPhone = part(4)
+            return body(v)
+        }
     }
 }
 

@@ -63,6 +63,19 @@ struct CameraTableTests {
             let now = Self.base.addingTimeInterval(86_400)
             let w = IncidentWindow(instant: Self.base.addingTimeInterval(3600))
             #expect(ref.footage(during: w, now: now) == c.footage(during: w, now: now))
+            // The answer's view (one walk of the text) reads the same, packed and boxed.
+            for view in [ref, CameraRef(c)] {
+                view.withView { v in
+                    func text(_ u: UnsafeBufferPointer<UInt8>?) -> String? { u.map { String(decoding: $0, as: UTF8.self) } }
+                    #expect(text(v.id) == c.id && text(v.address) == c.address && text(v.ward) == c.ward)
+                    #expect(text(v.ownerName) == c.ownerName && text(v.ownerPhone) == c.ownerPhone)
+                    #expect(v.lat == c.lat && v.lon == c.lon && v.heading == c.heading && v.fov == c.fov && v.range == c.range)
+                    #expect(v.status == c.status && v.siteKind == c.siteKind && v.ownerKind == c.ownerKind)
+                    #expect(v.retentionDays == c.retentionDays && v.schedule == c.schedule && v.ownerID == c.ownerID)
+                    #expect(v.footage(during: w, now: now) == c.footage(during: w, now: now))
+                    #expect((try? v.sector())?.range == (try? c.sector())?.range)
+                }
+            }
         }
         #expect(table.slot(of: "BC-99999") == nil)
         #expect(table.slot(of: "") == nil)
