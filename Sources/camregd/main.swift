@@ -169,6 +169,7 @@ struct Camregd: AsyncParsableCommand {
     }
 
     func run() async throws {
+        CameraStartup.useOneMallocArena()
         let settings: DaemonSettings
         do {
             let (s, sources) = try loadSettings()
