@@ -58,14 +58,16 @@ final class CamregClient: QueryClient {
             let pat: [UInt8] = Array(#"{"id":""#.utf8)
             var digest = IDSetDigest()
             var ids: [String] = []
-            var i = 0
+            // Jump from `{` to `{` with memchr (vectorised): an answer is about 8 KB, and a
+            // byte-by-byte scan of it cost the client more CPU than the parse of Redis's reply.
+            guard let base = line.baseAddress else { return (digest, ids) }
             let n = line.count
-            while i + pat.count < n {
-                if line[i] == 0x7B /* { */ && line[i + 1] == 0x22 && line[i + 2] == 0x69 && line[i + 3] == 0x64
-                    && line[i + 4] == 0x22 && line[i + 5] == 0x3A && line[i + 6] == 0x22 {
-                    let s = i + 7
-                    var e = s
-                    while e < n && line[e] != 0x22 { e += 1 }
+            var i = 0
+            while i + pat.count < n, let hit = memchr(base + i, 0x7B /* { */, n - pat.count - i) {
+                i = UnsafeRawPointer(hit).assumingMemoryBound(to: UInt8.self) - base
+                if memcmp(base + i, pat, pat.count) == 0 {
+                    let s = i + pat.count
+                    let e = memchr(base + s, 0x22, n - s).map { UnsafeRawPointer($0).assumingMemoryBound(to: UInt8.self) - base } ?? n
                     let id = UnsafeBufferPointer(rebasing: line[s..<e])
                     digest.add(id)
                     if collect { ids.append(String(decoding: id, as: UTF8.self)) }
