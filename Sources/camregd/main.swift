@@ -168,8 +168,15 @@ struct Camregd: AsyncParsableCommand {
         return try DaemonSettings.resolve(flags: flagValues, environment: DaemonSettings.fromEnvironment(env), file: file)
     }
 
-    func run() async throws {
+    /// The entry point: the malloc setting first, on the main thread, before any other thread
+    /// exists. (In `run()` it came too late: `run` starts on a thread of the cooperative pool,
+    /// which had already made itself an arena, and threads kept sharing that one.)
+    static func main() async {
         CameraStartup.useOneMallocArena()
+        await main(nil)
+    }
+
+    func run() async throws {
         let settings: DaemonSettings
         do {
             let (s, sources) = try loadSettings()

@@ -96,6 +96,22 @@ final class DaemonProcess: @unchecked Sendable {
     }
 }
 
+/// glibc's thread arenas in a process: each is a heap mapped at a 64 MiB-aligned address, its
+/// used part `rw-p` followed by a `---p` reserve that ends exactly 64 MiB after its start.
+func threadHeaps(of pid: pid_t) throws -> Int {
+    let lines = try String(contentsOfFile: "/proc/\(pid)/maps", encoding: .utf8).split(separator: "\n")
+    let maps = lines.compactMap { line -> (start: UInt64, end: UInt64, perms: Substring)? in
+        let f = line.split(separator: " ", omittingEmptySubsequences: true)
+        let r = f.first?.split(separator: "-") ?? []
+        guard f.count >= 2, r.count == 2, let a = UInt64(r[0], radix: 16), let b = UInt64(r[1], radix: 16) else { return nil }
+        return (a, b, f[1])
+    }
+    let heap: UInt64 = 64 << 20
+    return zip(maps, maps.dropFirst()).filter { m, next in
+        m.start % heap == 0 && m.perms == "rw-p" && next.start == m.end && next.perms == "---p" && next.end == m.start + heap
+    }.count
+}
+
 @Suite("The camregd daemon as a process")
 struct DaemonTests {
     @Test func embeddedClusterDemoRestartKeepsCameras() async throws {
@@ -107,6 +123,11 @@ struct DaemonTests {
         // First start: creates the cluster, loads the demo inventory.
         let first = try DaemonProcess(arguments: ["--demo", "--data-dir", data], socket: sock, log: dir + "/1.log")
         try await first.waitReady()
+        // All its threads allocate from glibc's main arena (`mallopt` before any thread exists):
+        // the process has no thread heap (see `threadHeaps`).
+        if ProcessInfo.processInfo.environment["MALLOC_ARENA_MAX"] == nil {
+            #expect(try threadHeaps(of: first.process.pid) == 0)
+        }
         let c = try await TestClient(path: sock)
         let near = try await c.request("NEAR 11.1470 106.6076 radius=500")
         let cams = try #require(near["cameras"] as? [[String: Any]])
