@@ -38,19 +38,19 @@ public final class PrometheusEndpoint: Service, Sendable {
     /// The exposition text: gauges refreshed from the service, then everything registered.
     public func render() -> String {
         let index = service.index
-        registry.makeGauge(name: "camreg_cameras", help: "Cameras in the index (retired included)").set(Double(index.count))
-        registry.makeGauge(name: "camreg_index_delta", help: "Changes waiting to be folded into the index snapshot").set(Double(index.deltaCount))
-        registry.makeGauge(name: "camreg_index_built_timestamp_seconds", help: "When the index snapshot was last rebuilt")
+        registry.makeGauge(descriptor: MetricNameDescriptor(metricName: "camreg_cameras", unitName: "", helpText: "Cameras in the index (retired included)")).set(Double(index.count))
+        registry.makeGauge(descriptor: MetricNameDescriptor(metricName: "camreg_index_delta", unitName: "", helpText: "Changes waiting to be folded into the index snapshot")).set(Double(index.deltaCount))
+        registry.makeGauge(descriptor: MetricNameDescriptor(metricName: "camreg_index_built_timestamp_seconds", unitName: "", helpText: "When the index snapshot was last rebuilt"))
             .set(index.snapshot.builtAt.timeIntervalSince1970)
         let sources = service.reliability.sources
         if let h = sources.monitor?.health {
-            registry.makeGauge(name: "camreg_database_up", help: "1 when writes can reach PostgreSQL").set(to: h.admitsWrites ? 1.0 : 0.0)
+            registry.makeGauge(descriptor: MetricNameDescriptor(metricName: "camreg_database_up", unitName: "", helpText: "1 when writes can reach PostgreSQL")).set(to: h.admitsWrites ? 1.0 : 0.0)
         }
         if let f = sources.feed?.status {
-            registry.makeGauge(name: "camreg_feed_connected", help: "1 when the change feed's connection is up").set(to: f.connected ? 1.0 : 0.0)
-            registry.makeGauge(name: "camreg_feed_applied_seq", help: "Last change number applied to the index").set(Double(f.appliedSeq) as Double)
-            registry.makeGauge(name: "camreg_feed_database_seq", help: "Highest change number in the database at the last catch-up").set(Double(f.databaseSeq) as Double)
-            registry.makeGauge(name: "camreg_feed_lag", help: "Changes in the database not yet applied").set(Double(f.lag) as Double)
+            registry.makeGauge(descriptor: MetricNameDescriptor(metricName: "camreg_feed_connected", unitName: "", helpText: "1 when the change feed's connection is up")).set(to: f.connected ? 1.0 : 0.0)
+            registry.makeGauge(descriptor: MetricNameDescriptor(metricName: "camreg_feed_applied_seq", unitName: "", helpText: "Last change number applied to the index")).set(Double(f.appliedSeq) as Double)
+            registry.makeGauge(descriptor: MetricNameDescriptor(metricName: "camreg_feed_database_seq", unitName: "", helpText: "Highest change number in the database at the last catch-up")).set(Double(f.databaseSeq) as Double)
+            registry.makeGauge(descriptor: MetricNameDescriptor(metricName: "camreg_feed_lag", unitName: "", helpText: "Changes in the database not yet applied")).set(Double(f.lag) as Double)
         }
         return registry.emitToString()
     }

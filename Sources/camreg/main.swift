@@ -13,11 +13,16 @@ struct ClientOptions: ParsableArguments {
     @Option(name: .long, help: "Seconds to wait for an answer (default $CAMREG_TIMEOUT, else 30).")
     var timeout: Double = ProcessInfo.processInfo.environment["CAMREG_TIMEOUT"].flatMap { Double($0) }.flatMap { $0 > 0 ? $0 : nil } ?? 30
 
-    @Option(name: .long, help: "API token (default $CAMREG_TOKEN); sent with AUTH before the request. Without one, the daemon's own OS user is admin.")
-    var token: String? = ProcessInfo.processInfo.environment["CAMREG_TOKEN"]
+    @Option(name: .customLong("token"), help: "API token (default $CAMREG_TOKEN); sent with AUTH before the request. Without one, the daemon's own OS user is admin.")
+    var tokenOption: String?
 
     @Option(name: .customLong("case-id"), help: "Case number the request is for (investigators must give one; default $CAMREG_CASE).")
-    var envelopeCase: String? = ProcessInfo.processInfo.environment["CAMREG_CASE"]
+    var caseOption: String?
+
+    /// `--token`, else `$CAMREG_TOKEN`.
+    var token: String? { tokenOption ?? ProcessInfo.processInfo.environment["CAMREG_TOKEN"] }
+    /// `--case-id`, else `$CAMREG_CASE`.
+    var envelopeCase: String? { caseOption ?? ProcessInfo.processInfo.environment["CAMREG_CASE"] }
 
     @Option(name: .long, help: "Why the request is made (recorded in the audit log).")
     var purpose: String?

@@ -259,7 +259,7 @@ struct Camregd: AsyncParsableCommand {
             if !readOnly {
                 let migrationsDir = settings.migrations ?? Migrator.defaultDirectory()
                 let migrator = try Migrator(directory: migrationsDir)
-                try await client.withConnection { try migrator.apply(on: $0, logger: logger) }
+                _ = try await client.withConnection { try migrator.apply(on: $0, logger: logger) }
             }
             if demo && !readOnly {
                 let inventory = DemoInventory.generate()

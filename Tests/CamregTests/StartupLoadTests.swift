@@ -85,11 +85,6 @@ struct StartupLoadTests {
         #expect(n == 1000 && lines == 1000)
     }
 
-    /// camregd's first call: glibc takes the one-arena setting (unless the environment sets it).
-    @Test func mallocArenaLimitIsAccepted() {
-        #expect(CameraStartup.useOneMallocArena() == (ProcessInfo.processInfo.environment["MALLOC_ARENA_MAX"] == nil))
-    }
-
     @Test func binaryDecoderRejectsMalformedStreams() throws {
         var d = PostgresBinaryCopyDecoder(columns: 1)
         let bad: [UInt8] = Array("NOTPGCOPY\n\0\0\0\0\0\0\0\0\0\0\0\0".utf8)
