@@ -83,7 +83,8 @@ final class ConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler {
             let e = ProtocolError(.tooManyConnections, "the server holds its maximum of \(server.options.maxConnections) connections; try again later")
             var buffer = context.channel.allocator.buffer(capacity: 200)
             buffer.writeString(e.json + "\n")
-            context.writeAndFlush(wrapOutboundOut(buffer)).whenComplete { _ in context.close(promise: nil) }
+            let channel = context.channel  // Sendable, unlike the context
+            context.writeAndFlush(wrapOutboundOut(buffer)).whenComplete { _ in channel.close(promise: nil) }
             context.fireChannelActive()
             return
         }

@@ -315,7 +315,8 @@ final class ConnectionGuard: ChannelDuplexHandler, @unchecked Sendable {
             let err = ProtocolError(.idleTimeout, "no request for too long; closing")
             var buffer = context.channel.allocator.buffer(capacity: 120)
             buffer.writeString(err.json + "\n")
-            context.writeAndFlush(wrapOutboundOut(buffer)).whenComplete { _ in context.close(promise: nil) }
+            let channel = context.channel  // Sendable, unlike the context
+            context.writeAndFlush(wrapOutboundOut(buffer)).whenComplete { _ in channel.close(promise: nil) }
             return
         }
         context.fireUserInboundEventTriggered(event)
@@ -326,9 +327,8 @@ final class ConnectionGuard: ChannelDuplexHandler, @unchecked Sendable {
             stallTimer?.cancel()
             stallTimer = nil
         } else if stallTimer == nil {
-            stallTimer = context.eventLoop.scheduleTask(in: writeStallTimeout) { [weak context] in
-                context?.close(promise: nil)
-            }
+            let channel = context.channel  // Sendable, unlike the context
+            stallTimer = context.eventLoop.scheduleTask(in: writeStallTimeout) { channel.close(promise: nil) }
         }
         context.fireChannelWritabilityChanged()
     }

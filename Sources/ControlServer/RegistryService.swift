@@ -520,6 +520,10 @@ public final class RegistryService: Sendable {
         return (page.prefix(q.limit), page.count > q.limit)
     }
 
+    /// Whether a streaming import holds the daemon's one slot (see `streamingImport`): from its
+    /// `IMPORT BEGIN` until its transaction has ended and its connection is back.
+    public var streamingImportActive: Bool { streamingSlot.withLockedValue { $0 } }
+
     /// A streaming import for a CSV camera upload (see ``StreamingImport``), when the daemon
     /// writes and no other streaming import holds its slot; nil otherwise (the upload is then
     /// buffered and loaded by `IMPORT COMMIT`). One at a time, as it holds a database

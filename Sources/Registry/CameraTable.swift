@@ -229,20 +229,34 @@ public final class CameraTable: @unchecked Sendable {
     /// absent), in place: valid while the caller holds this table.
     @usableFromInline
     func textPointer(slot: Int, _ member: CameraText) -> UnsafeBufferPointer<UInt8>? {
-        let t = UnsafeBufferPointer(text)
-        var at = Int(records[slot].text)
-        var k = 0
-        while true {
-            let n = Self.readVarint(t, &at)
-            if k == member.rawValue {
-                guard n > 0 else { return nil }
-                if member.isShared {
-                    return UnsafeBufferPointer(rebasing: UnsafeBufferPointer(sharedText)[sharedStarts[n - 1]..<sharedStarts[n]])
-                }
-                return UnsafeBufferPointer(rebasing: t[at..<(at + n - 1)])
+        var cursor = TextCursor(table: self, slot: slot)
+        for k in 0..<member.rawValue { _ = cursor.next(CameraText(rawValue: k)!) }
+        return cursor.next(member)
+    }
+
+    /// Reads a camera's text members in their stored order (see `Record.text`), one after the
+    /// other, from one pass over the arena.
+    struct TextCursor {
+        /// Not retained: a cursor lives inside a call on its table.
+        unowned(unsafe) let table: CameraTable
+        var at: Int
+
+        init(table: CameraTable, slot: Int) {
+            self.table = table
+            at = Int(table.records[slot].text)
+        }
+
+        /// The next member, which must be `member` (`nil` when the camera has none).
+        @inline(__always)
+        mutating func next(_ member: CameraText) -> UnsafeBufferPointer<UInt8>? {
+            let text = UnsafeBufferPointer(table.text)
+            let n = CameraTable.readVarint(text, &at)
+            guard n > 0 else { return nil }
+            if member.isShared {
+                return UnsafeBufferPointer(rebasing: UnsafeBufferPointer(table.sharedText)[table.sharedStarts[n - 1]..<table.sharedStarts[n]])
             }
-            if n > 0, !CameraText(rawValue: k)!.isShared { at += n - 1 }
-            k += 1
+            defer { at += n - 1 }
+            return UnsafeBufferPointer(rebasing: text[at..<(at + n - 1)])
         }
     }
 
@@ -251,27 +265,13 @@ public final class CameraTable: @unchecked Sendable {
     /// this table.
     @usableFromInline
     func view(slot: Int) -> CameraView {
-        let r = records[slot]
-        let t = UnsafeBufferPointer(text)
-        var at = Int(r.text)
-        var v = CameraView(record: r)
-        // The members in their stored order (see `Record.text`); the last two are not read.
-        @inline(__always) func own() -> UnsafeBufferPointer<UInt8>? {
-            let n = Self.readVarint(t, &at)
-            guard n > 0 else { return nil }
-            defer { at += n - 1 }
-            return UnsafeBufferPointer(rebasing: t[at..<(at + n - 1)])
-        }
-        @inline(__always) func shared() -> UnsafeBufferPointer<UInt8>? {
-            let n = Self.readVarint(t, &at)
-            guard n > 0 else { return nil }
-            return UnsafeBufferPointer(rebasing: UnsafeBufferPointer(sharedText)[sharedStarts[n - 1]..<sharedStarts[n]])
-        }
-        v.id = own() ?? UnsafeBufferPointer(start: nil, count: 0)
-        v.address = own()
-        v.ward = shared()
-        v.ownerName = own()
-        v.ownerPhone = own()
+        var v = CameraView(record: records[slot])
+        var cursor = TextCursor(table: self, slot: slot)
+        v.id = cursor.next(.id) ?? UnsafeBufferPointer(start: nil, count: 0)
+        v.address = cursor.next(.address)
+        v.ward = cursor.next(.ward)
+        v.ownerName = cursor.next(.ownerName)
+        v.ownerPhone = cursor.next(.ownerPhone)
         return v
     }
 
@@ -725,17 +725,6 @@ public struct CameraView {
         lat = c.lat; lon = c.lon; heading = c.heading; fov = c.fov; range = c.range
         status = c.status; siteKind = c.siteKind; ownerKind = c.ownerKind
         retentionDays = c.retentionDays; schedule = c.schedule; ownerID = c.ownerID
-    }
-
-    /// This camera's field of view (see ``Camera/sector()``).
-    public func sector() throws -> Sector {
-        try Sector(lat: lat, lon: lon, heading: heading, fov: fov, range: range)
-    }
-
-    /// The footage state for an incident window (see ``Camera/footage(during:now:timeZone:)``).
-    public func footage(during window: IncidentWindow?, now: Date, timeZone: ScheduleTimeZone = .hoChiMinh) -> FootageStatus {
-        FootageStatus.of(status: status, retentionDays: retentionDays, schedule: schedule,
-                         during: window, now: now, timeZone: timeZone)
     }
 }
 

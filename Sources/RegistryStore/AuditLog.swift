@@ -77,7 +77,7 @@ public actor AuditLog {
             if Date() >= retryAt {
                 let entries = spooled + batch.map(\.0)
                 do {
-                    try await store.withConnection { try AuditRepository.append(entries, on: $0) }
+                    _ = try await store.withConnection { try AuditRepository.append(entries, on: $0) }
                     if !spooled.isEmpty { logger.notice("audit spool: \(spooled.count) entries written to the database") }
                     spooled = []
                     clearSpool()
@@ -121,7 +121,7 @@ public actor AuditLog {
         if Date() >= retryAt {
             do {
                 let entries = spooled
-                try await store.withConnection { try AuditRepository.append(entries, on: $0) }
+                _ = try await store.withConnection { try AuditRepository.append(entries, on: $0) }
                 logger.notice("audit spool: \(entries.count) entries written to the database")
                 spooled.removeFirst(entries.count)
                 if spooled.isEmpty { clearSpool() } else { rewriteSpool() }

@@ -49,7 +49,7 @@ struct CoverageDemoTests {
         let utm = try UTMProjection(lat: (BenCat.minLat + BenCat.maxLat) / 2, lon: (BenCat.minLon + BenCat.maxLon) / 2)
         #expect(abs(try box.projected(to: utm).area() - r.town.area) / r.town.area < 1e-4)
         // Every demo street lies inside the box, so the ward rows hold the whole network.
-        let network = try CoverageDemoLayers.streets(DemoInventory.generate()).reduce(0.0) { total, s in
+        let network = CoverageDemoLayers.streets(DemoInventory.generate()).reduce(0.0) { total, s in
             total + zip(s.points, s.points.dropFirst()).reduce(0.0) { $0 + Geodesic.wgs84.inverse(lat1: $1.0.lat, lon1: $1.0.lon, lat2: $1.1.lat, lon2: $1.1.lon).distance }
         }
         #expect(abs(network - r.town.streetLength) / network < 1e-3, "network \(network) m, wards \(r.town.streetLength) m")

@@ -142,7 +142,7 @@ struct ImportSocketTests {
             return false
         }
         @Sendable func stored(_ prefix: String) throws -> String? { try pg.query("SELECT count(*) FROM cameras WHERE id LIKE '\(prefix)%'").scalar() }
-        try await withTestServer(index: index, store: store) { path, _ in
+        try await withTestServer(index: index, store: store) { path, service in
             let a = try await TestClient(path: path)
             let file = csv(610_000..<612_000)
             _ = try await a.request("IMPORT BEGIN format=csv by=stream")
@@ -181,6 +181,9 @@ struct ImportSocketTests {
             #expect(try await becomes(1))
             await d.close()
             #expect(try await becomes(0), "a closed connection rolls the streaming import back")
+            // The slot is free once the import's task has ended, a moment after its rollback.
+            for _ in 0..<200 where service.streamingImportActive { try await Task.sleep(for: .milliseconds(25)) }
+            #expect(!service.streamingImportActive, "the closed connection's import frees the streaming slot")
             _ = try await a.request("IMPORT BEGIN format=csv by=again")
             try await send(a, second[..<(second.count / 2)])
             #expect(try await becomes(1), "the next upload streams again")
