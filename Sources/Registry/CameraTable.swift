@@ -227,7 +227,6 @@ public final class CameraTable: @unchecked Sendable {
 
     /// The UTF-8 bytes of one text member of the camera in `slot` (`nil` when the member is
     /// absent), in place: valid while the caller holds this table.
-    @usableFromInline
     func textPointer(slot: Int, _ member: CameraText) -> UnsafeBufferPointer<UInt8>? {
         var cursor = TextCursor(table: self, slot: slot)
         for k in 0..<member.rawValue { _ = cursor.next(CameraText(rawValue: k)!) }
@@ -287,12 +286,6 @@ public final class CameraTable: @unchecked Sendable {
             if at + 64 < textCount { sum &+= UInt64(text[at + 64]) }
         }
         cameraTableSink(sum)
-    }
-
-    /// Calls `body` with the UTF-8 bytes of one text member of the camera in `slot` (`nil` when
-    /// the member is absent), without making a `String`.
-    func withText<R>(slot: Int, _ member: CameraText, _ body: (UnsafeBufferPointer<UInt8>?) -> R) -> R {
-        withExtendedLifetime(self) { body(textPointer(slot: slot, member)) }
     }
 
     /// One text member as a `String` (`nil` when absent).
@@ -655,9 +648,7 @@ public struct CameraRef: Sendable {
     public var ownerID: Int64? { read({ let o = $0.records[$1].ownerID; return o == .min ? nil : o }, \.ownerID) }
 
     /// Calls `body` with the UTF-8 bytes of a text member (`nil` when absent), without making a
-    /// `String` for a table slot.
-    /// Inlinable, so that an answer's render loop calls `body` directly (no generic closure).
-    @inlinable
+    /// `String` for a table slot. (An answer reads its hits through ``withView(_:)``.)
     public func withUTF8<R>(_ member: CameraText, _ body: (UnsafeBufferPointer<UInt8>?) -> R) -> R {
         switch storage {
         case .slot(let t, let s):
