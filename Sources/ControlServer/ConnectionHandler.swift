@@ -80,7 +80,7 @@ final class ConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler {
         guard server.admit(context.channel) else {
             service.connectionRefused()
             closing = true
-            let e = ProtocolError(.tooManyConnections, "the server holds its maximum of \(server.options.maxConnections) connections; try again later")
+            let e = ProtocolError(.tooManyConnections, "the server holds its maximum of \(server.connectionLimit) connections; try again later")
             var buffer = context.channel.allocator.buffer(capacity: 200)
             buffer.writeString(e.json + "\n")
             let channel = context.channel  // Sendable, unlike the context

@@ -16,6 +16,7 @@ public struct ControlServerError: Error, CustomStringConvertible, Sendable {
 /// Transport settings and limits of the control socket.
 public struct ControlServerOptions: Sendable {
     /// Most connections open at once; the next one gets `too_many_connections` and is closed.
+    /// Fewer when the open-file limit leaves no room for them (``OpenFileLimit``).
     public var maxConnections = 1024
     /// A connection with no request for this long is closed (`idle_timeout`); 0 disables.
     public var idleTimeout: TimeAmount = .seconds(300)
@@ -48,6 +49,9 @@ public final class ControlServer: Service, Sendable {
     private let ready = NIOLockedValueBox<[CheckedContinuation<Void, Never>]?>([])
     /// Limits and transports.
     public let options: ControlServerOptions
+    /// The connections admitted at once: `options.maxConnections`, or fewer if the open-file
+    /// limit (raised to its hard limit when the server is made) cannot hold them.
+    public let connectionLimit: Int
     private let boundTCPPort = NIOLockedValueBox<Int?>(nil)
 
     /// The TCP port actually bound (when TCP is on; port 0 picks a free one).
@@ -58,6 +62,7 @@ public final class ControlServer: Service, Sendable {
                 drainTimeout: TimeAmount = .seconds(10), options: ControlServerOptions = .init(),
                 logger: Logger = Logger(label: "camreg.control")) {
         self.options = options
+        self.connectionLimit = OpenFileLimit.connectionLimit(options.maxConnections, logger: logger)
         self.socketPath = socketPath
         self.service = service
         self.group = group
@@ -185,7 +190,7 @@ public final class ControlServer: Service, Sendable {
     /// Counts a new connection in, unless the server holds its maximum.
     func admit(_ channel: Channel) -> Bool {
         connections.withLockedValue { c -> Bool in
-            guard c.count < options.maxConnections else { return false }
+            guard c.count < connectionLimit else { return false }
             c[ObjectIdentifier(channel)] = channel
             return true
         }

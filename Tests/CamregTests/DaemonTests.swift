@@ -1,4 +1,5 @@
 import Foundation
+import ControlServer
 import Postgres
 import RegistryStore
 import Testing
@@ -52,11 +53,16 @@ final class DaemonProcess: @unchecked Sendable {
     let socket: String
     let log: String
 
-    init(arguments: [String], socket: String, log: String, migrations: String = migrationsDirectory) throws {
+    /// `openFiles`: start it under `ulimit -n` of that many (soft and hard).
+    init(arguments: [String], socket: String, log: String, migrations: String = migrationsDirectory, openFiles: Int? = nil) throws {
         self.socket = socket
         self.log = log
-        process = try ChildProcess([try daemonBinary()] + arguments + ["--socket", socket, "--migrations", migrations],
-                                   outputPath: log)
+        let command = [try daemonBinary()] + arguments + ["--socket", socket, "--migrations", migrations]
+        if let openFiles {
+            process = try ChildProcess(["/bin/sh", "-c", "ulimit -n \(openFiles) && exec \"$0\" \"$@\""] + command, outputPath: log)
+        } else {
+            process = try ChildProcess(command, outputPath: log)
+        }
     }
 
     var logText: String { (try? String(contentsOfFile: log, encoding: .utf8)) ?? "" }
@@ -206,6 +212,32 @@ struct DaemonTests {
         try await third.waitReady()
         #expect(third.logText.contains("stale postmaster.pid"))
         #expect(try await third.terminate() == 0)
+    }
+
+    /// Under an open-file limit too small for `max_connections`, the daemon says so at start and
+    /// admits only what the limit holds: the next client is refused with `too_many_connections`
+    /// at once, not left unaccepted in the listen backlog.
+    @Test func connectionsAreCappedByTheOpenFileLimit() async throws {
+        let config = try await TestPostgres.shared.freshDatabase("nofile")
+        let dir = try shortTempDirectory("n")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let limit = 150, admitted = 150 - OpenFileLimit.reserve
+        let d = try DaemonProcess(arguments: ["--data-dir", dir + "/data", "--database-url", try databaseURL(for: config)],
+                                  socket: dir + "/d.sock", log: dir + "/1.log", openFiles: limit)
+        try await d.waitReady()
+        #expect(d.logText.contains("the open-file limit allows fewer connections than configured"), "\(d.logText)")
+        #expect(d.logText.contains("admitted=\(admitted)"), "\(d.logText)")
+        var clients: [TestClient] = []
+        for _ in 0..<admitted { clients.append(try await TestClient(path: d.socket)) }
+        try await waitForAdmissions(clients[0], count: admitted)
+        #expect(try await clients[admitted - 1].request("PING")["ok"] as? Bool == true)
+        let extra = try await TestClient(path: d.socket)
+        let line = try await extra.readLine(within: 60)
+        #expect(try line.map { errorCode(try decodeJSON($0)) } == "too_many_connections", "\(line ?? "closed")")
+        #expect((try line.map { try decodeJSON($0) }).flatMap { field($0, "error", "message") as? String }?.contains("maximum of \(admitted)") == true)
+        for c in clients { await c.close() }
+        await extra.close()
+        #expect(try await d.terminate() == 0)
     }
 
     @Test func externalDatabaseURLAndFailedMigrationStopsTheDaemon() async throws {

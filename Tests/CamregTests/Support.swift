@@ -191,6 +191,15 @@ final class TestClient: Sendable {
         return String(buffer: buf)
     }
 
+    /// The next response line, or `nil` when the server closed the connection or sent nothing
+    /// for `seconds` (this side then closes it): a wait that would hang fails instead.
+    func readLine(within seconds: Int64) async throws -> String? {
+        let ch = channel.channel
+        let timer = ch.eventLoop.scheduleTask(in: .seconds(seconds)) { ch.close(promise: nil) }
+        defer { timer.cancel() }
+        return try await readLine()
+    }
+
     /// Sends a line and decodes the JSON response.
     func request(_ line: String) async throws -> [String: Any] {
         try await send(line)
@@ -208,6 +217,22 @@ final class TestClient: Sendable {
         channel.outbound.finish()
         channel.channel.close(promise: nil)
     }
+}
+
+/// Waits until the server, asked through `client` (an admin), counts `count` open connections.
+/// A client's connect returns once the kernel has queued it; the server admits connections on
+/// several event loops, not always in the order they connected. A test that fills the server
+/// must wait for every admission before the next client, which is otherwise admitted in place of
+/// an earlier one that is still on its way (and that one gets the refusal instead).
+func waitForAdmissions(_ client: TestClient, count: Int, timeout: Double = 120) async throws {
+    let deadline = Date().addingTimeInterval(timeout)
+    var seen: Any?
+    while Date() < deadline {
+        seen = try await client.request("STATS")["connections"]
+        if (seen as? NSNumber)?.intValue == count { return }
+        try await Task.sleep(for: .milliseconds(20))
+    }
+    throw TestFailure("the server counts \(String(describing: seen)) connections, not \(count), after \(timeout) s")
 }
 
 func decodeJSON(_ text: String) throws -> [String: Any] {
