@@ -516,19 +516,28 @@ struct AccessControlTests {
     @Test func connectionLimitsIdleAndRateLimit() async throws {
         let index = try CameraIndex(cameras: DemoInventory.generate().cameras)
         // The default limit of 1,024: the 1,025th connection is refused. The idle timer is
-        // lengthened: under the parallel suite, opening 1,024 connections has taken longer than
-        // the default 300 s, and an idle close then freed a slot for the extra client.
+        // lengthened so that no client is closed while the 1,024 open on a loaded machine.
         var patient = ControlServerOptions()
         patient.idleTimeout = .seconds(3600)
-        try await withTestServer(index: index, options: patient) { path, _ in
+        // This process holds both ends of each connection: the server raises the soft open-file
+        // limit to the hard one when it is made (`OpenFileLimit`), which leaves room for 2,048+.
+        try await withTestControlServer(index: index, options: patient) { path, _, server in
+            #expect(server.connectionLimit == 1024, "open-file limit \(String(describing: OpenFileLimit.current()))")
+            // Both ends and the rest of the suite's descriptors; otherwise accept(2) fails and
+            // the test would wait on connections the server cannot take.
+            let soft = try #require(OpenFileLimit.current()?.soft)
+            try #require(soft >= 3000, "this test needs an open-file limit of 3,000 (ulimit -Hn); it is \(soft)")
             var clients: [TestClient] = []
             for _ in 0..<1024 { clients.append(try await TestClient(path: path)) }
-            // Every one of them is served.
+            // Every one of them is admitted and served. Without the wait, the extra client was
+            // once admitted in place of one still on its way, which got the refusal nobody read,
+            // and the extra waited an hour of CI (2026-11-30) for its idle timer.
+            try await waitForAdmissions(clients[0], count: 1024)
             #expect(try await clients[1023].request("PING")["ok"] as? Bool == true)
             let extra = try await TestClient(path: path)
-            let line = try await extra.readLine()
+            let line = try await extra.readLine(within: 60)
             #expect(try line.map { errorCode(try decodeJSON($0)) } == "too_many_connections", "\(line ?? "closed")")
-            #expect(try await extra.readLine() == nil, "then closed")
+            #expect(try await extra.readLine(within: 60) == nil, "then closed")
             await clients[0].close()
             clients.removeFirst()
             // The slot frees when the server has seen the close.
