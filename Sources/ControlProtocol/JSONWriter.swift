@@ -167,6 +167,22 @@ public struct JSONWriter: ~Copyable, @unchecked Sendable {
         if let v { appendString(utf8: v) } else { out.append(static: "null") }
     }
 
+    /// `key: "…"` with the `count` bytes between the quotes written in place by `fill` (text that
+    /// needs no escaping, such as a timestamp; no `String` is made). When `fill` returns false
+    /// nothing is written, not even the key, and this returns false.
+    @discardableResult
+    public mutating func put(_ name: StaticString, ascii count: Int, _ fill: (UnsafeMutableBufferPointer<UInt8>) -> Bool) -> Bool {
+        let mark = out.count, comma = needsComma
+        key(static: name)
+        guard out.appendQuoted(count: count, fill) else {
+            out.truncate(to: mark)
+            needsComma = comma
+            return false
+        }
+        needsComma = true
+        return true
+    }
+
     /// Appends raw, already-encoded JSON (e.g. a cached object) as a value.
     public mutating func raw(_ json: [UInt8]) { separator(); out.append(contentsOf: json) }
 
@@ -343,6 +359,16 @@ struct Output: ~Copyable {
         base[count] = UInt8(ascii: "\"")
         base[count + 1] = UInt8(ascii: ":")
         count += 2
+    }
+
+    /// Appends `"`, `count` bytes written by `fill`, `"`; appends nothing if `fill` returns false.
+    mutating func appendQuoted(count n: Int, _ fill: (UnsafeMutableBufferPointer<UInt8>) -> Bool) -> Bool {
+        reserve(n + 2)
+        guard fill(UnsafeMutableBufferPointer(start: base + count + 1, count: n)) else { return false }
+        base[count] = UInt8(ascii: "\"")
+        base[count + n + 1] = UInt8(ascii: "\"")
+        count += n + 2
+        return true
     }
 
     mutating func truncate(to mark: Int) {

@@ -215,8 +215,8 @@ extension RegistryService {
         var written = 0
         let reply = ok(capacity: 64 + hits.count * (search.fields == .all ? 480 : 160)) { w in
             if let window {
-                w.field("from", ISO8601Text.format(window.from))
-                w.field("to", ISO8601Text.format(window.to))
+                w.put("from", time: window.from)
+                w.put("to", time: window.to)
             }
             w.key("cameras")
             w.array { a in
@@ -232,10 +232,10 @@ extension RegistryService {
                         if f.contains(.along), let along = h.alongMetres { o.put("along_m", along, decimals: 1) }
                         if f.contains(.sees) { o.put("sees", h.sees) }
                         if f.contains(.footage) { o.put("footage", h.footage?.state.rawValue ?? "unknown") }
-                        if f.contains(.expiresAt) { o.put("expires_at", h.footage?.expiresAt.map(ISO8601Text.format)) }
+                        if f.contains(.expiresAt) { o.put("expires_at", time: h.footage?.expiresAt) }
                         if f.contains(.window), let win = h.window {
-                            o.put("window_from", ISO8601Text.format(win.from))
-                            o.put("window_to", ISO8601Text.format(win.to))
+                            o.put("window_from", time: win.from)
+                            o.put("window_to", time: win.to)
                         }
                         // Owner data: only when asked for and allowed (each disclosure is counted for the audit log).
                         let pii = !f.isDisjoint(with: .ownerData) && RequestContext.showsOwnerData(ownerID: c.ownerID)
@@ -278,5 +278,18 @@ extension RegistryService {
         guard let consent else { return "unknown" }
         if consent.isInForce(at: now) { return "granted" }
         return consent.granted ? "lapsed" : "withdrawn"
+    }
+}
+
+extension JSONWriter {
+    /// `key: "YYYY-MM-DDTHH:MM:SS.ffffffZ"` written in place (``ISO8601Text/write(micros:into:)``:
+    /// a search answer writes up to three per hit, and formatting each as a `String` cost
+    /// allocations), or `key: null` for `nil`.
+    mutating func put(_ name: StaticString, time: Date?) {
+        guard let time else { return put(name, nil as String?) }
+        let micros = ISO8601Text.micros(time)
+        if !put(name, ascii: ISO8601Text.length, { ISO8601Text.write(micros: micros, into: $0) }) {
+            put(name, ISO8601Text.format(micros: micros))
+        }
     }
 }

@@ -19,6 +19,34 @@ struct FootageTests {
 
     // MARK: Parsing
 
+    /// The in-place timestamp text equals Foundation's formatter (to the second, plus the
+    /// microseconds), over random instants from 1583 to 9999 and the edges; years outside
+    /// 0–9999 take the general form.
+    @Test func timestampTextAgreesWithFoundation() throws {
+        let iso = ISO8601DateFormatter()
+        iso.formatOptions = [.withInternetDateTime]
+        iso.timeZone = TimeZone(identifier: "UTC")
+        var rng = SystemRandomNumberGenerator()
+        let low: Int64 = -12_219_292_800_000_000  // 1582-10-15, the first Gregorian day
+        let high: Int64 = 253_402_300_799_999_999  // 9999-12-31T23:59:59.999999Z
+        var samples: [Int64] = [0, -1, 1, 951_782_400_000_000, 1_656_200_400_123_456, low, high]
+        for _ in 0..<20_000 { samples.append(Int64.random(in: low...high, using: &rng)) }
+        for micros in samples {
+            let text = ISO8601Text.format(micros: micros)
+            let secs = micros >= 0 ? micros / 1_000_000 : (micros - 999_999) / 1_000_000
+            let whole = iso.string(from: Date(timeIntervalSince1970: TimeInterval(secs)))  // YYYY-MM-DDTHH:MM:SSZ
+            let fraction = micros - secs * 1_000_000
+            let expected = String(whole.dropLast()) + "." + String(format: "%06lld", fraction) + "Z"
+            #expect(text == expected, "\(micros)")
+            #expect(text.utf8.count == ISO8601Text.length)
+        }
+        // Past year 9999: not written in place, still formatted.
+        let far: Int64 = 253_402_300_800_000_000  // 10000-01-01
+        var buffer = [UInt8](repeating: 0, count: ISO8601Text.length)
+        #expect(!buffer.withUnsafeMutableBufferPointer { ISO8601Text.write(micros: far, into: $0) })
+        #expect(ISO8601Text.format(micros: far) == "10000-01-01T00:00:00.000000Z")
+    }
+
     /// Epoch seconds from GNU `date -u -d '2022-06-25T23:40:00Z' +%s` = 1656200400.
     @Test func parsesOffsetsAndUTC() throws {
         let expected = Date(timeIntervalSince1970: 1_656_200_400)

@@ -221,6 +221,25 @@ struct ProtocolTests {
         #expect(t.string == "[1]")
     }
 
+    /// A member whose text is written in place: written whole, or, when the filler declines, not
+    /// at all (no key, and the next member's comma as before).
+    @Test func jsonWriterInPlaceText() {
+        var w = JSONWriter(capacity: 1)
+        w.object { o in
+            o.put("a", 1)
+            #expect(o.put("t", ascii: 3) { b in b[0] = 0x78; b[1] = 0x79; b[2] = 0x7A; return true })
+            #expect(!o.put("u", ascii: 5) { b in b[0] = 0x21; return false })
+            o.put("b", 2)
+        }
+        #expect(w.string == #"{"a":1,"t":"xyz","b":2}"#)
+        var first = JSONWriter()
+        first.object { o in
+            #expect(!o.put("u", ascii: 2) { _ in false })
+            o.put("b", true)
+        }
+        #expect(first.string == #"{"b":true}"#)
+    }
+
     /// The eight-bytes-at-a-time escape check agrees with the byte-by-byte rule, for every byte
     /// value at every position and for random text of every length up to 40.
     @Test func jsonEscapeCheckAgreesWithTheByteRule() {
