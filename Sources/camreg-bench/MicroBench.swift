@@ -56,6 +56,16 @@ enum MicroBench {
                 bytes += r.json.count + 1
             }
         }
+        // The same lines about an incident (`at=`): each hit then also carries its footage state,
+        // when the footage expires and the window it must cover (three timestamps).
+        let incidentLines = lines.map { $0 + Array(" at=2026-11-29T21:30+07:00".utf8) }
+        var incidentBytes = 0
+        let incident = perQuery {
+            for line in incidentLines {
+                guard case .now(let r) = service.answer(line, session: session) else { continue }
+                incidentBytes += r.json.count + 1
+            }
+        }
         // The import path's parse and validation (what IMPORT COMMIT does before PostgreSQL).
         if importToo { try importParse(cameras, log: log) }
         _ = sink
@@ -65,8 +75,10 @@ enum MicroBench {
               index search     %7.2f µs/query (STRtree + geodesics)
               whole answer     %7.2f µs/query (parse, access, search, sector tests, JSON; %.0f bytes/answer)
               = %.0f answers/s per core
+              with at=<time>   %7.2f µs/query (the same about an incident: footage state and times; %.0f bytes/answer)
             """, lines.count, fields.map { ", fields=\($0)" as NSString } ?? "" as NSString, rounds, parse, search, whole,
-                      Double(bytes) / Double(lines.count * rounds), 1e6 / whole)
+                      Double(bytes) / Double(lines.count * rounds), 1e6 / whole,
+                      incident, Double(incidentBytes) / Double(incidentLines.count * rounds))
     }
 
     /// The start from an index cache file, both ways: decoded into `Camera` values and indexed
