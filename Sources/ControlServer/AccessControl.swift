@@ -65,6 +65,19 @@ public final class RequestContext: Sendable {
         return true
     }
 
+    /// Whether the answer may show the owner data of a record owned by `ownerID`, without
+    /// counting it: an answer of many records asks this for each and counts those it keeps
+    /// once (``noteDisclosed(_:)``), one task-local lookup and one lock per answer.
+    func mayShowOwnerData(ownerID: Int64?) -> Bool {
+        Privacy.mayReadOwnerData(identity, ownerID: ownerID)
+    }
+
+    /// Counts `n` records whose owner data the answer showed.
+    func noteDisclosed(_ n: Int) {
+        guard n > 0 else { return }
+        state.withLockedValue { $0.disclosed += n }
+    }
+
     /// Records how many records the answer holds (for the audit log).
     static func noteResults(_ n: Int) {
         current?.state.withLockedValue { $0.results = n }

@@ -212,6 +212,10 @@ extension RegistryService {
         let consents = self.consents
         let maxBytes = limits.maxResponseBytes
         let f = search.fields
+        // The request's context once per answer (a task-local lookup), its disclosures counted
+        // once at the end: only those of the hits the answer kept.
+        let context = f.isDisjoint(with: .ownerData) ? nil : RequestContext.current
+        var disclosed = 0
         var written = 0
         let reply = ok(capacity: 64 + hits.count * (search.fields == .all ? 480 : 160)) { w in
             if let window {
@@ -222,6 +226,7 @@ extension RegistryService {
             w.array { a in
                 for h in hits {
                     let mark = a.count
+                    var pii = false
                     // One view per hit: the camera's text is found in one walk, not one per member.
                     h.camera.withView { c in a.object { o in
                         o.put("id", utf8: c.id)
@@ -238,7 +243,7 @@ extension RegistryService {
                             o.put("window_to", time: win.to)
                         }
                         // Owner data: only when asked for and allowed (each disclosure is counted for the audit log).
-                        let pii = !f.isDisjoint(with: .ownerData) && RequestContext.showsOwnerData(ownerID: c.ownerID)
+                        pii = context?.mayShowOwnerData(ownerID: c.ownerID) ?? false
                         if f.contains(.site) { o.put("site", c.siteKind.rawValue) }
                         if f.contains(.address) { o.put("address", utf8: pii ? c.address : nil) }
                         if f.contains(.ward) { o.put("ward", utf8: c.ward) }
@@ -259,6 +264,7 @@ extension RegistryService {
                         break
                     }
                     written += 1
+                    if pii { disclosed += 1 }
                 }
             }
             w.field("count", written)
@@ -268,6 +274,7 @@ extension RegistryService {
                 w.field("next_offset", next)
             }
         }
+        context?.noteDisclosed(disclosed)
         RequestContext.noteResults(written)
         return reply
     }
