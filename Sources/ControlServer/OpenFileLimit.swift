@@ -26,7 +26,7 @@ public enum OpenFileLimit {
     /// Raises the soft limit to the hard one (at most ``ceiling``); returns the soft limit after.
     /// Raising never needs privileges; a failure keeps the old limit.
     @discardableResult
-    public static func raise() -> rlim_t? {
+    static func raise() -> rlim_t? {
         guard let (soft, hard) = current() else { return nil }
         let target = min(hard, ceiling)
         guard soft < target else { return soft }
@@ -35,7 +35,7 @@ public enum OpenFileLimit {
     }
 
     /// How many of `wanted` connections a soft limit of `soft` descriptors allows (at least 1).
-    public static func admissible(_ wanted: Int, soft: rlim_t?) -> Int {
+    static func admissible(_ wanted: Int, soft: rlim_t?) -> Int {
         guard let soft, soft < rlim_t(Int.max) else { return wanted }
         return max(1, min(wanted, Int(soft) - reserve))
     }
