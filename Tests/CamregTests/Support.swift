@@ -136,41 +136,62 @@ func withStoppableTestServer<T: Sendable>(index: CameraIndex, store: PostgresCli
 }
 
 /// An async line client for the control socket (NIO, so that tests never block a thread).
+///
+/// A plain `Channel`: each response line goes into an `AsyncThrowingStream` that `readLine`
+/// reads, and the end of the connection (or an error) ends the stream. Writes are queued and
+/// flushed without waiting for the kernel, as a client that pipelines its requests would.
 final class TestClient: Sendable {
-    let channel: NIOAsyncChannel<ByteBuffer, ByteBuffer>
+    let channel: Channel
     private let iterator: IteratorBox
 
     final class IteratorBox: @unchecked Sendable {
-        var it: NIOAsyncChannelInboundStream<ByteBuffer>.AsyncIterator
-        init(_ it: NIOAsyncChannelInboundStream<ByteBuffer>.AsyncIterator) { self.it = it }
+        var it: AsyncThrowingStream<ByteBuffer, Error>.AsyncIterator
+        init(_ it: AsyncThrowingStream<ByteBuffer, Error>.AsyncIterator) { self.it = it }
+    }
+
+    /// Hands each response line to the client's stream; the connection's end finishes it.
+    final class LineSink: ChannelInboundHandler, Sendable {
+        typealias InboundIn = ByteBuffer
+        let continuation: AsyncThrowingStream<ByteBuffer, Error>.Continuation
+        init(_ continuation: AsyncThrowingStream<ByteBuffer, Error>.Continuation) { self.continuation = continuation }
+        func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+            continuation.yield(Self.unwrapInboundIn(data))
+        }
+        func channelInactive(context: ChannelHandlerContext) {
+            continuation.finish()
+            context.fireChannelInactive()
+        }
+        func errorCaught(context: ChannelHandlerContext, error: Error) {
+            continuation.finish(throwing: error)
+            context.close(promise: nil)
+        }
+    }
+
+    private init(_ connect: (ClientBootstrap) -> EventLoopFuture<Channel>) async throws {
+        let (stream, continuation) = AsyncThrowingStream.makeStream(of: ByteBuffer.self)
+        let bootstrap = ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton).channelInitializer { ch in
+            ch.eventLoop.makeCompletedFuture {
+                try ch.pipeline.syncOperations.addHandler(ByteToMessageHandler(LineBasedFrameDecoder()))
+                try ch.pipeline.syncOperations.addHandler(LineSink(continuation))
+            }
+        }
+        channel = try await connect(bootstrap).get()
+        iterator = IteratorBox(stream.makeAsyncIterator())
     }
 
     /// A TCP client (for the optional TCP listener).
-    init(host: String, port: Int) async throws {
-        channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
-            .connect(host: host, port: port) { ch in
-                ch.eventLoop.makeCompletedFuture {
-                    try ch.pipeline.syncOperations.addHandler(ByteToMessageHandler(LineBasedFrameDecoder()))
-                    return try NIOAsyncChannel<ByteBuffer, ByteBuffer>(wrappingChannelSynchronously: ch)
-                }
-            }
-        iterator = IteratorBox(channel.inbound.makeAsyncIterator())
+    convenience init(host: String, port: Int) async throws {
+        try await self.init { $0.connect(host: host, port: port) }
     }
 
-    init(path: String) async throws {
-        channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
-            .connect(unixDomainSocketPath: path) { ch in
-                ch.eventLoop.makeCompletedFuture {
-                    try ch.pipeline.syncOperations.addHandler(ByteToMessageHandler(LineBasedFrameDecoder()))
-                    return try NIOAsyncChannel<ByteBuffer, ByteBuffer>(wrappingChannelSynchronously: ch)
-                }
-            }
-        iterator = IteratorBox(channel.inbound.makeAsyncIterator())
+    convenience init(path: String) async throws {
+        try await self.init { $0.connect(unixDomainSocketPath: path) }
     }
 
-    /// Sends raw bytes as they are.
+    /// Sends raw bytes as they are (queued and flushed; throws if the connection is closed).
     func sendRaw(_ bytes: [UInt8]) async throws {
-        try await channel.outbound.write(ByteBuffer(bytes: bytes))
+        guard channel.isActive else { throw ChannelError.ioOnClosedChannel }
+        channel.writeAndFlush(ByteBuffer(bytes: bytes), promise: nil)
     }
 
     /// Sends one line (a newline is added).
@@ -182,19 +203,23 @@ final class TestClient: Sendable {
     /// when the line is queued in the client's writer, which a loaded machine may flush much later:
     /// use this before signalling the daemon, so that the request was really sent first.
     func sendFlushed(_ line: String) async throws {
-        try await channel.channel.writeAndFlush(ByteBuffer(string: line + "\n")).get()
+        try await channel.writeAndFlush(ByteBuffer(string: line + "\n")).get()
     }
 
-    /// The next response line, or `nil` when the server closed the connection.
+    /// The next response line, or `nil` when the server closed the connection. A cancelled wait
+    /// throws `CancellationError` (the stream ends for good; so does this client).
     func readLine() async throws -> String? {
-        guard let buf = try await iterator.it.next() else { return nil }
+        guard let buf = try await iterator.it.next() else {
+            try Task.checkCancellation()
+            return nil
+        }
         return String(buffer: buf)
     }
 
     /// The next response line, or `nil` when the server closed the connection or sent nothing
     /// for `seconds` (this side then closes it): a wait that would hang fails instead.
     func readLine(within seconds: Int64) async throws -> String? {
-        let ch = channel.channel
+        let ch = channel
         let timer = ch.eventLoop.scheduleTask(in: .seconds(seconds)) { ch.close(promise: nil) }
         defer { timer.cancel() }
         return try await readLine()
@@ -208,14 +233,11 @@ final class TestClient: Sendable {
     }
 
     func close() async {
-        channel.outbound.finish()
-        try? await channel.channel.close()
+        try? await channel.close()
     }
 
     deinit {
-        // NIOAsyncWriter must be finished before it goes away.
-        channel.outbound.finish()
-        channel.channel.close(promise: nil)
+        channel.close(promise: nil)
     }
 }
 
