@@ -60,8 +60,8 @@ public final class RequestContext: Sendable {
     /// Whether the answer may show the owner data of a record owned by `ownerID`; counts each
     /// disclosure.
     static func showsOwnerData(ownerID: Int64?) -> Bool {
-        guard let ctx = current, Privacy.mayReadOwnerData(ctx.identity, ownerID: ownerID) else { return false }
-        ctx.state.withLockedValue { $0.disclosed += 1 }
+        guard let ctx = current, ctx.mayShowOwnerData(ownerID: ownerID) else { return false }
+        ctx.noteDisclosed(1)
         return true
     }
 

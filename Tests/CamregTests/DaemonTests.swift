@@ -221,7 +221,7 @@ struct DaemonTests {
         let config = try await TestPostgres.shared.freshDatabase("nofile")
         let dir = try shortTempDirectory("n")
         defer { try? FileManager.default.removeItem(atPath: dir) }
-        let limit = 150, admitted = 150 - OpenFileLimit.reserve
+        let limit = 150, admitted = limit - OpenFileLimit.reserve
         let d = try DaemonProcess(arguments: ["--data-dir", dir + "/data", "--database-url", try databaseURL(for: config)],
                                   socket: dir + "/d.sock", log: dir + "/1.log", openFiles: limit)
         try await d.waitReady()

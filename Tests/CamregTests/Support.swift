@@ -200,7 +200,7 @@ final class TestClient: Sendable {
     }
 
     /// Sends one line and returns only once it is in the kernel's socket buffer. `send` returns
-    /// when the line is queued in the client's writer, which a loaded machine may flush much later:
+    /// when the line is queued for the client's event loop, which a loaded machine may run much later:
     /// use this before signalling the daemon, so that the request was really sent first.
     func sendFlushed(_ line: String) async throws {
         try await channel.writeAndFlush(ByteBuffer(string: line + "\n")).get()
