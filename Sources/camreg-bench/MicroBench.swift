@@ -49,12 +49,27 @@ enum MicroBench {
         let box = perQuery { for q in queries { sink &+= Int(Geo.Geodesic.wgs84.boundingBox(lat: q.lat, lon: q.lon, radius: q.radius).minLat) } }
         let inverse = perQuery { for q in queries { sink &+= Int(Geo.Geodesic.wgs84.inverse(lat1: q.lat, lon1: q.lon, lat2: q.lat + 0.001, lon2: q.lon + 0.001).distance) } }
         log(String(format: "micro: boundingBox %.2f µs, one geod_inverse %.2f µs", box, inverse))
+        // The whole answer on one thread, and the same loop on two threads at once (two
+        // connections on two event loops: what the threads cost each other, through shared
+        // reference counts, locks and counters). Alternated round by round, so that both see the
+        // same machine (this VM's speed drifts by half from one minute to the next); the fastest
+        // round of each is kept.
         var bytes = 0
-        let whole = perQuery {
+        let threads = 2
+        let sessions = (0..<threads).map { ConnectionSession(identity: Identity(name: "bench\($0)", label: "bench", role: .analyst), peer: "bench\($0)") }
+        var whole = Double.infinity, parallel = Double.infinity
+        for _ in 0..<rounds {
+            var start = monotonicNanos()
             for line in lines {
                 guard case .now(let r) = service.answer(line, session: session) else { continue }
                 bytes += r.json.count + 1
             }
+            whole = min(whole, Double(monotonicNanos() - start) / 1000 / Double(lines.count))
+            start = monotonicNanos()
+            DispatchQueue.concurrentPerform(iterations: threads) { i in
+                for line in lines { _ = service.answer(line, session: sessions[i]) }
+            }
+            parallel = min(parallel, Double(monotonicNanos() - start) / 1000 / Double(lines.count))
         }
         // The same lines about an incident (`at=`): each hit then also carries its footage state,
         // when the footage expires and the window it must cover (three timestamps).
@@ -75,9 +90,10 @@ enum MicroBench {
               index search     %7.2f µs/query (STRtree + geodesics)
               whole answer     %7.2f µs/query (parse, access, search, sector tests, JSON; %.0f bytes/answer)
               = %.0f answers/s per core
+              on %d threads    %7.2f µs/query per thread (the whole answer, each thread all lines at once)
               with at=<time>   %7.2f µs/query (the same about an incident: footage state and times; %.0f bytes/answer)
             """, lines.count, fields.map { ", fields=\($0)" as NSString } ?? "" as NSString, rounds, parse, search, whole,
-                      Double(bytes) / Double(lines.count * rounds), 1e6 / whole,
+                      Double(bytes) / Double(lines.count * rounds), 1e6 / whole, threads, parallel,
                       incident, Double(incidentBytes) / Double(incidentLines.count * rounds))
     }
 
