@@ -10,6 +10,8 @@ let package = Package(
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
+        // Lock-free reads of the index state (a generation counter; swift-nio depends on it too).
+        .package(url: "https://github.com/apple/swift-atomics.git", from: "1.2.0"),
         .package(url: "https://github.com/apple/swift-nio-extras.git", from: "1.35.2"),
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
@@ -44,6 +46,7 @@ let package = Package(
         .target(name: "Registry", dependencies: [
             "Geo",
             .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+            .product(name: "Atomics", package: "swift-atomics"),
         ]),
 
         // Persistence: migrations, repositories, the embedded cluster.
@@ -56,6 +59,7 @@ let package = Package(
         // The control socket.
         .target(name: "ControlServer", dependencies: [
             "ControlProtocol", "Registry", "RegistryStore",
+            .product(name: "Atomics", package: "swift-atomics"),
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),
             .product(name: "NIOExtras", package: "swift-nio-extras"),

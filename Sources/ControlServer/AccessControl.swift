@@ -109,6 +109,9 @@ final class RateLimiter: Sendable {
 
     init(_ limit: RateLimit) { self.limit = limit }
 
+    /// Whether requests are limited at all (when not, the caller need not make a key).
+    var isEnabled: Bool { limit.rate > 0 }
+
     /// Takes one request from `key`'s bucket; returns nil if allowed, else the seconds to wait.
     func take(_ key: String, now: Double = ProcessInfo.processInfo.systemUptime) -> Double? {
         guard limit.rate > 0 else { return nil }

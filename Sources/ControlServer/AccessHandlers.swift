@@ -32,7 +32,7 @@ extension RegistryService {
     public func refreshRevokedTokens() async {
         guard let tokens = readStore else { return }
         guard let ids = try? await tokens.withConnection({ try TokenRepository.revokedIDs(on: $0) }) else { return }
-        revokedTokens.withLockedValue { $0.formUnion(ids) }
+        revokedTokens.updateAll { $0.formUnion(ids) }
     }
 
     /// Calls ``refreshRevokedTokens()`` every `interval` seconds until the task is cancelled.
@@ -92,7 +92,7 @@ extension RegistryService {
         case .revoke(let id):
             let token = try await database().withConnection { try TokenRepository.revoke(id: id, by: actor, on: $0) }
             guard let token else { throw ProtocolError(.notFound, "no token with id \(id)", field: "id") }
-            revokedTokens.withLockedValue { _ = $0.insert(id) }
+            revokedTokens.updateAll { _ = $0.insert(id) }
             return ok { w in
                 w.key("token")
                 Self.tokenJSON(token, into: &w)

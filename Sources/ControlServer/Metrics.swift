@@ -1,3 +1,4 @@
+import Atomics
 import ControlProtocol
 import Foundation
 import Metrics
@@ -5,8 +6,9 @@ import NIOConcurrencyHelpers
 import Registry
 import RegistryStore
 
-/// Request latencies per command: the last ``window`` samples of each command, kept in a ring,
-/// summarised as percentiles in `STATS` (`latency_ms`). Cheap to record (one lock, one store).
+/// Request latencies per command: the last ``window`` samples of each command on each thread
+/// stripe (``Striped``), kept in rings, summarised together as percentiles in `STATS`
+/// (`latency_ms`). Cheap to record (the thread's own lock, one store).
 public final class RequestMetrics: Sendable {
     /// Samples kept per command.
     public static let window = 2048
@@ -23,8 +25,10 @@ public final class RequestMetrics: Sendable {
         }
     }
 
-    private let rings = NIOLockedValueBox([String: Ring]())
-    private let exporting = NIOLockedValueBox(false)
+    /// Per thread stripe: every request records into its own thread's rings, so that the
+    /// event loops do not queue for one lock (``summaries()`` merges them).
+    private let rings = Striped { [String: Ring]() }
+    private let exporting = ManagedAtomic(false)
 
     public init() {}
 
@@ -32,13 +36,13 @@ public final class RequestMetrics: Sendable {
     /// `camreg_request_duration_seconds`, by `command`), for the Prometheus endpoint. Off unless
     /// called: without an endpoint nothing is spent on it.
     public func exportToSwiftMetrics() {
-        exporting.withLockedValue { $0 = true }
+        exporting.store(true, ordering: .releasing)
     }
 
     /// Records one request of `command` that took `seconds`.
     public func record(_ command: String, seconds: Double) {
-        rings.withLockedValue { $0[command, default: Ring()].add(seconds * 1000) }
-        if exporting.withLockedValue({ $0 }) {
+        rings.withLocalValue { $0[command, default: Ring()].add(seconds * 1000) }
+        if exporting.load(ordering: .acquiring) {
             let dimensions = [("command", command)]
             Counter(label: "camreg_requests_total", dimensions: dimensions).increment()
             Metrics.Timer(label: "camreg_request_duration_seconds", dimensions: dimensions)
@@ -65,8 +69,16 @@ public final class RequestMetrics: Sendable {
 
     /// The summary of every command seen, by name.
     public func summaries() -> [String: Summary] {
-        let copy = rings.withLockedValue { $0 }
-        return copy.mapValues { r in
+        // The stripes' recent samples of a command taken together (each stripe keeps its last
+        // `window`), and their totals added up.
+        var merged: [String: (samples: [Double], total: Int)] = [:]
+        for stripe in rings.values {
+            for (command, r) in stripe {
+                merged[command, default: ([], 0)].samples += r.samples
+                merged[command, default: ([], 0)].total += r.total
+            }
+        }
+        return merged.mapValues { r in
             let sorted = r.samples.sorted()
             return Summary(count: r.total, p50: Self.percentile(sorted, 0.50), p90: Self.percentile(sorted, 0.90),
                            p99: Self.percentile(sorted, 0.99), max: sorted.last ?? 0)

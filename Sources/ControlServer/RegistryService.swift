@@ -17,6 +17,23 @@ struct ServerCounters: Sendable {
     var rateLimited = 0
     var refusedConnections = 0
     var idleClosed = 0
+
+    /// The stripes' counters added up (an open-connection count may be opened on one stripe
+    /// and closed on another: only the sum means anything).
+    static func sum(_ stripes: [ServerCounters]) -> ServerCounters {
+        var t = ServerCounters()
+        for c in stripes {
+            t.connectionsOpen += c.connectionsOpen
+            t.connectionsTotal += c.connectionsTotal
+            t.requests += c.requests
+            t.errors += c.errors
+            t.rateLimited += c.rateLimited
+            t.refusedConnections += c.refusedConnections
+            t.idleClosed += c.idleClosed
+            t.perCommand.merge(c.perCommand, uniquingKeysWith: +)
+        }
+        return t
+    }
 }
 
 /// What a handler produced for one request line: the JSON line and whether to close afterwards.
@@ -141,13 +158,14 @@ public final class RegistryService: Sendable {
     /// The camera index.
     public let index: CameraIndex
     /// Parsing limits (replaced by a configuration reload, see ``updateLimits(_:)``).
-    public var limits: ProtocolLimits { limitsBox.withLockedValue { $0 } }
-    private let limitsBox: NIOLockedValueBox<ProtocolLimits>
+    public var limits: ProtocolLimits { limitsBox.withLocalValue { $0 } }
+    /// A copy per thread stripe: every request reads the limits, a reload rarely writes them.
+    private let limitsBox: Striped<ProtocolLimits>
 
     /// Replaces the limits (SIGHUP); the next request uses them. The longest line stays as the
     /// socket was opened with.
     public func updateLimits(_ new: ProtocolLimits) {
-        limitsBox.withLockedValue { $0 = new }
+        limitsBox.updateAll { $0 = new }
     }
     /// Where writes go (PostgreSQL); `nil` serves queries only (writes answer `unavailable`).
     public let store: PostgresClient?
@@ -186,7 +204,8 @@ public final class RegistryService: Sendable {
     public func noteIndexSource(_ source: String) {
         indexSourceBox.withLockedValue { $0 = source }
     }
-    private let counters = NIOLockedValueBox(ServerCounters())
+    /// Per thread stripe (every request bumps them; `STATS` adds the stripes up).
+    private let counters = Striped { ServerCounters() }
     let logger: Logger
     /// Access-control settings (peer mapping, rate limit, audit spool).
     public let access: AccessSettings
@@ -197,7 +216,7 @@ public final class RegistryService: Sendable {
     /// Where tokens are read (`AUTH`): the database, or the replica of a read-only daemon.
     let readStore: PostgresClient?
     /// Tokens revoked by this daemon since start: refused at once on open connections.
-    let revokedTokens = NIOLockedValueBox(Set<Int64>())
+    let revokedTokens = Striped { Set<Int64>() }
     /// A streaming import is running (at most one: see `streamingImport(_:)`).
     let streamingSlot = NIOLockedValueBox(false)
 
@@ -212,7 +231,7 @@ public final class RegistryService: Sendable {
         self.auditLog = (auditStore ?? store).map { AuditLog(store: $0, spoolPath: access.auditSpoolPath) }
         self.maxTimeWindow = maxTimeWindow
         self.index = index
-        self.limitsBox = NIOLockedValueBox(limits)
+        self.limitsBox = Striped { limits }
         self.store = store
         self.jurisdiction = jurisdiction
         self.rebuildThreshold = rebuildThreshold
@@ -220,24 +239,24 @@ public final class RegistryService: Sendable {
     }
 
     func connectionRefused() {
-        counters.withLockedValue { $0.refusedConnections += 1 }
+        counters.withLocalValue { $0.refusedConnections += 1 }
     }
 
     func idleClosed() {
-        counters.withLockedValue { $0.idleClosed += 1 }
+        counters.withLocalValue { $0.idleClosed += 1 }
     }
 
     func connectionOpened() {
-        counters.withLockedValue { $0.connectionsOpen += 1; $0.connectionsTotal += 1 }
+        counters.withLocalValue { $0.connectionsOpen += 1; $0.connectionsTotal += 1 }
     }
 
     func connectionClosed() {
-        counters.withLockedValue { $0.connectionsOpen -= 1 }
+        counters.withLocalValue { $0.connectionsOpen -= 1 }
     }
 
     /// The reply to a line cut off by the frame decoder for being too long (counted as an error).
     func lineTooLong() -> Reply {
-        counters.withLockedValue { $0.requests += 1; $0.errors += 1 }
+        counters.withLocalValue { $0.requests += 1; $0.errors += 1 }
         return .error(ProtocolError(.lineTooLong, "the request is longer than \(limits.maxLineBytes) bytes; closing"), close: true)
     }
 
@@ -257,22 +276,23 @@ public final class RegistryService: Sendable {
     /// server answers them on the connection's event loop without a hop to a task. Everything
     /// else comes back as ``Answer/later(_:)``, to be run off the event loop.
     public func answer(_ line: [UInt8], session: ConnectionSession) -> Answer {
-        if !session.peerMapped, let wait = rateLimiter.take(session.identity.tokenID.map { "token:\($0)" } ?? "peer:\(session.peer)") {
-            counters.withLockedValue { $0.requests += 1; $0.errors += 1; $0.rateLimited += 1 }
+        if !session.peerMapped, rateLimiter.isEnabled,
+           let wait = rateLimiter.take(session.identity.tokenID.map { "token:\($0)" } ?? "peer:\(session.peer)") {
+            counters.withLocalValue { $0.requests += 1; $0.errors += 1; $0.rateLimited += 1 }
             return .now(.error(ProtocolError(.rateLimited, "too many requests for \(session.identity.name); retry in \(Int((wait * 1000).rounded(.up))) ms")))
         }
         let request: Request
         do {
             request = try RequestParser.parseRequest(line, limits: limits)
         } catch {
-            counters.withLockedValue { $0.requests += 1; $0.errors += 1 }
+            counters.withLocalValue { $0.requests += 1; $0.errors += 1 }
             return .now(.error(error, close: error.code == .lineTooLong))
         }
         let command = request.command
         let name = Self.name(of: command)
-        counters.withLockedValue { $0.requests += 1; $0.perCommand[name, default: 0] += 1 }
+        counters.withLocalValue { $0.requests += 1; $0.perCommand[name, default: 0] += 1 }
         let started = ContinuousClock.now
-        if let token = session.identity.tokenID, revokedTokens.withLockedValue({ $0.contains(token) }) {
+        if let token = session.identity.tokenID, revokedTokens.withLocalValue({ $0.contains(token) }) {
             session.identity = .anonymous
         }
         let identity = session.identity
@@ -315,7 +335,7 @@ public final class RegistryService: Sendable {
     /// After the handler: counts the outcome, and writes the audit entry when the request is
     /// audited (its reply then waits for the commit); records the latency.
     private func finish(_ step: Step, reply: Reply, outcome: String, refused: Bool, session: ConnectionSession) -> Answer {
-        if outcome != "ok" { counters.withLockedValue { $0.errors += 1 } }
+        if outcome != "ok" { counters.withLocalValue { $0.errors += 1 } }
         let access = step.request.spec.access
         let audited = refused || access.audit == .always || (access.audit == .ownerData && step.ctx.disclosed > 0)
         guard audited else {
@@ -971,7 +991,7 @@ public final class RegistryService: Sendable {
     }
 
     private func stats() -> Reply {
-        let c = counters.withLockedValue { $0 }
+        let c = ServerCounters.sum(counters.values)
         let snapshot = index.snapshot
         return ok { w in
             w.field("cameras", index.count)

@@ -1,3 +1,4 @@
+import Atomics
 import Foundation
 import Geo
 import NIOConcurrencyHelpers
@@ -24,8 +25,9 @@ public struct NearHit: Sendable {
 
 /// An immutable snapshot of the index: the cameras, packed in a ``CameraTable`` ordered by id,
 /// and a GEOS STRtree over their positions whose items are the table's slots.
-/// Built once, then only read (from any thread).
-public final class IndexSnapshot: Sendable {
+/// Built once, then only read (from any thread): `@unchecked Sendable` for its holds, which are
+/// written only in `init`.
+public final class IndexSnapshot: @unchecked Sendable {
     /// The cameras (retired ones included: `CAMERA GET` finds them, searches skip them).
     public let table: CameraTable
     let tree: STRtree
@@ -44,6 +46,8 @@ public final class IndexSnapshot: Sendable {
     /// tree must hold item `k` at slot `k`'s position (a point at its lon, lat) for every slot.
     init(table: CameraTable, tree: STRtree? = nil, startedAt start: DispatchTime = .now()) throws {
         self.table = table
+        holds = .allocate(capacity: ThreadStripe.count)
+        for i in 0..<ThreadStripe.count { (holds.baseAddress! + i).initialize(to: TableHold(table)) }
         if let tree {
             guard tree.count == table.count else {
                 throw RegistryError(.validation, "the index tree has \(tree.count) items for \(table.count) cameras")
@@ -58,45 +62,128 @@ public final class IndexSnapshot: Sendable {
         builtAt = Date()
     }
 
+    deinit {
+        holds.baseAddress!.deinitialize(count: ThreadStripe.count)
+        holds.deallocate()
+    }
+
     /// Number of cameras (retired included).
     public var count: Int { table.count }
 
-    /// The camera in `slot`, read in place.
-    @inline(__always) func ref(_ slot: Int) -> CameraRef { CameraRef(table: table, slot: slot) }
+    /// One ``TableHold`` per ``ThreadStripe``, allocated in `init` and freed in `deinit` (not an
+    /// `Array`, whose one buffer every reader would retain).
+    private let holds: UnsafeMutableBufferPointer<TableHold>
+
+    /// The camera in `slot`, read in place (through the calling thread's hold).
+    @inline(__always) func ref(_ slot: Int) -> CameraRef { CameraRef(hold: hold, slot: slot) }
+
+    /// The calling thread's hold of the table: a search takes it once, then makes its refs with
+    /// ``ref(_:hold:)``.
+    @inline(__always) var hold: TableHold { holds[ThreadStripe.current] }
+
+    /// The camera in `slot`, read in place through `hold`.
+    @inline(__always) func ref(_ slot: Int, hold: TableHold) -> CameraRef { CameraRef(hold: hold, slot: slot) }
 }
 
 /// The in-memory camera index: an immutable ``IndexSnapshot`` plus a small delta of changes made
 /// since it was built. Readers take a reference to the current state and never wait for a
 /// rebuild; writers add to the delta, and ``rebuildIfNeeded(threshold:)`` folds the delta into a
-/// new snapshot off the read path and swaps it in.
-public final class CameraIndex: Sendable {
+/// new snapshot off the read path and swaps it in. `@unchecked Sendable`: its stripe slots are
+/// a buffer written only in `init` (each slot behind its own lock).
+public final class CameraIndex: @unchecked Sendable {
     fileprivate struct State: Sendable {
         var snapshot: IndexSnapshot
         /// Changes since the snapshot: a camera (upserted) by id. Searches consult it first.
         var delta: [String: Camera]
     }
 
+    /// The state as a search reads it: taken from a reader stripe's slot (``readView``), so
+    /// that searches on different threads share neither a lock nor a reference count.
+    final class ReadView: Sendable {
+        let snapshot: IndexSnapshot
+        let delta: [String: Camera]
+        /// The snapshot's table hold of the stripe this view was made for.
+        let hold: TableHold
+        /// Keeps two stripes' views out of one cache line (their reference counts change on
+        /// every search).
+        private let padding: (Int, Int, Int, Int, Int, Int, Int, Int, Int, Int, Int) = (0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)
+
+        fileprivate init(_ s: State) {
+            snapshot = s.snapshot
+            delta = s.delta
+            hold = s.snapshot.hold
+        }
+    }
+
+    /// A reader stripe's view and the generation it was made at.
+    private struct StripeSlot: Sendable {
+        var generation: UInt64 = .max
+        var view: ReadView?
+    }
+
     private let state: NIOLockedValueBox<State>
+    /// Bumped after every change of `state`; readers compare it with their stripe's.
+    private let generation = ManagedAtomic<UInt64>(0)
+    /// One slot per ``ThreadStripe`` (see ``readView``); allocated in `init`, freed in `deinit`.
+    private let slots: UnsafeMutableBufferPointer<NIOLockedValueBox<StripeSlot>>
     private let rebuilding = NIOLockedValueBox(false)
     private let geodesic = Geodesic.wgs84
+
+    private static func makeSlots() -> UnsafeMutableBufferPointer<NIOLockedValueBox<StripeSlot>> {
+        let slots = UnsafeMutableBufferPointer<NIOLockedValueBox<StripeSlot>>.allocate(capacity: ThreadStripe.count)
+        for i in 0..<ThreadStripe.count { (slots.baseAddress! + i).initialize(to: NIOLockedValueBox(StripeSlot())) }
+        return slots
+    }
+
+    deinit {
+        slots.baseAddress!.deinitialize(count: ThreadStripe.count)
+        slots.deallocate()
+    }
+
+    /// The current state, for a search: the calling thread's stripe keeps a view of it, made
+    /// again only after a change (the generation moved). No shared lock, and no shared
+    /// reference count, is touched: only the stripe's own lock, uncontended unless two threads
+    /// share the stripe. A search that starts after a change returned sees it (the change
+    /// bumps the generation before it returns, and the view is made after the bump is read).
+    var readView: ReadView {
+        let g = generation.load(ordering: .acquiring)
+        return slots[ThreadStripe.current].withLockedValue { slot in
+            if slot.generation != g || slot.view == nil {
+                slot.view = ReadView(state.withLockedValue { $0 })
+                slot.generation = g
+            }
+            return slot.view!
+        }
+    }
+
+    /// Changes the state, then moves the generation (readers' views are made again).
+    private func changeState<R>(_ body: (inout State) -> R) -> R {
+        let result = state.withLockedValue(body)
+        generation.wrappingIncrement(ordering: .releasing)
+        return result
+    }
 
     /// An index over `cameras`.
     public init(cameras: [Camera]) throws {
         state = NIOLockedValueBox(State(snapshot: try IndexSnapshot(cameras: cameras), delta: [:]))
+        slots = Self.makeSlots()
     }
 
     /// An index over a packed table (the start from the index cache). `startedAt` is when the
     /// table's build began, for the snapshot's build time.
     public init(table: CameraTable, startedAt start: DispatchTime = .now()) throws {
         state = NIOLockedValueBox(State(snapshot: try IndexSnapshot(table: table, startedAt: start), delta: [:]))
+        slots = Self.makeSlots()
     }
 
     /// An index over a packed table and an STRtree already built over its slots (item `k` a
     /// point at slot `k`'s lon, lat), e.g. built beside the table at start-up.
     public init(table: CameraTable, tree: STRtree, startedAt start: DispatchTime = .now()) throws {
         state = NIOLockedValueBox(State(snapshot: try IndexSnapshot(table: table, tree: tree, startedAt: start), delta: [:]))
+        slots = Self.makeSlots()
     }
 
+    /// The state under the lock: for writers and rebuilds (searches use ``readView``).
     private var current: State { state.withLockedValue { $0 } }
 
     /// Number of cameras held (retired included).
@@ -114,13 +201,13 @@ public final class CameraIndex: Sendable {
     /// The snapshot and the delta taken together at one moment, for the queries in
     /// `SpatialQueries.swift` (a search must see one consistent state).
     var searchState: (snapshot: IndexSnapshot, delta: [String: Camera]) {
-        let s = current
-        return (s.snapshot, s.delta)
+        let v = readView
+        return (v.snapshot, v.delta)
     }
 
     /// One camera by id, retired included.
     public func camera(id: String) -> Camera? {
-        let s = current
+        let s = readView
         if let c = s.delta[id] { return c }
         return s.snapshot.table.slot(of: id).map { s.snapshot.table.camera(at: $0) }
     }
@@ -131,7 +218,7 @@ public final class CameraIndex: Sendable {
     /// (the change feed hands a daemon its own writes back: after a big import, a million of
     /// them, which would otherwise fill the delta and force rebuilds).
     public func upsert(_ camera: Camera) {
-        state.withLockedValue { st in
+        changeState { st in
             let table = st.snapshot.table
             if let held = st.delta[camera.id] {
                 if held.version > camera.version || held == camera { return }
@@ -146,7 +233,7 @@ public final class CameraIndex: Sendable {
     /// Cameras (retired included) ordered by id, after `after`, matching `filter`, at most `limit`.
     /// Starts at `after` in the id-ordered table (a binary search) and merges the delta in.
     public func list(after: String?, limit: Int, where filter: (Camera) -> Bool) -> [Camera] {
-        let s = current
+        let s = readView
         let table = s.snapshot.table
         var changed = s.delta.values.filter { after == nil || after!.utf8.lexicographicallyPrecedes($0.id.utf8) }
         changed.sort { $0.id.utf8.lexicographicallyPrecedes($1.id.utf8) }
@@ -175,7 +262,7 @@ public final class CameraIndex: Sendable {
     /// Cameras within `radius` metres of (lat, lon), nearest first (ties by id), at most `limit`;
     /// retired cameras are never returned.
     public func near(lat: Double, lon: Double, radius: Double, limit: Int) throws -> [NearHit] {
-        let s = current
+        let s = readView
         // Boxes that provably hold the geodesic disc (no geodesic calls; split at ±180°, whole
         // longitude bands over a pole), see `GeodesicDisc`.
         let disc = GeodesicDisc(lat: lat, lon: lon, radius: radius)
@@ -210,6 +297,7 @@ public final class CameraIndex: Sendable {
         let snap = s.snapshot
         let table = snap.table
         var hits: [NearHit] = []
+        let hold = s.hold
         withExtendedLifetime(table) {
             let records = table.records
             // Independent loads first: the candidates' cache misses overlap.
@@ -220,7 +308,7 @@ public final class CameraIndex: Sendable {
                 let r = records[i]
                 guard r.status != .retired, let m = measure(r.lat, r.lon) else { continue }
                 if !s.delta.isEmpty, s.delta[table.id(at: i)] != nil { continue }
-                hits.append(NearHit(ref: snap.ref(i), distance: m.distance, bearing: m.bearing))
+                hits.append(NearHit(ref: snap.ref(i, hold: hold), distance: m.distance, bearing: m.bearing))
             }
         }
         for c in s.delta.values where c.status != .retired {
@@ -313,12 +401,15 @@ public final class CameraIndex: Sendable {
     /// Makes `fresh` (built from `s`) current, keeping in the delta only the changes made after
     /// `s` was taken (or that differ from it).
     private func swapIn(_ fresh: IndexSnapshot, builtFrom s: State) {
-        state.withLockedValue { st in
+        changeState { st in
             var remaining: [String: Camera] = [:]
             for (id, c) in st.delta where s.delta[id] != c { remaining[id] = c }
             st.snapshot = fresh
             st.delta = remaining
         }
+        // Views of the old snapshot would keep it (a table of hundreds of MiB) alive until
+        // their stripe's next search: drop them now. A view made meanwhile is of the new one.
+        for slot in slots { slot.withLockedValue { $0 = StripeSlot() } }
     }
 
     private func claimRebuild() -> Bool {

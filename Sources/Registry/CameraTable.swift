@@ -65,7 +65,9 @@ public final class CameraTable: @unchecked Sendable {
     /// The distinct values of the shared members, one after the other; value `n` is
     /// `sharedText[sharedStarts[n]..<sharedStarts[n + 1]]`.
     let sharedText: UnsafeMutableBufferPointer<UInt8>
-    let sharedStarts: [Int]
+    /// Not an `Array`: reading an array held by the table retains its buffer, and every view of
+    /// a camera reads it (see ``TableHold``).
+    let sharedStarts: UnsafeMutableBufferPointer<Int>
 
     /// Bytes held by the records and the text (for statistics).
     public var bytes: Int { count * MemoryLayout<Record>.stride + textCount + sharedText.count + sharedStarts.count * 8 }
@@ -77,13 +79,16 @@ public final class CameraTable: @unchecked Sendable {
         textCount = b.textCount
         sharedText = CameraTable.allocate(UInt8.self, count: b.shared.text.count)
         _ = sharedText.initialize(from: b.shared.text)
-        sharedStarts = b.shared.starts
+        let starts = CameraTable.allocate(Int.self, count: b.shared.starts.count)
+        _ = starts.initialize(from: b.shared.starts)
+        sharedStarts = UnsafeMutableBufferPointer(start: starts.baseAddress, count: b.shared.starts.count)
     }
 
     deinit {
         free(records.baseAddress)
         free(text.baseAddress)
         free(sharedText.baseAddress)
+        free(sharedStarts.baseAddress)
     }
 
     /// Room for `count` values of `T`, from `malloc`, or for 4 MiB and more 2 MiB-aligned and
@@ -581,6 +586,18 @@ public final class CameraTable: @unchecked Sendable {
     }
 }
 
+/// A reader's reference to a ``CameraTable``: what a ``CameraRef`` to a slot retains. A snapshot
+/// keeps one per ``ThreadStripe``, so that the references counted for every hit of every answer
+/// are counted on the answering thread's own hold, not on the one table all threads share.
+@usableFromInline
+final class TableHold: Sendable {
+    @usableFromInline let table: CameraTable
+    /// Makes a hold 128 bytes, so that two holds never share a cache line.
+    private let padding: (Int, Int, Int, Int, Int, Int, Int, Int, Int, Int, Int, Int, Int) = (0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)
+
+    init(_ table: CameraTable) { self.table = table }
+}
+
 /// One camera of the index, read in place: a slot of a ``CameraTable``, or a camera value (a
 /// recent change not yet folded into a table). Copying one costs one reference, not a
 /// `Camera`'s strings; ``camera`` builds the full value when a caller needs it.
@@ -594,7 +611,10 @@ public struct CameraRef: Sendable {
 
     @usableFromInline
     enum Storage: Sendable {
-        case slot(CameraTable, Int)
+        /// A slot of the hold's table. The hold, not the table, is retained: one per thread
+        /// (``IndexSnapshot/ref(_:)``), so copies of refs on different threads do not
+        /// contend for one reference count.
+        case slot(TableHold, Int)
         case value(Box)
     }
 
@@ -603,7 +623,10 @@ public struct CameraRef: Sendable {
     /// A reference to a camera value.
     public init(_ camera: Camera) { storage = .value(Box(camera)) }
 
-    init(table: CameraTable, slot: Int) { storage = .slot(table, slot) }
+    init(hold: TableHold, slot: Int) { storage = .slot(hold, slot) }
+
+    /// A ref with a hold of its own (tests, and callers outside a snapshot).
+    init(table: CameraTable, slot: Int) { storage = .slot(TableHold(table), slot) }
 
     /// The table slot, when this refers to one.
     var slot: Int? {
@@ -615,7 +638,7 @@ public struct CameraRef: Sendable {
     @inline(__always)
     private func read<T>(_ packed: (CameraTable, Int) -> T, _ value: (Camera) -> T) -> T {
         switch storage {
-        case .slot(let t, let s): return packed(t, s)
+        case .slot(let h, let s): return packed(h.table, s)
         case .value(let b): return value(b.camera)
         }
     }
@@ -651,8 +674,8 @@ public struct CameraRef: Sendable {
     /// `String` for a table slot. (An answer reads its hits through ``withView(_:)``.)
     public func withUTF8<R>(_ member: CameraText, _ body: (UnsafeBufferPointer<UInt8>?) -> R) -> R {
         switch storage {
-        case .slot(let t, let s):
-            return withExtendedLifetime(t) { body(t.textPointer(slot: s, member)) }
+        case .slot(let h, let s):
+            return withExtendedLifetime(h) { body(h.table.textPointer(slot: s, member)) }
         case .value(let b):
             let c = b.camera
             let value: String?
@@ -726,8 +749,8 @@ extension CameraRef {
     @inlinable
     public func withView<R>(_ body: (CameraView) -> R) -> R {
         switch storage {
-        case .slot(let t, let s):
-            return withExtendedLifetime(t) { body(t.view(slot: s)) }
+        case .slot(let h, let s):
+            return withExtendedLifetime(h) { body(h.table.view(slot: s)) }
         case .value(let b):
             return Self.view(of: b.camera, body)
         }

@@ -1,0 +1,124 @@
+import Foundation
+import Testing
+@testable import ControlServer
+@testable import Registry
+
+/// The search path's sharing between threads: each thread reads through its own stripe (its own
+/// hold of the table, its own view of the index state, its own counters), and still sees every
+/// change that returned before its search began; a swapped-out snapshot is freed at once.
+@Suite("Read path: thread stripes")
+struct ReadPathTests {
+    /// Runs `body(i)` for `i` in `0..<n`, each on a new thread, and waits for all.
+    static func onThreads<T: Sendable>(_ n: Int, _ body: @escaping @Sendable (Int) throws -> T) throws -> [T] {
+        let results = ResultBox<T>(count: n)
+        let group = DispatchGroup()
+        for i in 0..<n {
+            group.enter()
+            let t = Thread {
+                results.set(i, Result { try body(i) })
+                group.leave()
+            }
+            t.start()
+        }
+        group.wait()
+        return try results.values()
+    }
+
+    final class ResultBox<T: Sendable>: @unchecked Sendable {
+        private let lock = NSLock()
+        private var results: [Result<T, Error>?]
+        init(count: Int) { results = Array(repeating: nil, count: count) }
+        func set(_ i: Int, _ r: Result<T, Error>) { lock.lock(); results[i] = r; lock.unlock() }
+        func values() throws -> [T] { lock.lock(); defer { lock.unlock() }; return try results.map { try $0!.get() } }
+    }
+
+    @Test("threads started together get different stripes, each always the same")
+    func stripesPerThread() throws {
+        let stripes = try Self.onThreads(8) { _ -> [Int] in
+            (0..<100).map { _ in ThreadStripe.current }
+        }
+        for s in stripes {
+            #expect(Set(s).count == 1, "a thread keeps its stripe")
+            #expect((0..<ThreadStripe.count).contains(s[0]))
+        }
+        #expect(Set(stripes.map { $0[0] }).count == 8, "eight threads, eight stripes: \(stripes.map { $0[0] })")
+    }
+
+    @Test("striped counters add up over threads; updateAll reaches every stripe")
+    func stripedCounters() throws {
+        let counter = Striped { 0 }
+        _ = try Self.onThreads(8) { _ in
+            for _ in 0..<10_000 { counter.withLocalValue { $0 += 1 } }
+        }
+        #expect(counter.values.reduce(0, +) == 80_000)
+        counter.updateAll { $0 = 7 }
+        #expect(counter.values.allSatisfy { $0 == 7 })
+        let seen = try Self.onThreads(4) { _ in counter.withLocalValue { $0 } }
+        #expect(seen == [7, 7, 7, 7])
+    }
+
+    @Test("a search on another thread sees a change once it has returned")
+    func changesAreSeenAcrossThreads() throws {
+        let base = (0..<50).map { SpatialQueryTests.camera(SpatialQueryTests.id($0), 11.0 + Double($0) * 1e-3, 106.6) }
+        let index = try CameraIndex(cameras: base)
+        // Searches on a pool of threads, each keeping its stripe's view between rounds.
+        let lat = 11.0201, lon = 106.6001
+        func found() throws -> [Set<String>] {
+            try Self.onThreads(6) { _ in Set(try index.near(lat: lat, lon: lon, radius: 30, limit: 100).map(\.ref.id)) }
+        }
+        let before = try found()
+        #expect(before.allSatisfy { !$0.contains("NEW-1") })
+        index.upsert(SpatialQueryTests.camera("NEW-1", lat, lon))
+        #expect(try found().allSatisfy { $0.contains("NEW-1") }, "every thread sees the upsert")
+        // A retirement is a change too.
+        index.upsert({ var c = SpatialQueryTests.camera("NEW-1", lat, lon, status: .retired); c.version = 2; return c }())
+        #expect(try found().allSatisfy { !$0.contains("NEW-1") })
+        // The same thread, which already holds a view, sees a later change.
+        let sameThread = try Self.onThreads(1) { _ -> (Bool, Bool) in
+            let a = try index.near(lat: lat, lon: lon, radius: 30, limit: 100).contains { $0.ref.id == "NEW-2" }
+            index.upsert(SpatialQueryTests.camera("NEW-2", lat, lon))
+            let b = try index.near(lat: lat, lon: lon, radius: 30, limit: 100).contains { $0.ref.id == "NEW-2" }
+            return (a, b)
+        }
+        #expect(sameThread[0] == (false, true))
+    }
+
+    @Test("a snapshot swapped out is freed, though threads held views of it")
+    func swappedOutSnapshotIsFreed() throws {
+        let base = (0..<200).map { SpatialQueryTests.camera(SpatialQueryTests.id($0), 11.0 + Double($0) * 1e-4, 106.6) }
+        let index = try CameraIndex(cameras: base)
+        weak let old = index.snapshot
+        _ = try Self.onThreads(4) { _ in try index.near(lat: 11.005, lon: 106.6, radius: 500, limit: 10).count }
+        #expect(old != nil)
+        index.upsert(SpatialQueryTests.camera("NEW-1", 11.005, 106.6))
+        #expect(try index.rebuildIfNeeded())
+        #expect(old == nil, "the old snapshot (and its table) is gone")
+        #expect(index.deltaCount == 0)
+        let after = try Self.onThreads(4) { _ in try index.near(lat: 11.005, lon: 106.6, radius: 5, limit: 10).map(\.ref.id) }
+        #expect(after.allSatisfy { $0.contains("NEW-1") })
+    }
+
+    @Test("refs made on two threads retain different holds of one table")
+    func refsHoldPerThread() throws {
+        let base = (0..<20).map { SpatialQueryTests.camera(SpatialQueryTests.id($0), 11.0 + Double($0) * 1e-5, 106.6) }
+        let index = try CameraIndex(cameras: base)
+        let holds = try Self.onThreads(2) { _ -> [ObjectIdentifier] in
+            try index.near(lat: 11.0001, lon: 106.6, radius: 100, limit: 100).map { hit in
+                guard case .slot(let hold, _) = hit.ref.storage else { Issue.record("a table camera"); return ObjectIdentifier(index) }
+                #expect(hold.table === index.snapshot.table)
+                return ObjectIdentifier(hold)
+            }
+        }
+        #expect(holds[0].count == 20 && holds[1].count == 20)
+        #expect(Set(holds[0]).count == 1 && Set(holds[1]).count == 1, "one hold per thread")
+        #expect(holds[0][0] != holds[1][0], "two threads, two holds")
+    }
+
+    @Test("the literal names in search answers are the enums' raw values")
+    func jsonTextsAreRawValues() {
+        for s in FootageState.allCases { #expect(s.jsonText.description == s.rawValue) }
+        for s in SiteKind.allCases { #expect(s.jsonText.description == s.rawValue) }
+        for s in CameraStatus.allCases { #expect(s.jsonText.description == s.rawValue) }
+        for s in OwnerKind.allCases { #expect(s.jsonText.description == s.rawValue) }
+    }
+}
