@@ -108,27 +108,42 @@ public struct JSONWriter: ~Copyable, @unchecked Sendable {
     }
 
     /// Writes `n / 10^digits` (1 ≤ digits ≤ 9) as a decimal: trailing zeros of the fraction dropped.
+    /// The fraction is written at its full width, two digits at a time (``digitPairs``), and the
+    /// zeros are then trimmed off its end: no loop of divisions per digit.
     private mutating func appendDecimal(_ n: Int, digits: Int) {
         var unit: UInt = 1
-        for _ in 0..<digits { unit *= 10 }
-        let whole = n.magnitude / unit
-        var fraction = n.magnitude % unit
+        for _ in 0..<digits { unit &*= 10 }
+        let magnitude = n.magnitude
+        let whole = magnitude / unit
+        var fraction = magnitude - whole * unit
         if n < 0 { out.append(UInt8(ascii: "-")) }
-        appendInt(Int(whole))
+        appendUInt(whole)
         guard fraction != 0 else { return }
-        // The fraction's digits, leading zeros kept and trailing ones dropped.
-        var width = digits
-        while fraction % 10 == 0 { fraction /= 10; width -= 1 }
-        out.append(UInt8(ascii: "."))
-        var buf: (UInt64, UInt64) = (0, 0)
+        var buf: (UInt64, UInt64) = (0, 0)  // "." and up to nine digits
         withUnsafeMutableBytes(of: &buf) { b in
-            for i in stride(from: width - 1, through: 0, by: -1) {
-                b[i] = UInt8(truncatingIfNeeded: fraction % 10) + 0x30
-                fraction /= 10
+            b[0] = UInt8(ascii: ".")
+            var i = digits
+            while i >= 2 {
+                let q = fraction / 100
+                let pair = Int(fraction - q * 100) * 2
+                b[i - 1] = Self.digitPairs.utf8Start[pair]
+                b[i] = Self.digitPairs.utf8Start[pair + 1]
+                fraction = q
+                i -= 2
             }
-            out.append(contentsOf: UnsafeRawBufferPointer(rebasing: b[0..<width]))
+            if i == 1 { b[1] = UInt8(truncatingIfNeeded: fraction) + 0x30 }
+            var end = digits + 1
+            while b[end - 1] == UInt8(ascii: "0") { end -= 1 }  // stops at a digit: the fraction is not 0
+            out.append(contentsOf: UnsafeRawBufferPointer(rebasing: b[0..<end]))
         }
     }
+
+    /// "00" to "99": two decimal digits per division (a literal, so reading it retains nothing).
+    static let digitPairs: StaticString = """
+        00010203040506070809101112131415161718192021222324252627282930313233343536373839\
+        40414243444546474849505152535455565758596061626364656667686970717273747576777879\
+        8081828384858687888990919293949596979899
+        """
 
     /// `key: value` shorthands.
     public mutating func field(_ name: String, _ v: String) { key(name); value(v) }
@@ -158,6 +173,16 @@ public struct JSONWriter: ~Copyable, @unchecked Sendable {
     public mutating func put(_ name: StaticString, _ v: Int?) { key(static: name); if let v { value(v) } else { null() } }
     public mutating func put(_ name: StaticString, _ v: Double?) { key(static: name); if let v { value(v) } else { null() } }
     public mutating func put(_ name: StaticString, _ v: Double, decimals: Int) { key(static: name); value(v, decimals: decimals) }
+
+    /// `key: "text"` for a literal that needs no escaping (an enum's name in an answer): copied
+    /// as it is, with no `String` in between.
+    public mutating func put(_ name: StaticString, static text: StaticString) {
+        key(static: name)
+        separator()
+        out.append(UInt8(ascii: "\""))
+        out.append(static: text)
+        out.append(UInt8(ascii: "\""))
+    }
 
     /// `key: "text"` from UTF-8 bytes (escaped as needed), or `key: null` for `nil`: writes text
     /// held outside a `String` (the index's packed table) without making one.
@@ -190,21 +215,38 @@ public struct JSONWriter: ~Copyable, @unchecked Sendable {
 
     /// Decimal digits of `i`, without making a `String`.
     private mutating func appendInt(_ i: Int) {
-        if i >= 0 && i < 10 {
-            out.append(UInt8(truncatingIfNeeded: i) + 0x30)
+        if i < 0 { out.append(UInt8(ascii: "-")) }
+        appendUInt(i.magnitude)
+    }
+
+    /// Decimal digits of `v`, two at a time from the end (``digitPairs``).
+    private mutating func appendUInt(_ value: UInt) {
+        if value < 10 {
+            out.append(UInt8(truncatingIfNeeded: value) + 0x30)
             return
         }
-        if i < 0 { out.append(UInt8(ascii: "-")) }
-        var v = i.magnitude
+        var v = value
         var digits: (UInt64, UInt64, UInt64) = (0, 0, 0)  // 24 bytes: room for 20 digits
-        var n = 0
+        var n = 24
         withUnsafeMutableBytes(of: &digits) { d in
-            repeat {
-                d[23 - n] = UInt8(truncatingIfNeeded: v % 10) + 0x30
-                v /= 10
-                n += 1
-            } while v > 0
-            out.append(contentsOf: UnsafeRawBufferPointer(rebasing: d[(24 - n)...]))
+            while v >= 100 {
+                let q = v / 100
+                let pair = Int(v - q * 100) * 2
+                n -= 2
+                d[n] = Self.digitPairs.utf8Start[pair]
+                d[n + 1] = Self.digitPairs.utf8Start[pair + 1]
+                v = q
+            }
+            if v >= 10 {
+                let pair = Int(v) * 2
+                n -= 2
+                d[n] = Self.digitPairs.utf8Start[pair]
+                d[n + 1] = Self.digitPairs.utf8Start[pair + 1]
+            } else {
+                n -= 1
+                d[n] = UInt8(truncatingIfNeeded: v) + 0x30
+            }
+            out.append(contentsOf: UnsafeRawBufferPointer(rebasing: d[n...]))
         }
     }
 

@@ -188,8 +188,10 @@ extension RegistryService {
     }
 
     /// The common answer: filter (sees=only), rank (order=), cut to `limit`, render.
-    func render(_ input: [SearchHit], search: SearchOptions, window: IncidentWindow?, limit: Int, routeOrder: Bool = false) -> Reply {
-        var hits = search.seesOnly ? input.filter(\.sees) : input
+    func render(_ input: consuming [SearchHit], search: SearchOptions, window: IncidentWindow?, limit: Int, routeOrder: Bool = false) -> Reply {
+        // Taken over, not copied: sorting a shared array would copy every hit (and retain its camera).
+        var hits = input
+        if search.seesOnly { hits.removeAll { !$0.sees } }
         if search.order == .urgency {
             func key(_ h: SearchHit) -> (Int, Double) {
                 let urgent = h.sees && h.footage?.state == .available
@@ -236,7 +238,7 @@ extension RegistryService {
                         if f.contains(.bearing) { o.put("bearing_deg", h.bearing, decimals: 1) }
                         if f.contains(.along), let along = h.alongMetres { o.put("along_m", along, decimals: 1) }
                         if f.contains(.sees) { o.put("sees", h.sees) }
-                        if f.contains(.footage) { o.put("footage", h.footage?.state.rawValue ?? "unknown") }
+                        if f.contains(.footage) { o.put("footage", static: (h.footage?.state ?? .unknown).jsonText) }
                         if f.contains(.expiresAt) { o.put("expires_at", time: h.footage?.expiresAt) }
                         if f.contains(.window), let win = h.window {
                             o.put("window_from", time: win.from)
@@ -244,19 +246,19 @@ extension RegistryService {
                         }
                         // Owner data: only when asked for and allowed (each disclosure is counted for the audit log).
                         pii = context?.mayShowOwnerData(ownerID: c.ownerID) ?? false
-                        if f.contains(.site) { o.put("site", c.siteKind.rawValue) }
+                        if f.contains(.site) { o.put("site", static: c.siteKind.jsonText) }
                         if f.contains(.address) { o.put("address", utf8: pii ? c.address : nil) }
                         if f.contains(.ward) { o.put("ward", utf8: c.ward) }
-                        if f.contains(.status) { o.put("status", c.status.rawValue) }
+                        if f.contains(.status) { o.put("status", static: c.status.jsonText) }
                         if f.contains(.heading) { o.put("heading_deg", c.heading) }
                         if f.contains(.fov) { o.put("fov_deg", c.fov) }
                         if f.contains(.range) { o.put("range_m", c.range) }
                         if f.contains(.retention) { o.put("retention_days", c.retentionDays) }
                         if f.contains(.schedule) { o.put("schedule", c.schedule.description) }
-                        if f.contains(.ownerKind) { o.put("owner_kind", c.ownerKind.rawValue) }
+                        if f.contains(.ownerKind) { o.put("owner_kind", static: c.ownerKind.jsonText) }
                         if f.contains(.ownerName) { o.put("owner_name", utf8: pii ? c.ownerName : nil) }
                         if f.contains(.ownerPhone) { o.put("owner_phone", utf8: pii ? c.ownerPhone : nil) }
-                        if f.contains(.consent) { o.put("consent", Self.consentState(c.ownerID.flatMap { consents[$0] }, now: now)) }
+                        if f.contains(.consent) { o.put("consent", static: Self.consentText(c.ownerID.flatMap { consents[$0] }, now: now)) }
                     } }
                     // The size limit: take the camera back and stop (at least one is always sent).
                     if a.count > maxBytes, written > 0 {
@@ -282,9 +284,68 @@ extension RegistryService {
     /// `granted`, `lapsed` (granted but past its date), `withdrawn` (not granted) or `unknown`
     /// (no registered owner).
     static func consentState(_ consent: Consent?, now: Date) -> String {
+        consentText(consent, now: now).description
+    }
+
+    /// ``consentState(_:now:)`` as a literal (what a search answer writes).
+    static func consentText(_ consent: Consent?, now: Date) -> StaticString {
         guard let consent else { return "unknown" }
         if consent.isInForce(at: now) { return "granted" }
         return consent.granted ? "lapsed" : "withdrawn"
+    }
+}
+
+// The names of the enums a search answer writes for every hit, as literals: written straight
+// into the answer (``JSONWriter/put(_:static:)``), where `rawValue` made a `String` each time.
+// A test checks each against `rawValue`.
+
+extension FootageState {
+    /// `rawValue`, as a literal.
+    var jsonText: StaticString {
+        switch self {
+        case .available: "available"
+        case .expired: "expired"
+        case .notRecording: "not_recording"
+        case .unknown: "unknown"
+        }
+    }
+}
+
+extension SiteKind {
+    /// `rawValue`, as a literal.
+    var jsonText: StaticString {
+        switch self {
+        case .intersection: "intersection"
+        case .alley: "alley"
+        case .street: "street"
+        case .building: "building"
+        case .other: "other"
+        }
+    }
+}
+
+extension CameraStatus {
+    /// `rawValue`, as a literal.
+    var jsonText: StaticString {
+        switch self {
+        case .pending: "pending"
+        case .active: "active"
+        case .offline: "offline"
+        case .retired: "retired"
+        }
+    }
+}
+
+extension OwnerKind {
+    /// `rawValue`, as a literal.
+    var jsonText: StaticString {
+        switch self {
+        case .household: "household"
+        case .business: "business"
+        case .boardingHouse: "boarding_house"
+        case .company: "company"
+        case .public: "public"
+        }
     }
 }
 

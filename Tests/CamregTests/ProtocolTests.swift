@@ -202,6 +202,25 @@ struct ProtocolTests {
         }
     }
 
+    /// Integers are written two digits at a time: the text must be `description`'s, for every
+    /// length and sign, the ends of the range included.
+    @Test func jsonWriterIntegersMatchDescription() {
+        var rng = SystemRandomNumberGenerator()
+        var values: [Int] = [0, 1, 9, 10, 11, 99, 100, 101, 999, 1000, -1, -9, -10, -99, -100, Int.max, Int.min, Int.max - 1, Int.min + 1]
+        var p = 1
+        for _ in 0..<18 { p *= 10; values += [p - 1, p, p + 1, -p, -(p - 1)] }
+        for _ in 0..<20_000 {
+            let bits = Int.random(in: 1...62, using: &rng)
+            let v = Int.random(in: 0..<(1 << bits), using: &rng)
+            values.append(Bool.random(using: &rng) ? v : -v)
+        }
+        for v in values {
+            var w = JSONWriter()
+            w.value(v)
+            #expect(w.string == v.description, "\(v)")
+        }
+    }
+
     /// The writer's buffer: growth from a tiny capacity, and truncation.
     @Test func jsonWriterBufferGrowsAndTruncates() {
         var w = JSONWriter(capacity: 1)
