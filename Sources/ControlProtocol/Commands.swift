@@ -230,6 +230,12 @@ public enum RequestParser {
             throw ProtocolError(.lineTooLong, "the request is longer than \(limits.maxLineBytes) bytes")
         }
         if let upload = bytes.withContiguousStorageIfAvailable(importDataChunk), let upload { return upload }
+        if let near = bytes.withContiguousStorageIfAvailable({ nearLine($0, limits: limits) }), let near { return near }
+        return try parseGeneral(bytes, limits: limits)
+    }
+
+    /// ``parseRequest(_:limits:)`` without the fast paths (tests compare the two).
+    static func parseGeneral(_ bytes: some Collection<UInt8>, limits: ProtocolLimits) throws(ProtocolError) -> Request {
         let tokens = try Tokenizer.tokenize(bytes)
         var caseID: String?, purpose: String?
         var seen: Set<String> = []
@@ -262,6 +268,78 @@ public enum RequestParser {
         }
         let text = String(decoding: UnsafeBufferPointer(rebasing: b[p.count...]), as: UTF8.self)
         return Request(command: .importData(base64: text), spec: importDataSpec, caseID: nil, purpose: nil)
+    }
+
+    /// The table's row for `NEAR`.
+    static let nearSpec = CommandTable.spec(named: "NEAR")!
+
+    /// A plain `NEAR` line — `NEAR <lat> <lon>` then `name=value` options of `NEAR`'s own, each
+    /// once, `radius=` among them; printable ASCII, no quotes, words split by spaces — parsed
+    /// without the tokenizer, the option dictionary and the table lookup (a third of a `NEAR`'s
+    /// parse time, most of it hashing). Values go through the same checks (`Values`,
+    /// `SearchCommands.search`) as on the general path, so the command is the same (a test
+    /// compares the two over generated lines). Any other line, and any line with an error in it,
+    /// returns nil: the general path then parses it, or names the error.
+    static func nearLine(_ b: UnsafeBufferPointer<UInt8>, limits: ProtocolLimits) -> Request? {
+        let space: UInt8 = 0x20
+        guard b.count > 5, b[0] == 0x4E, b[1] == 0x45, b[2] == 0x41, b[3] == 0x52, b[4] == space else { return nil }  // "NEAR "
+        var words: (String?, String?) = (nil, nil)
+        var radius: String?, limit: String?, at: String?, from: String?, to: String?
+        var sees: String?, order: String?, offset: String?, fields: String?
+        var i = 5
+        while i < b.count {
+            if b[i] == space { i += 1; continue }
+            let start = i
+            var equals = -1
+            while i < b.count, b[i] != space {
+                let c = b[i]
+                guard c > space, c < 0x7F, c != 0x22, c != 0x5C else { return nil }  // printable ASCII; no quote, no backslash
+                if c == 0x3D, equals < 0 { equals = i }
+                i += 1
+            }
+            func text(_ from: Int, _ to: Int) -> String { String(decoding: UnsafeBufferPointer(rebasing: b[from..<to]), as: UTF8.self) }
+            guard equals >= 0 else {
+                // A positional word: only the two right after NEAR.
+                guard radius == nil, limit == nil, at == nil, from == nil, to == nil, sees == nil, order == nil, offset == nil, fields == nil
+                else { return nil }
+                if words.0 == nil { words.0 = text(start, i) } else if words.1 == nil { words.1 = text(start, i) } else { return nil }
+                continue
+            }
+            let value = text(equals + 1, i)
+            // Option names of NEAR, lower-case as written (others take the general path).
+            func set(_ slot: inout String?) -> Bool {
+                guard slot == nil else { return false }
+                slot = value
+                return true
+            }
+            let name = UnsafeBufferPointer(rebasing: b[start..<equals])
+            let ok: Bool
+            switch name.count {
+            case 2 where name.elementsEqual("at".utf8): ok = set(&at)
+            case 2 where name.elementsEqual("to".utf8): ok = set(&to)
+            case 4 where name.elementsEqual("from".utf8): ok = set(&from)
+            case 4 where name.elementsEqual("sees".utf8): ok = set(&sees)
+            case 5 where name.elementsEqual("limit".utf8): ok = set(&limit)
+            case 5 where name.elementsEqual("order".utf8): ok = set(&order)
+            case 6 where name.elementsEqual("radius".utf8): ok = set(&radius)
+            case 6 where name.elementsEqual("offset".utf8): ok = set(&offset)
+            case 6 where name.elementsEqual("fields".utf8): ok = set(&fields)
+            default: ok = false
+            }
+            guard ok else { return nil }
+        }
+        guard let latText = words.0, let lonText = words.1, let radiusText = radius else { return nil }
+        do {
+            let lat = try Values.double(latText, field: "lat", range: -90...90)
+            let lon = try Values.double(lonText, field: "lon", range: -180...180)
+            let r = try Values.radius(radiusText, limits: limits)
+            let n = try limit.map { v throws(ProtocolError) in try Values.int(v, field: "limit", range: 1...limits.maxLimit) } ?? limits.defaultLimit
+            let search = try SearchCommands.search(at: at, from: from, to: to, sees: sees, order: order, offset: offset, fields: fields)
+            return Request(command: .near(NearQuery(lat: lat, lon: lon, radius: r, limit: n, search: search)), spec: nearSpec,
+                           caseID: nil, purpose: nil)
+        } catch {
+            return nil
+        }
     }
 
     /// Parses one line of text.

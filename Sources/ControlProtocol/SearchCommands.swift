@@ -61,7 +61,7 @@ public struct HitFields: OptionSet, Sendable, Equatable {
         var set: HitFields = .id
         for part in text.utf8.split(separator: UInt8(ascii: ","), omittingEmptySubsequences: false) {
             // Names are lower-case ASCII: compare bytes, folding ASCII capitals, without copies.
-            let index = names.firstIndex { $0.utf8.elementsEqual(part) { n, c in n == (c >= 0x41 && c <= 0x5A ? c + 0x20 : c) } }
+            let index = names.firstIndex { $0.utf8.count == part.count && $0.utf8.elementsEqual(part) { n, c in n == (c >= 0x41 && c <= 0x5A ? c + 0x20 : c) } }
             guard let f = index.map({ HitFields(rawValue: 1 << UInt32($0)) }) else {
                 throw ProtocolError(.invalidValue, "fields has no member \(Values.clip(String(Substring(part)))); known: \(names.joined(separator: ","))", field: "fields")
             }
@@ -147,28 +147,35 @@ enum SearchCommands {
     ]
 
     static func search(_ options: [String: String]) throws(ProtocolError) -> SearchOptions {
-        var s = SearchOptions(at: options["at"], from: options["from"], to: options["to"])
+        try search(at: options["at"], from: options["from"], to: options["to"], sees: options["sees"],
+                   order: options["order"], offset: options["offset"], fields: options["fields"])
+    }
+
+    /// The search options from their values as written (nil: not given).
+    static func search(at: String?, from: String?, to: String?, sees: String?, order: String?, offset: String?,
+                       fields: String?) throws(ProtocolError) -> SearchOptions {
+        var s = SearchOptions(at: at, from: from, to: to)
         if s.at != nil && (s.from != nil || s.to != nil) {
             throw ProtocolError(.invalidValue, "give at= or from=/to=, not both", field: "at")
         }
         if (s.from == nil) != (s.to == nil) {
             throw ProtocolError(.missingOption, "from= and to= go together", field: s.from == nil ? "from" : "to")
         }
-        if let v = options["sees"] {
+        if let v = sees {
             switch v.lowercased() {
             case "only": s.seesOnly = true
             case "all": s.seesOnly = false
             default: throw ProtocolError(.invalidValue, "sees must be only or all", field: "sees")
             }
         }
-        if let v = options["order"] {
+        if let v = order {
             guard let o = SearchOrder(rawValue: v.lowercased()) else {
                 throw ProtocolError(.invalidValue, "order must be distance or urgency", field: "order")
             }
             s.order = o
         }
-        if let v = options["offset"] { s.offset = try Values.int(v, field: "offset", range: 0...1_000_000) }
-        if let v = options["fields"] { s.fields = try HitFields.parse(v) }
+        if let v = offset { s.offset = try Values.int(v, field: "offset", range: 0...1_000_000) }
+        if let v = fields { s.fields = try HitFields.parse(v) }
         return s
     }
 

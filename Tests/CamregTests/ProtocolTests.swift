@@ -202,6 +202,49 @@ struct ProtocolTests {
         }
     }
 
+    /// The `NEAR` fast path gives the general parser's command for every line it takes, and
+    /// leaves every other line (other spellings, errors, envelope options) to it; it takes most
+    /// plain lines.
+    @Test func nearFastPathAgreesWithTheGeneralParser() throws {
+        var rng = SystemRandomNumberGenerator()
+        func pick<T>(_ a: [T]) -> T { a[Int.random(in: 0..<a.count, using: &rng)] }
+        let heads = ["NEAR", "NEAR", "NEAR", "near", "Near", " NEAR", "NEAR\t", "NEARX", "NEAREST"]
+        let numbers = ["11.1", "-11.25", "+106.6", "106.61234567", "0", "90", "-90.5", "180", "181", "1e2", "nan", "abc", "", "11,5", "\"11.1\""]
+        let options = ["radius=200", "radius=0", "radius=-5", "radius=60000", "radius=500.5", "RADIUS=200", "limit=5", "limit=0",
+                       "limit=10000", "limit=x", "fields=distance_m,sees,footage", "fields=ID,Lat", "fields=nope", "fields=",
+                       "sees=only", "sees=ALL", "sees=maybe", "order=urgency", "order=x", "offset=3", "offset=-1",
+                       "at=2026-11-29T21:30+07:00", "from=2026-11-29T21:00Z", "to=2026-11-29T22:00Z", "case=BC-1",
+                       "purpose=\"a b\"", "color=red", "radius=200", "limit=5", "fields=a=b", "=5", "x"]
+        var taken = 0, plain = 0
+        for n in 0..<30_000 {
+            var parts = [pick(heads)]
+            if n % 3 != 0 { parts += ["11.1", "106.6", "radius=\(pick(["200", "500", "1000"]))"] }
+            let extra = Int.random(in: 0...4, using: &rng)
+            for _ in 0..<extra { parts.append(Bool.random(using: &rng) ? pick(options) : pick(numbers)) }
+            if n % 3 == 0 { parts.insert(contentsOf: [pick(numbers), pick(numbers)], at: 1) }
+            if n % 7 == 0 { parts.shuffle(using: &rng) }
+            let line = parts.joined(separator: Bool.random(using: &rng) ? " " : "  ")
+            let bytes = Array(line.utf8)
+            let general = Result { () throws(ProtocolError) in try RequestParser.parseGeneral(bytes, limits: .init()) }
+            let fast = bytes.withUnsafeBufferPointer { RequestParser.nearLine($0, limits: .init()) }
+            if case .success(let g) = general, g.caseID == nil, g.purpose == nil, case .near = g.command, line.hasPrefix("NEAR "),
+               !line.contains("\""), !line.contains("RADIUS"), !line.contains("case="), !line.contains("purpose=") {
+                plain += 1
+            }
+            guard let fast else { continue }
+            taken += 1
+            let g = try #require(try? general.get(), "the fast path took a line the general parser refuses: \(line)")
+            #expect(fast.command == g.command, "\(line)")
+            #expect(fast.spec.name == g.spec.name && fast.caseID == g.caseID && fast.purpose == g.purpose, "\(line)")
+        }
+        // Plain lines (upper-case NEAR, options as written by clients) nearly all take the fast path.
+        #expect(plain > 1000)
+        #expect(Double(taken) >= 0.9 * Double(plain), "fast path took \(taken) of \(plain) plain lines")
+        // The parser as the server calls it: the fast path's answer, or the general one's error.
+        #expect(try RequestParser.parse("NEAR 11.1 106.6 radius=200 fields=distance_m") == RequestParser.parse("near 11.1 106.6 RADIUS=200 fields=distance_m"))
+        #expect(throws: ProtocolError.self) { try RequestParser.parse("NEAR 11.1 106.6 radius=0") }
+    }
+
     /// Integers are written two digits at a time: the text must be `description`'s, for every
     /// length and sign, the ends of the range included.
     @Test func jsonWriterIntegersMatchDescription() {
@@ -218,6 +261,40 @@ struct ProtocolTests {
             var w = JSONWriter()
             w.value(v)
             #expect(w.string == v.description, "\(v)")
+        }
+    }
+
+    /// A prepared key writes what a literal name writes: first in an object or after a member,
+    /// with every kind of value, for names of every length up to the longest a key holds.
+    @Test func jsonWriterPreparedKeysMatchLiteralNames() {
+        let names: [StaticString] = ["a", "id", "lat", "distance_m", "retention_days", "abcdefghijklmnopqrstuvwxyz01"]
+        for name in names {
+            let k = JSONWriter.Key(name)
+            var a = JSONWriter(capacity: 1), b = JSONWriter(capacity: 1)
+            for w in [0, 1] {
+                let text = Array("Mỹ Phước \"x\"".utf8)
+                if w == 0 {
+                    a.object { o in
+                        o.put(k, 1.5); o.put(k, 7); o.put(k, true); o.put(k, nil as Double?); o.put(k, 2.345678, decimals: 3)
+                        o.put(k, "s"); o.put(k, static: "lit")
+                        text.withUnsafeBufferPointer { o.put(k, utf8: $0) }
+                        o.put(k, utf8: nil)
+                        o.put(k, ascii: 3) { $0[0] = 0x61; $0[1] = 0x62; $0[2] = 0x63; return true }
+                        o.put(k, ascii: 3) { _ in false }
+                    }
+                } else {
+                    b.object { o in
+                        o.put(name, 1.5); o.put(name, 7); o.put(name, true); o.put(name, nil as Double?); o.put(name, 2.345678, decimals: 3)
+                        o.put(name, "s"); o.put(name, static: "lit")
+                        text.withUnsafeBufferPointer { o.put(name, utf8: $0) }
+                        o.put(name, utf8: nil)
+                        o.put(name, ascii: 3) { $0[0] = 0x61; $0[1] = 0x62; $0[2] = 0x63; return true }
+                        o.put(name, ascii: 3) { _ in false }
+                    }
+                }
+            }
+            #expect(a.string == b.string, "\(name)")
+            #expect(a.string.hasPrefix("{\"\(name)\":1.5,\"\(name)\":7,"))
         }
     }
 
