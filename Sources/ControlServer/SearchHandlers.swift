@@ -231,34 +231,34 @@ extension RegistryService {
                     var pii = false
                     // One view per hit: the camera's text is found in one walk, not one per member.
                     h.camera.withView { c in a.object { o in
-                        o.put("id", utf8: c.id)
-                        if f.contains(.lat) { o.put("lat", c.lat) }
-                        if f.contains(.lon) { o.put("lon", c.lon) }
-                        if f.contains(.distance) { o.put("distance_m", h.distance, decimals: 3) }
-                        if f.contains(.bearing) { o.put("bearing_deg", h.bearing, decimals: 1) }
-                        if f.contains(.along), let along = h.alongMetres { o.put("along_m", along, decimals: 1) }
-                        if f.contains(.sees) { o.put("sees", h.sees) }
-                        if f.contains(.footage) { o.put("footage", static: (h.footage?.state ?? .unknown).jsonText) }
-                        if f.contains(.expiresAt) { o.put("expires_at", time: h.footage?.expiresAt) }
+                        o.put(HitKey.id, utf8: c.id)
+                        if f.contains(.lat) { o.put(HitKey.lat, c.lat) }
+                        if f.contains(.lon) { o.put(HitKey.lon, c.lon) }
+                        if f.contains(.distance) { o.put(HitKey.distance, h.distance, decimals: 3) }
+                        if f.contains(.bearing) { o.put(HitKey.bearing, h.bearing, decimals: 1) }
+                        if f.contains(.along), let along = h.alongMetres { o.put(HitKey.along, along, decimals: 1) }
+                        if f.contains(.sees) { o.put(HitKey.sees, h.sees) }
+                        if f.contains(.footage) { o.put(HitKey.footage, static: (h.footage?.state ?? .unknown).jsonText) }
+                        if f.contains(.expiresAt) { o.put(HitKey.expiresAt, time: h.footage?.expiresAt) }
                         if f.contains(.window), let win = h.window {
-                            o.put("window_from", time: win.from)
-                            o.put("window_to", time: win.to)
+                            o.put(HitKey.windowFrom, time: win.from)
+                            o.put(HitKey.windowTo, time: win.to)
                         }
                         // Owner data: only when asked for and allowed (each disclosure is counted for the audit log).
                         pii = context?.mayShowOwnerData(ownerID: c.ownerID) ?? false
-                        if f.contains(.site) { o.put("site", static: c.siteKind.jsonText) }
-                        if f.contains(.address) { o.put("address", utf8: pii ? c.address : nil) }
-                        if f.contains(.ward) { o.put("ward", utf8: c.ward) }
-                        if f.contains(.status) { o.put("status", static: c.status.jsonText) }
-                        if f.contains(.heading) { o.put("heading_deg", c.heading) }
-                        if f.contains(.fov) { o.put("fov_deg", c.fov) }
-                        if f.contains(.range) { o.put("range_m", c.range) }
-                        if f.contains(.retention) { o.put("retention_days", c.retentionDays) }
-                        if f.contains(.schedule) { o.put("schedule", c.schedule.description) }
-                        if f.contains(.ownerKind) { o.put("owner_kind", static: c.ownerKind.jsonText) }
-                        if f.contains(.ownerName) { o.put("owner_name", utf8: pii ? c.ownerName : nil) }
-                        if f.contains(.ownerPhone) { o.put("owner_phone", utf8: pii ? c.ownerPhone : nil) }
-                        if f.contains(.consent) { o.put("consent", static: Self.consentText(c.ownerID.flatMap { consents[$0] }, now: now)) }
+                        if f.contains(.site) { o.put(HitKey.site, static: c.siteKind.jsonText) }
+                        if f.contains(.address) { o.put(HitKey.address, utf8: pii ? c.address : nil) }
+                        if f.contains(.ward) { o.put(HitKey.ward, utf8: c.ward) }
+                        if f.contains(.status) { o.put(HitKey.status, static: c.status.jsonText) }
+                        if f.contains(.heading) { o.put(HitKey.heading, c.heading) }
+                        if f.contains(.fov) { o.put(HitKey.fov, c.fov) }
+                        if f.contains(.range) { o.put(HitKey.range, c.range) }
+                        if f.contains(.retention) { o.put(HitKey.retention, c.retentionDays) }
+                        if f.contains(.schedule) { let s = c.schedule; o.put(HitKey.schedule, ascii: s.textLength) { s.writeText(into: $0) } }
+                        if f.contains(.ownerKind) { o.put(HitKey.ownerKind, static: c.ownerKind.jsonText) }
+                        if f.contains(.ownerName) { o.put(HitKey.ownerName, utf8: pii ? c.ownerName : nil) }
+                        if f.contains(.ownerPhone) { o.put(HitKey.ownerPhone, utf8: pii ? c.ownerPhone : nil) }
+                        if f.contains(.consent) { o.put(HitKey.consent, static: Self.consentText(c.ownerID.flatMap { consents[$0] }, now: now)) }
                     } }
                     // The size limit: take the camera back and stop (at least one is always sent).
                     if a.count > maxBytes, written > 0 {
@@ -292,6 +292,46 @@ extension RegistryService {
         guard let consent else { return "unknown" }
         if consent.isInForce(at: now) { return "granted" }
         return consent.granted ? "lapsed" : "withdrawn"
+    }
+}
+
+/// The member names of a search hit, made ready once (``JSONWriter/Key``): an answer writes
+/// twenty-odd per hit.
+enum HitKey {
+    static let id = JSONWriter.Key("id")
+    static let lat = JSONWriter.Key("lat")
+    static let lon = JSONWriter.Key("lon")
+    static let distance = JSONWriter.Key("distance_m")
+    static let bearing = JSONWriter.Key("bearing_deg")
+    static let along = JSONWriter.Key("along_m")
+    static let sees = JSONWriter.Key("sees")
+    static let footage = JSONWriter.Key("footage")
+    static let expiresAt = JSONWriter.Key("expires_at")
+    static let windowFrom = JSONWriter.Key("window_from")
+    static let windowTo = JSONWriter.Key("window_to")
+    static let site = JSONWriter.Key("site")
+    static let address = JSONWriter.Key("address")
+    static let ward = JSONWriter.Key("ward")
+    static let status = JSONWriter.Key("status")
+    static let heading = JSONWriter.Key("heading_deg")
+    static let fov = JSONWriter.Key("fov_deg")
+    static let range = JSONWriter.Key("range_m")
+    static let retention = JSONWriter.Key("retention_days")
+    static let schedule = JSONWriter.Key("schedule")
+    static let ownerKind = JSONWriter.Key("owner_kind")
+    static let ownerName = JSONWriter.Key("owner_name")
+    static let ownerPhone = JSONWriter.Key("owner_phone")
+    static let consent = JSONWriter.Key("consent")
+}
+
+extension JSONWriter {
+    /// `key: "YYYY-MM-DDTHH:MM:SS.ffffffZ"` with a prepared key (see ``put(_:time:)``).
+    mutating func put(_ key: Key, time: Date?) {
+        guard let time else { return put(key, nil as Double?) }
+        let micros = ISO8601Text.micros(time)
+        if !put(key, ascii: ISO8601Text.length, { ISO8601Text.write(micros: micros, into: $0) }) {
+            put(key, ISO8601Text.format(micros: micros))
+        }
     }
 }
 

@@ -45,21 +45,31 @@ public enum RecordingSchedule: Sendable, Equatable, Hashable, CustomStringConver
 
     /// The text form (`24/7` or `HH:MM-HH:MM`).
     public var description: String {
-        switch self {
-        case .always: return "24/7"
-        case .daily(let s, let e):
-            // By hand: String(format:) is slow, and this is written for every search hit. Eleven
-            // bytes make a small string, held inline: no allocation.
-            return String(unsafeUninitializedCapacity: 11) { b in
-                func two(_ v: Int, at i: Int) {
-                    b[i] = UInt8(0x30 + v / 10)
-                    b[i + 1] = UInt8(0x30 + v % 10)
-                }
-                two(s / 60, at: 0); b[2] = 0x3A; two(s % 60, at: 3); b[5] = 0x2D
-                two(e / 60, at: 6); b[8] = 0x3A; two(e % 60, at: 9)
-                return 11
-            }
+        String(unsafeUninitializedCapacity: textLength) { b in
+            _ = writeText(into: b)
+            return textLength
         }
+    }
+
+    /// Bytes of the text form: 4 or 11.
+    public var textLength: Int { self == .always ? 4 : 11 }
+
+    /// Writes the text form into `b` (``textLength`` bytes; false, writing nothing, when `b` is
+    /// shorter). By hand: `String(format:)` is slow, and a search answer writes one per hit.
+    public func writeText(into b: UnsafeMutableBufferPointer<UInt8>) -> Bool {
+        guard b.count >= textLength else { return false }
+        switch self {
+        case .always:
+            b[0] = UInt8(ascii: "2"); b[1] = UInt8(ascii: "4"); b[2] = UInt8(ascii: "/"); b[3] = UInt8(ascii: "7")
+        case .daily(let s, let e):
+            func two(_ v: Int, at i: Int) {
+                b[i] = UInt8(0x30 + v / 10)
+                b[i + 1] = UInt8(0x30 + v % 10)
+            }
+            two(s / 60, at: 0); b[2] = 0x3A; two(s % 60, at: 3); b[5] = 0x2D
+            two(e / 60, at: 6); b[8] = 0x3A; two(e % 60, at: 9)
+        }
+        return true
     }
 
     /// Whether the schedule records at `minute` after local midnight.
