@@ -26,9 +26,32 @@ struct Report {
     var unsupported: [(String, Int, Int)] = []
     var check = AgreementResult()
 
-    func run(_ s: String, _ c: Int, _ d: Int) -> RunResult? {
-        runs.first { $0.system == s && $0.connections == c && $0.depth == d }
+    /// The runs of one system in one setting, by round.
+    func rounds(_ s: String, _ c: Int, _ d: Int) -> [RunResult] {
+        runs.filter { $0.system == s && $0.connections == c && $0.depth == d }.sorted { $0.round < $1.round }
     }
+
+    /// The system's run in a setting: its median round by throughput (the lower middle one
+    /// of an even number).
+    func run(_ s: String, _ c: Int, _ d: Int) -> RunResult? {
+        let all = rounds(s, c, d).sorted { $0.qps < $1.qps }
+        return all.isEmpty ? nil : all[(all.count - 1) / 2]
+    }
+
+    /// camregd's throughput ÷ the system's, round by round (each pair measured back to back).
+    func roundRatios(_ s: String, _ c: Int, _ d: Int) -> [Double] {
+        let mine = rounds("camregd", c, d), theirs = rounds(s, c, d)
+        return zip(mine, theirs).map { $0.qps / $1.qps }
+    }
+
+    /// The median of the per-round ratios (the lower middle one of an even number).
+    func ratio(_ s: String, _ c: Int, _ d: Int) -> Double? {
+        let r = roundRatios(s, c, d).sorted()
+        return r.isEmpty ? nil : r[(r.count - 1) / 2]
+    }
+
+    /// How many rounds each setting ran.
+    var roundCount: Int { runs.map(\.round).max() ?? 1 }
 
     func table() -> String {
         var out = "camreg-bench: \(cameras) cameras, region \(region), \(queries) queries (radii \(radii.map { "\(Int($0)) m" }.joined(separator: ", "))), seed \(seed)\n"
@@ -40,12 +63,22 @@ struct Report {
         for (c, d) in settings {
             for s in ["camregd", "redis", "postgis"] {
                 if let r = run(s, c, d) {
-                    let ratio = run("camregd", c, d).map { String(format: "%.2f×", $0.qps / r.qps) } ?? "–"
+                    let ratio = self.ratio(s, c, d).map { String(format: "%.2f×", $0) } ?? "–"
                     out += String(format: "| %@ | %d | %d | %.0f | %.1f | %.1f | %.1f | %@ | %.1f %% | %@ |\n",
                                   s as NSString, c, d, r.qps, r.p50, r.p99, r.p999, (r.serverCPU.map { c in String(format: "%.1f", c) + (r.serverSystemShare.map { String(format: " (%.0f %% kernel)", $0 * 100) } ?? "") } ?? "–") as NSString,
                                   r.clientCPU * 100, (s == "camregd" ? "" : ratio) as NSString)
                 } else if unsupported.contains(where: { $0 == (s, c, d) }) {
                     out += "| \(s) | \(c) | \(d) | not supported (no libpq pipelining in this slice) | | | | | | |\n"
+                }
+            }
+        }
+        if roundCount > 1 {
+            out += "\n\(roundCount) rounds per setting, the systems taking turns: each row is the system's median round; the ratio is the median of the rounds' ratios.\n"
+            for (c, d) in settings {
+                for s in ["redis", "postgis"] {
+                    let r = roundRatios(s, c, d)
+                    guard !r.isEmpty else { continue }
+                    out += "camregd ÷ \(s), \(c) conns, pipeline \(d), by round: " + r.map { String(format: "%.2f×", $0) }.joined(separator: " ") + "\n"
                 }
             }
         }
@@ -82,13 +115,26 @@ struct Report {
                                     "client_cpu_share": r.clientCPU]
             if let c = r.serverCPU { d["server_cpu_us_per_query"] = c }
             if let k = r.serverSystemShare { d["server_cpu_kernel_share"] = k }
-            if r.system != "camregd", let c = run("camregd", r.connections, r.depth) { d["camregd_qps_ratio"] = c.qps / r.qps }
+            d["round"] = r.round
+            if r.system != "camregd", let c = rounds("camregd", r.connections, r.depth).first(where: { $0.round == r.round }) {
+                d["camregd_qps_ratio"] = c.qps / r.qps
+            }
             return d
+        }
+        var settings: [(Int, Int)] = []
+        for r in runs where !settings.contains(where: { $0 == (r.connections, r.depth) }) { settings.append((r.connections, r.depth)) }
+        let ratioList: [[String: Any]] = settings.flatMap { c, d in
+            ["redis", "postgis"].compactMap { s -> [String: Any]? in
+                guard let m = ratio(s, c, d) else { return nil }
+                return ["versus": s, "connections": c, "pipeline_depth": d, "median_camregd_qps_ratio": m, "by_round": roundRatios(s, c, d)]
+            }
         }
         let obj: [String: Any] = [
             "cameras": cameras, "region": region, "queries": queries, "radii_m": radii, "seed": seed,
             "cores": ProcessInfo.processInfo.activeProcessorCount,
             "runs": runList,
+            "rounds": roundCount,
+            "ratios": ratioList,
             "unsupported": unsupported.map { ["system": $0.0, "connections": $0.1, "pipeline_depth": $0.2, "reason": "no libpq pipelining in this slice"] },
             "memory": ["camregd_rss_bytes": camregdRSS, "redis_used_memory_bytes": redisUsedMemory, "redis_rss_bytes": redisRSS,
                        "camregd_rss_over_redis_used_memory": Double(camregdRSS) / Double(max(1, redisUsedMemory))],

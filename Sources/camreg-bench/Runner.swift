@@ -14,6 +14,8 @@ struct RunResult: Sendable {
     var serverCPU: Double? = nil
     /// The kernel's (system time's) share of `serverCPU`.
     var serverSystemShare: Double? = nil
+    /// Which round of the setting this was (`--rounds`), from 1.
+    var round = 1
     var qps: Double { Double(queries) / seconds }
 }
 

@@ -34,6 +34,9 @@ struct CamregBench: ParsableCommand {
     @Option(help: "Pipelining depths (requests in flight per connection), comma-separated.")
     var depths: String = "1,16"
 
+    @Option(help: "Rounds per setting: the systems take turns, round after round, and the table shows each system's median round and camregd's median per-round ratio (a shared VM's speed drifts between runs).")
+    var rounds: Int = 1
+
     @Option(help: "Seed of the camera positions (large region) and of the query list.")
     var seed: UInt64 = 6
 
@@ -284,16 +287,20 @@ struct CamregBench: ParsableCommand {
         }
         for conns in connList {
             for depth in depthList {
-                for (name, pipelines, make) in systems {
-                    if depth > 1 && !pipelines {
-                        report.unsupported.append((name, conns, depth))
-                        continue
+                for round in 1...max(1, rounds) {
+                    for (name, pipelines, make) in systems {
+                        if depth > 1 && !pipelines {
+                            if round == 1 { report.unsupported.append((name, conns, depth)) }
+                            continue
+                        }
+                        var r = try Runner.run(system: name, count: list.count, connections: conns, depth: depth,
+                                               serverPIDs: serverPIDs[name] ?? { [] }, makeClient: make)
+                        r.round = round
+                        log(String(format: "%-8@ c=%2d d=%2d  %9.0f q/s  p50 %8.1f µs  p99 %8.1f µs  p99.9 %8.1f µs  server CPU %6.1f µs/q  client CPU %4.1f %%%@",
+                                   name as NSString, conns, depth, r.qps, r.p50, r.p99, r.p999, r.serverCPU ?? .nan, r.clientCPU * 100,
+                                   (rounds > 1 ? " (round \(round))" : "") as NSString))
+                        report.runs.append(r)
                     }
-                    let r = try Runner.run(system: name, count: list.count, connections: conns, depth: depth,
-                                           serverPIDs: serverPIDs[name] ?? { [] }, makeClient: make)
-                    log(String(format: "%-8@ c=%2d d=%2d  %9.0f q/s  p50 %8.1f µs  p99 %8.1f µs  p99.9 %8.1f µs  server CPU %6.1f µs/q  client CPU %4.1f %%",
-                               name as NSString, conns, depth, r.qps, r.p50, r.p99, r.p999, r.serverCPU ?? .nan, r.clientCPU * 100))
-                    report.runs.append(r)
                 }
             }
         }
