@@ -215,7 +215,8 @@ public final class RegistryService: Sendable {
     public let auditLog: AuditLog?
     /// Where tokens are read (`AUTH`): the database, or the replica of a read-only daemon.
     let readStore: PostgresClient?
-    /// Tokens revoked by this daemon since start: refused at once on open connections.
+    /// Tokens revoked by this daemon since start: refused at once on open connections. A copy
+    /// per thread stripe (every request with a token looks here); a revocation writes them all.
     let revokedTokens = Striped { Set<Int64>() }
     /// A streaming import is running (at most one: see `streamingImport(_:)`).
     let streamingSlot = NIOLockedValueBox(false)

@@ -221,8 +221,8 @@ extension RegistryService {
         var written = 0
         let reply = ok(capacity: 64 + hits.count * (search.fields == .all ? 480 : 160)) { w in
             if let window {
-                w.put("from", time: window.from)
-                w.put("to", time: window.to)
+                w.put(HitKey.from, time: window.from)
+                w.put(HitKey.to, time: window.to)
             }
             w.key("cameras")
             w.array { a in
@@ -295,9 +295,11 @@ extension RegistryService {
     }
 }
 
-/// The member names of a search hit, made ready once (``JSONWriter/Key``): an answer writes
-/// twenty-odd per hit.
+/// The member names of a search answer and its hits, made ready once (``JSONWriter/Key``): an
+/// answer writes twenty-odd per hit.
 enum HitKey {
+    static let from = JSONWriter.Key("from")
+    static let to = JSONWriter.Key("to")
     static let id = JSONWriter.Key("id")
     static let lat = JSONWriter.Key("lat")
     static let lon = JSONWriter.Key("lon")
@@ -325,7 +327,9 @@ enum HitKey {
 }
 
 extension JSONWriter {
-    /// `key: "YYYY-MM-DDTHH:MM:SS.ffffffZ"` with a prepared key (see ``put(_:time:)``).
+    /// `key: "YYYY-MM-DDTHH:MM:SS.ffffffZ"` written in place (``ISO8601Text/write(micros:into:)``:
+    /// a search answer writes up to three per hit, and formatting each as a `String` cost
+    /// allocations), or `key: null` for `nil`.
     mutating func put(_ key: Key, time: Date?) {
         guard let time else { return put(key, nil as Double?) }
         let micros = ISO8601Text.micros(time)
@@ -389,15 +393,3 @@ extension OwnerKind {
     }
 }
 
-extension JSONWriter {
-    /// `key: "YYYY-MM-DDTHH:MM:SS.ffffffZ"` written in place (``ISO8601Text/write(micros:into:)``:
-    /// a search answer writes up to three per hit, and formatting each as a `String` cost
-    /// allocations), or `key: null` for `nil`.
-    mutating func put(_ name: StaticString, time: Date?) {
-        guard let time else { return put(name, nil as String?) }
-        let micros = ISO8601Text.micros(time)
-        if !put(name, ascii: ISO8601Text.length, { ISO8601Text.write(micros: micros, into: $0) }) {
-            put(name, ISO8601Text.format(micros: micros))
-        }
-    }
-}

@@ -156,11 +156,11 @@ public final class CameraIndex: @unchecked Sendable {
         }
     }
 
-    /// Changes the state, then moves the generation (readers' views are made again).
-    private func changeState<R>(_ body: (inout State) -> R) -> R {
-        let result = state.withLockedValue(body)
-        generation.wrappingIncrement(ordering: .releasing)
-        return result
+    /// Changes the state, then moves the generation (readers' views are made again) unless
+    /// `body` says it changed nothing (an upsert of a camera already held, which the change feed
+    /// sends a million times after a big import).
+    private func changeState(_ body: (inout State) -> Bool) {
+        if state.withLockedValue(body) { generation.wrappingIncrement(ordering: .releasing) }
     }
 
     /// An index over `cameras`.
@@ -221,12 +221,13 @@ public final class CameraIndex: @unchecked Sendable {
         changeState { st in
             let table = st.snapshot.table
             if let held = st.delta[camera.id] {
-                if held.version > camera.version || held == camera { return }
+                if held.version > camera.version || held == camera { return false }
             } else if let slot = table.slot(of: camera.id) {
                 let version = Int(table.records[slot].version)
-                if version > camera.version || (version == camera.version && table.camera(at: slot) == camera) { return }
+                if version > camera.version || (version == camera.version && table.camera(at: slot) == camera) { return false }
             }
             st.delta[camera.id] = camera
+            return true
         }
     }
 
@@ -406,6 +407,7 @@ public final class CameraIndex: @unchecked Sendable {
             for (id, c) in st.delta where s.delta[id] != c { remaining[id] = c }
             st.snapshot = fresh
             st.delta = remaining
+            return true
         }
         // Views of the old snapshot would keep it (a table of hundreds of MiB) alive until
         // their stripe's next search: drop them now. A view made meanwhile is of the new one.

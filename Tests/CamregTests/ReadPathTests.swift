@@ -57,6 +57,20 @@ struct ReadPathTests {
         #expect(seen == [7, 7, 7, 7])
     }
 
+    @Test("latencies recorded on several threads are summarised together")
+    func latenciesFromSeveralThreads() throws {
+        let m = RequestMetrics()
+        _ = try Self.onThreads(4) { i in
+            for k in 0..<1000 { m.record("NEAR", seconds: Double(i * 1000 + k + 1) / 1e6) }
+        }
+        m.record("STATS", seconds: 0.5)
+        let near = try #require(m.summaries()["NEAR"])
+        #expect(near.count == 4000)
+        #expect(abs(near.max - 4.0) < 1e-9, "the slowest of all threads, in ms: \(near.max)")
+        #expect(abs(near.p50 - 2.0) < 1e-9, "the median over all threads' samples: \(near.p50)")
+        #expect(m.summaries()["STATS"]?.count == 1)
+    }
+
     @Test("a search on another thread sees a change once it has returned")
     func changesAreSeenAcrossThreads() throws {
         let base = (0..<50).map { SpatialQueryTests.camera(SpatialQueryTests.id($0), 11.0 + Double($0) * 1e-3, 106.6) }
