@@ -219,7 +219,7 @@ extension RegistryService {
         let context = f.isDisjoint(with: .ownerData) ? nil : RequestContext.current
         var disclosed = 0
         var written = 0
-        let k = HitKey.shared
+        let k = AnswerKeys.shared
         let reply = ok(capacity: 64 + hits.count * (search.fields == .all ? 480 : 160)) { w in
             if let window {
                 w.put(k.from, time: window.from)
@@ -259,7 +259,7 @@ extension RegistryService {
                         if f.contains(.ownerKind) { o.put(k.ownerKind, static: c.ownerKind.jsonText) }
                         if f.contains(.ownerName) { o.put(k.ownerName, utf8: pii ? c.ownerName : nil) }
                         if f.contains(.ownerPhone) { o.put(k.ownerPhone, utf8: pii ? c.ownerPhone : nil) }
-                        if f.contains(.consent) { o.put(k.consent, static: Self.consentText(c.ownerID.flatMap { consents[$0] }, now: now)) }
+                        if f.contains(.consent) { o.put(k.consent, static: Self.consentState(c.ownerID.flatMap { consents[$0] }, now: now)) }
                     } }
                     // The size limit: take the camera back and stop (at least one is always sent).
                     if a.count > maxBytes, written > 0 {
@@ -283,13 +283,8 @@ extension RegistryService {
     }
 
     /// `granted`, `lapsed` (granted but past its date), `withdrawn` (not granted) or `unknown`
-    /// (no registered owner).
-    static func consentState(_ consent: Consent?, now: Date) -> String {
-        consentText(consent, now: now).description
-    }
-
-    /// ``consentState(_:now:)`` as a literal (what a search answer writes).
-    static func consentText(_ consent: Consent?, now: Date) -> StaticString {
+    /// (no registered owner), as a literal that a search answer writes straight in.
+    static func consentState(_ consent: Consent?, now: Date) -> StaticString {
         guard let consent else { return "unknown" }
         if consent.isInForce(at: now) { return "granted" }
         return consent.granted ? "lapsed" : "withdrawn"
@@ -300,8 +295,8 @@ extension RegistryService {
 /// answer writes twenty-odd per hit. One shared value, copied once per answer (no reference
 /// to count): a global `static let` per name cost a `swift_once` call at every use (4 % of the
 /// render).
-struct HitKey: Sendable {
-    static let shared = HitKey()
+struct AnswerKeys: Sendable {
+    static let shared = AnswerKeys()
     let from = JSONWriter.Key("from")
     let to = JSONWriter.Key("to")
     let id = JSONWriter.Key("id")
