@@ -125,9 +125,7 @@ public struct JSONWriter: ~Copyable, @unchecked Sendable {
             var i = digits
             while i >= 2 {
                 let q = fraction / 100
-                let pair = Int(fraction - q * 100) * 2
-                b[i - 1] = Self.digitPairs.utf8Start[pair]
-                b[i] = Self.digitPairs.utf8Start[pair + 1]
+                Self.writePair(Int(fraction - q * 100), into: b, at: i - 1)
                 fraction = q
                 i -= 2
             }
@@ -136,6 +134,13 @@ public struct JSONWriter: ~Copyable, @unchecked Sendable {
             while b[end - 1] == UInt8(ascii: "0") { end -= 1 }  // stops at a digit: the fraction is not 0
             out.append(contentsOf: UnsafeRawBufferPointer(rebasing: b[0..<end]))
         }
+    }
+
+    /// Writes the two digits of `v` (0–99) at `at` and `at + 1`.
+    @inline(__always)
+    private static func writePair(_ v: Int, into b: UnsafeMutableRawBufferPointer, at: Int) {
+        b[at] = digitPairs.utf8Start[2 * v]
+        b[at + 1] = digitPairs.utf8Start[2 * v + 1]
     }
 
     /// "00" to "99": two decimal digits per division (a literal, so reading it retains nothing).
@@ -228,14 +233,8 @@ public struct JSONWriter: ~Copyable, @unchecked Sendable {
     public mutating func put(_ name: StaticString, _ v: Double?) { key(static: name); if let v { value(v) } else { null() } }
     public mutating func put(_ name: StaticString, _ v: Double, decimals: Int) { key(static: name); value(v, decimals: decimals) }
 
-    /// `key: "text"` for a literal that needs no escaping (an enum's name in an answer): copied
-    /// as it is, with no `String` in between.
-    public mutating func put(_ name: StaticString, static text: StaticString) {
-        key(static: name)
-        value(static: text)
-    }
-
-    /// Writes a literal string value that needs no escaping.
+    /// Writes a literal string value that needs no escaping (an enum's name in an answer):
+    /// copied as it is, with no `String` in between.
     public mutating func value(static text: StaticString) {
         separator()
         out.append(UInt8(ascii: "\""))
@@ -300,17 +299,13 @@ public struct JSONWriter: ~Copyable, @unchecked Sendable {
         withUnsafeMutableBytes(of: &digits) { d in
             while v >= 100 {
                 let q = v / 100
-                let pair = Int(v - q * 100) * 2
                 n -= 2
-                d[n] = Self.digitPairs.utf8Start[pair]
-                d[n + 1] = Self.digitPairs.utf8Start[pair + 1]
+                Self.writePair(Int(v - q * 100), into: d, at: n)
                 v = q
             }
             if v >= 10 {
-                let pair = Int(v) * 2
                 n -= 2
-                d[n] = Self.digitPairs.utf8Start[pair]
-                d[n + 1] = Self.digitPairs.utf8Start[pair + 1]
+                Self.writePair(Int(v), into: d, at: n)
             } else {
                 n -= 1
                 d[n] = UInt8(truncatingIfNeeded: v) + 0x30

@@ -285,7 +285,7 @@ struct ProtocolTests {
                 } else {
                     b.object { o in
                         o.put(name, 1.5); o.put(name, 7); o.put(name, true); o.put(name, nil as Double?); o.put(name, 2.345678, decimals: 3)
-                        o.put(name, "s"); o.put(name, static: "lit")
+                        o.put(name, "s"); o.key(static: name); o.value(static: "lit")
                         text.withUnsafeBufferPointer { o.put(name, utf8: $0) }
                         o.put(name, utf8: nil)
                         o.put(name, ascii: 3) { $0[0] = 0x61; $0[1] = 0x62; $0[2] = 0x63; return true }
