@@ -59,15 +59,34 @@ public struct HitFields: OptionSet, Sendable, Equatable {
     /// `id,distance_m,…`: known names, comma-separated; `id` is added.
     public static func parse(_ text: String) throws(ProtocolError) -> HitFields {
         var set: HitFields = .id
+        let keys = nameKeys
         for part in text.utf8.split(separator: UInt8(ascii: ","), omittingEmptySubsequences: false) {
-            // Names are lower-case ASCII: compare bytes, folding ASCII capitals, without copies.
-            let index = names.firstIndex { $0.utf8.count == part.count && $0.utf8.elementsEqual(part) { n, c in n == (c >= 0x41 && c <= 0x5A ? c + 0x20 : c) } }
-            guard let f = index.map({ HitFields(rawValue: 1 << UInt32($0)) }) else {
+            // Names are lower-case ASCII of at most 16 bytes: a part is matched by its key (two
+            // integers), not by comparing it with each name's bytes.
+            guard let k = key(part), let index = keys.firstIndex(where: { $0.0 == k.0 && $0.1 == k.1 }) else {
                 throw ProtocolError(.invalidValue, "fields has no member \(Values.clip(String(Substring(part)))); known: \(names.joined(separator: ","))", field: "fields")
             }
-            set.insert(f)
+            set.insert(HitFields(rawValue: 1 << UInt32(index)))
         }
         return set
+    }
+
+    /// ``names`` as ``key(_:)`` gives them, in the same order.
+    static let nameKeys: [(UInt64, UInt64)] = names.map { key($0.utf8)! }
+
+    /// A name's bytes, ASCII capitals folded to lower case, packed big-endian into two integers
+    /// and zero-padded: `nil` for more than 16 bytes or a NUL byte (no name is either).
+    static func key<S: Collection>(_ bytes: S) -> (UInt64, UInt64)? where S.Element == UInt8 {
+        guard bytes.count <= 16 else { return nil }
+        var a: UInt64 = 0, b: UInt64 = 0
+        var k = 0
+        for byte in bytes {
+            guard byte != 0 else { return nil }
+            let c = UInt64(byte >= 0x41 && byte <= 0x5A ? byte + 0x20 : byte)
+            if k < 8 { a |= c << (56 - 8 * k) } else { b |= c << (56 - 8 * (k - 8)) }
+            k += 1
+        }
+        return (a, b)
     }
 }
 

@@ -60,13 +60,20 @@ extension RegistryService {
     }
 
     /// Search hits for a point incident: `sees` by the exact sector test, footage for the window.
-    func pointHits(_ found: [NearHit], lat: Double, lon: Double, window w: IncidentWindow?, now: Date) -> [SearchHit] {
-        found.map { h in
+    func pointHits(_ input: consuming [NearHit], lat: Double, lon: Double, window w: IncidentWindow?, now: Date) -> [SearchHit] {
+        var found = input
+        var hits: [SearchHit] = []
+        hits.reserveCapacity(found.count)
+        // Each hit moved out of `found` (popLast), not copied: a copy would count a reference to
+        // the camera's table up and, when `found` is freed, down again, for every hit.
+        while let h = found.popLast() {
             // The hit's distance and bearing are the camera → point geodesic the sector test needs.
-            SearchHit(camera: h.ref, distance: h.distance, bearing: h.bearing,
-                      sees: (try? h.ref.sector().sees(distance: h.distance, azimuth: h.bearing)) ?? false,
-                      footage: footage(h.ref, w, now: now))
+            let sees = (try? h.ref.sector().sees(distance: h.distance, azimuth: h.bearing)) ?? false
+            let footage = footage(h.ref, w, now: now)
+            hits.append(SearchHit(camera: h.ref, distance: h.distance, bearing: h.bearing, sees: sees, footage: footage))
         }
+        hits.reverse()
+        return hits
     }
 
     func handleNearest(_ q: NearestQuery) throws -> Reply {
@@ -220,18 +227,24 @@ extension RegistryService {
         var disclosed = 0
         var written = 0
         let k = AnswerKeys.shared
+        // The last text member the hits' fields read: a camera's text is walked no further.
+        let lastText: CameraText = f.contains(.ownerPhone) ? .ownerPhone : f.contains(.ownerName) ? .ownerName
+            : f.contains(.ward) ? .ward : f.contains(.address) ? .address : .id
         let reply = ok(capacity: 64 + hits.count * (search.fields == .all ? 480 : 160)) { w in
             if let window {
                 w.put(k.from, time: window.from)
                 w.put(k.to, time: window.to)
             }
             w.key("cameras")
+            // Written last to first from the reversed list, each hit moved out (popLast), not
+            // copied (a copy counts its camera's reference up and down once more).
+            hits.reverse()
             w.array { a in
-                for h in hits {
+                while let h = hits.popLast() {
                     let mark = a.count
                     var pii = false
                     // One view per hit: the camera's text is found in one walk, not one per member.
-                    h.camera.withView { c in a.object { o in
+                    h.camera.withView(through: lastText) { c in a.object { o in
                         o.put(k.id, utf8: c.id)
                         if f.contains(.lat) { o.put(k.lat, c.lat) }
                         if f.contains(.lon) { o.put(k.lon, c.lon) }

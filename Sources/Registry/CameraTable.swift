@@ -265,16 +265,21 @@ public final class CameraTable: @unchecked Sendable {
     }
 
     /// Every member an answer reads of the camera in `slot`, the text found in one walk of the
-    /// arena (``textPointer(slot:_:)`` walks it once per member). Valid while the caller holds
-    /// this table.
+    /// arena (``textPointer(slot:_:)`` walks it once per member), as far as `last`: the text
+    /// members after it stay `nil` (an answer of ids and distances reads only the id). Valid
+    /// while the caller holds this table.
     @usableFromInline
-    func view(slot: Int) -> CameraView {
+    func view(slot: Int, through last: CameraText) -> CameraView {
         var v = CameraView(record: records[slot])
         var cursor = TextCursor(table: self, slot: slot)
         v.id = cursor.next(.id) ?? UnsafeBufferPointer(start: nil, count: 0)
+        guard last.rawValue >= CameraText.address.rawValue else { return v }
         v.address = cursor.next(.address)
+        guard last.rawValue >= CameraText.ward.rawValue else { return v }
         v.ward = cursor.next(.ward)
+        guard last.rawValue >= CameraText.ownerName.rawValue else { return v }
         v.ownerName = cursor.next(.ownerName)
+        guard last.rawValue >= CameraText.ownerPhone.rawValue else { return v }
         v.ownerPhone = cursor.next(.ownerPhone)
         return v
     }
@@ -693,9 +698,15 @@ public struct CameraRef: Sendable {
         }
     }
 
-    /// This camera's field of view (see ``Camera/sector()``).
+    /// This camera's field of view (see ``Camera/sector()``); a table slot's record is read once.
     public func sector() throws -> Sector {
-        try Sector(lat: lat, lon: lon, heading: heading, fov: fov, range: range)
+        switch storage {
+        case .slot(let h, let s):
+            let r = h.table.records[s]
+            return try Sector(lat: r.lat, lon: r.lon, heading: r.heading.isNaN ? nil : r.heading, fov: r.fov, range: r.range)
+        case .value(let b):
+            return try b.camera.sector()
+        }
     }
 
     /// The footage state for an incident window (see ``Camera/footage(during:now:timeZone:)``).
@@ -744,13 +755,14 @@ public struct CameraView {
 
 extension CameraRef {
     /// Calls `body` with every member an answer reads, found at once: for a table slot one walk
-    /// of its text (instead of one per member); for a camera value, its strings copied into one
-    /// scratch buffer for the call.
+    /// of its text (instead of one per member), which stops after `last` (the text members after
+    /// it are then `nil`: pass the last one the caller reads); for a camera value, its strings
+    /// copied into one scratch buffer for the call.
     @inlinable
-    public func withView<R>(_ body: (CameraView) -> R) -> R {
+    public func withView<R>(through last: CameraText = .ownerPhone, _ body: (CameraView) -> R) -> R {
         switch storage {
         case .slot(let h, let s):
-            return withExtendedLifetime(h) { body(h.table.view(slot: s)) }
+            return withExtendedLifetime(h) { body(h.table.view(slot: s, through: last)) }
         case .value(let b):
             return Self.view(of: b.camera, body)
         }

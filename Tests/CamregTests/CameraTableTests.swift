@@ -74,6 +74,19 @@ struct CameraTableTests {
                     #expect(v.retentionDays == c.retentionDays && v.schedule == c.schedule && v.ownerID == c.ownerID)
                 }
             }
+            // A view read only as far as the members an answer asks for: those read the same, the
+            // later ones of a table slot stay nil.
+            let order: [CameraText] = [.id, .address, .ward, .ownerName, .ownerPhone]
+            for last in order {
+                ref.withView(through: last) { v in
+                    func text(_ u: UnsafeBufferPointer<UInt8>?) -> String? { u.map { String(decoding: $0, as: UTF8.self) } }
+                    let expected: [String?] = [c.id, c.address, c.ward, c.ownerName, c.ownerPhone].enumerated().map { $0.offset <= last.rawValue ? $0.element : nil }
+                    #expect([text(v.id), text(v.address), text(v.ward), text(v.ownerName), text(v.ownerPhone)] == expected, "\(last)")
+                    #expect(v.lat == c.lat && v.ownerID == c.ownerID)
+                }
+            }
+            let sector = try ref.sector(), own = try c.sector()
+            #expect(sector.lat == own.lat && sector.lon == own.lon && sector.heading == own.heading && sector.fov == own.fov && sector.range == own.range)
         }
         #expect(table.slot(of: "BC-99999") == nil)
         #expect(table.slot(of: "") == nil)

@@ -46,6 +46,22 @@ struct ProtocolTests {
         #expect(throws: ProtocolError.self) { try RequestParser.parse("ſTATS") }
     }
 
+    /// `fields=` names are matched by 16-byte keys: every name and its capitalised form is found,
+    /// and a prefix, an extension, a name with a NUL byte or of more than 16 bytes is refused.
+    @Test func fieldNamesAreMatchedExactly() throws {
+        for (i, name) in HitFields.names.enumerated() {
+            #expect(try HitFields.parse(name) == [.id, HitFields(rawValue: 1 << UInt32(i))], "\(name)")
+            #expect(try HitFields.parse(name.uppercased()) == [.id, HitFields(rawValue: 1 << UInt32(i))], "\(name)")
+            for bad in [String(name.dropLast()), name + "s", name + "\u{0}", "\u{0}" + name, name + "_abcdefghijklmnop"] {
+                #expect(throws: ProtocolError.self, "\(bad)") { try HitFields.parse(bad) }
+            }
+        }
+        #expect(try HitFields.parse("distance_m,sees,footage,retention_days") == [.id, .distance, .sees, .footage, .retention])
+        for bad in ["", "sees,", ",sees", "sees,,footage", "distance_m,ſees", "retention_days_x"] {
+            #expect(throws: ProtocolError.self, "\(bad)") { try HitFields.parse(bad) }
+        }
+    }
+
     @Test func hitFieldBitsFollowTheirNames() {
         let fields: [(HitFields, String)] = [(.id, "id"), (.lat, "lat"), (.lon, "lon"), (.distance, "distance_m"), (.bearing, "bearing_deg"), (.along, "along_m"), (.sees, "sees"), (.footage, "footage"), (.expiresAt, "expires_at"), (.window, "window"), (.site, "site"), (.address, "address"), (.ward, "ward"), (.status, "status"), (.heading, "heading_deg"), (.fov, "fov_deg"), (.range, "range_m"), (.retention, "retention_days"), (.schedule, "schedule"), (.ownerKind, "owner_kind"), (.ownerName, "owner_name"), (.ownerPhone, "owner_phone"), (.consent, "consent")]
         #expect(fields.count == HitFields.names.count)
