@@ -72,7 +72,8 @@ extension RegistryService {
             let footage = footage(h.ref, w, now: now)
             hits.append(SearchHit(camera: h.ref, distance: h.distance, bearing: h.bearing, sees: sees, footage: footage))
         }
-        hits.reverse()
+        // Reversed in place through the buffer, whose swaps move (an array's swaps copy).
+        hits.withUnsafeMutableBufferPointer { $0.reverse() }
         return hits
     }
 
@@ -236,25 +237,25 @@ extension RegistryService {
                 w.put(k.to, time: window.to)
             }
             w.key("cameras")
-            // Written last to first from the reversed list, each hit moved out (popLast), not
-            // copied (a copy counts its camera's reference up and down once more).
-            hits.reverse()
-            w.array { a in
-                while let h = hits.popLast() {
+            // Each hit read in place through the buffer, not copied out of the array (a copy
+            // counts its camera's reference up and down once more).
+            hits.withUnsafeBufferPointer { hits in w.array { a in
+                for i in hits.indices {
+                    let h = UnsafePointer(hits.baseAddress! + i)
                     let mark = a.count
                     var pii = false
                     // One view per hit: the camera's text is found in one walk, not one per member.
-                    h.camera.withView(through: lastText) { c in a.object { o in
+                    h.pointee.camera.withView(through: lastText) { c in a.object { o in
                         o.put(k.id, utf8: c.id)
                         if f.contains(.lat) { o.put(k.lat, c.lat) }
                         if f.contains(.lon) { o.put(k.lon, c.lon) }
-                        if f.contains(.distance) { o.put(k.distance, h.distance, decimals: 3) }
-                        if f.contains(.bearing) { o.put(k.bearing, h.bearing, decimals: 1) }
-                        if f.contains(.along), let along = h.alongMetres { o.put(k.along, along, decimals: 1) }
-                        if f.contains(.sees) { o.put(k.sees, h.sees) }
-                        if f.contains(.footage) { o.put(k.footage, static: (h.footage?.state ?? .unknown).jsonText) }
-                        if f.contains(.expiresAt) { o.put(k.expiresAt, time: h.footage?.expiresAt) }
-                        if f.contains(.window), let win = h.window {
+                        if f.contains(.distance) { o.put(k.distance, h.pointee.distance, decimals: 3) }
+                        if f.contains(.bearing) { o.put(k.bearing, h.pointee.bearing, decimals: 1) }
+                        if f.contains(.along), let along = h.pointee.alongMetres { o.put(k.along, along, decimals: 1) }
+                        if f.contains(.sees) { o.put(k.sees, h.pointee.sees) }
+                        if f.contains(.footage) { o.put(k.footage, static: (h.pointee.footage?.state ?? .unknown).jsonText) }
+                        if f.contains(.expiresAt) { o.put(k.expiresAt, time: h.pointee.footage?.expiresAt) }
+                        if f.contains(.window), let win = h.pointee.window {
                             o.put(k.windowFrom, time: win.from)
                             o.put(k.windowTo, time: win.to)
                         }
@@ -282,7 +283,7 @@ extension RegistryService {
                     written += 1
                     if pii { disclosed += 1 }
                 }
-            }
+            } }
             w.field("count", written)
             let next = search.offset + written
             if next < total {
