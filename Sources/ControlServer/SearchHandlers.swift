@@ -67,10 +67,9 @@ extension RegistryService {
         // Each hit moved out of `found` (popLast), not copied: a copy would count a reference to
         // the camera's table up and, when `found` is freed, down again, for every hit.
         while let h = found.popLast() {
-            // The hit's distance and bearing are the camera → point geodesic the sector test needs.
-            let sees = (try? h.ref.sector().sees(distance: h.distance, azimuth: h.bearing)) ?? false
+            // `sees`: the sector test on the hit's camera → point geodesic, made by the search.
             let footage = footage(h.ref, w, now: now)
-            hits.append(SearchHit(camera: h.ref, distance: h.distance, bearing: h.bearing, sees: sees, footage: footage))
+            hits.append(SearchHit(camera: h.ref, distance: h.distance, bearing: h.bearing, sees: h.sees, footage: footage))
         }
         // Reversed in place through the buffer, whose swaps move (an array's swaps copy).
         hits.withUnsafeMutableBufferPointer { $0.reverse() }

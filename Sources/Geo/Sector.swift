@@ -39,7 +39,7 @@ public struct Sector: Sendable, Hashable {
     /// sector (beyond the range, or sideways from a straight edge) still counts, so that points
     /// constructed on the boundary are seen despite floating-point rounding (a lat/lon double
     /// itself is only resolved to about a nanometre).
-    public static let boundaryTolerance = 1e-6
+    public static var boundaryTolerance: Double { 1e-6 }
 
     /// A sector; throws ``GeoError/Code/invalidGeometry`` for a position outside ±90/±180, a
     /// non-finite heading, fov outside (0, 360] or a range that is not a positive number.
@@ -83,8 +83,20 @@ public struct Sector: Sendable, Hashable {
     /// `distance` in metres and `azimuth` (degrees) at the camera, as `geod_inverse` from the
     /// camera to the point gives them (a search hit has both).
     public func sees(distance: Double, azimuth: Double) -> Bool {
-        guard distance <= range + Self.boundaryTolerance else { return false }
-        guard let heading, fov < 360 else { return true }
+        Self.sees(distance: distance, azimuth: azimuth, heading: heading, fov: fov, range: range)
+    }
+
+    /// ``sees(distance:azimuth:)`` for the sector of a camera given by its members, already
+    /// valid (a registered camera's), without making a `Sector`: a search tests every hit.
+    public static func sees(distance: Double, azimuth: Double, heading rawHeading: Double?, fov: Double, range: Double) -> Bool {
+        guard distance <= range + boundaryTolerance else { return false }
+        guard let rawHeading, fov < 360 else { return true }
+        return seesWithin(distance: distance, azimuth: azimuth, heading: normalized(rawHeading), fov: fov)
+    }
+
+    /// The angular part of ``sees(distance:azimuth:heading:fov:range:)``: within heading ± fov/2,
+    /// or within the tolerance of the nearer straight edge.
+    static func seesWithin(distance: Double, azimuth: Double, heading: Double, fov: Double) -> Bool {
         let excess = abs(Self.signedDifference(azimuth, heading)) - fov / 2
         if excess <= 0 { return true }
         // Outside the angle: seen only when within the tolerance of the nearer straight edge.

@@ -12,14 +12,23 @@ public struct NearHit: Sendable {
     public let distance: Double
     /// Azimuth from the camera to the searched point, degrees clockwise from north in [0, 360).
     public let bearing: Double
+    /// Whether the camera's field of view covers the searched point (``Sector/sees(distance:azimuth:)``
+    /// with this distance and bearing), tested while the camera's record is at hand.
+    public let sees: Bool
 
     /// The camera, as a value (built from the index's packed table).
     public var camera: Camera { ref.camera }
 
-    init(ref: CameraRef, distance: Double, bearing: Double) {
+    init(ref: CameraRef, distance: Double, bearing: Double, heading: Double?, fov: Double, range: Double) {
         self.ref = ref
         self.distance = distance
         self.bearing = bearing
+        sees = Sector.sees(distance: distance, azimuth: bearing, heading: heading, fov: fov, range: range)
+    }
+
+    /// A hit on `ref`, its field of view read from it.
+    init(ref: CameraRef, distance: Double, bearing: Double) {
+        self.init(ref: ref, distance: distance, bearing: bearing, heading: ref.heading, fov: ref.fov, range: ref.range)
     }
 }
 
@@ -309,11 +318,14 @@ public final class CameraIndex: @unchecked Sendable {
                 let r = records[i]
                 guard r.status != .retired, let m = measure(r.lat, r.lon) else { continue }
                 if !s.delta.isEmpty, s.delta[table.id(at: i)] != nil { continue }
-                hits.append(NearHit(ref: snap.ref(i, hold: hold), distance: m.distance, bearing: m.bearing))
+                hits.append(NearHit(ref: snap.ref(i, hold: hold), distance: m.distance, bearing: m.bearing,
+                                    heading: r.heading.isNaN ? nil : r.heading, fov: r.fov, range: r.range))
             }
         }
         for c in s.delta.values where c.status != .retired {
-            if let m = measure(c.lat, c.lon) { hits.append(NearHit(ref: CameraRef(c), distance: m.distance, bearing: m.bearing)) }
+            if let m = measure(c.lat, c.lon) {
+                hits.append(NearHit(ref: CameraRef(c), distance: m.distance, bearing: m.bearing, heading: c.heading, fov: c.fov, range: c.range))
+            }
         }
         // Equal distances are rare: only then are ids compared.
         hits.sort { $0.distance != $1.distance ? $0.distance < $1.distance : $0.ref.id.utf8.lexicographicallyPrecedes($1.ref.id.utf8) }

@@ -50,14 +50,15 @@ public enum ThreadStripe {
 /// wait for each other, and move the counters' cache lines between cores, on every request.
 public final class Striped<Value: Sendable>: @unchecked Sendable {
     /// A copy and room after it, so that two stripes' copies never share a cache line.
-    private struct Padded: Sendable {
-        var value: Value
+    @usableFromInline
+    struct Padded: Sendable {
+        @usableFromInline var value: Value
         let padding: (Int, Int, Int, Int, Int, Int, Int, Int) = (0, 0, 0, 0, 0, 0, 0, 0)
     }
 
     /// `ThreadStripe.count` boxes, allocated here and freed in `deinit` (not an `Array`, whose
     /// buffer every reader would retain).
-    private let boxes: UnsafeMutableBufferPointer<NIOLockedValueBox<Padded>>
+    @usableFromInline let boxes: UnsafeMutableBufferPointer<NIOLockedValueBox<Padded>>
 
     /// One copy per stripe, each made by `make`.
     public init(_ make: () -> Value) {
@@ -70,8 +71,9 @@ public final class Striped<Value: Sendable>: @unchecked Sendable {
         boxes.deallocate()
     }
 
-    /// Runs `body` on the calling thread's copy.
-    @inline(__always)
+    /// Runs `body` on the calling thread's copy. Inlinable, so that a caller in another module
+    /// gets it specialised (unspecialised, each call looked up the generic box's metadata).
+    @inlinable
     public func withLocalValue<R>(_ body: (inout Value) throws -> R) rethrows -> R {
         try boxes[ThreadStripe.current].withLockedValue { try body(&$0.value) }
     }

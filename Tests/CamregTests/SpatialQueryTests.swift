@@ -68,6 +68,16 @@ struct SpatialQueryTests {
         #expect(got.map(\.camera.id) == want.map(\.0), "k \(k) at (\(lat), \(lon)) max \(String(describing: maxDistance))",
                 sourceLocation: sourceLocation)
         #expect(zip(got, want).allSatisfy { $0.distance == $1.1 }, sourceLocation: sourceLocation)
+        try checkSees(got, lat, lon, sourceLocation: sourceLocation)
+    }
+
+    /// Each hit's `sees` (tested by the search from the record at hand) is the camera's own
+    /// sector test of the point, by its own geodesic.
+    static func checkSees(_ hits: [NearHit], _ lat: Double, _ lon: Double, sourceLocation: SourceLocation = #_sourceLocation) throws {
+        for h in hits {
+            let own = try h.camera.sector().sees(lat: lat, lon: lon)
+            #expect(h.sees == own, "\(h.camera.id) at (\(lat), \(lon)): \(h.sees) vs \(own)", sourceLocation: sourceLocation)
+        }
     }
 
     // MARK: k nearest
@@ -201,7 +211,9 @@ struct SpatialQueryTests {
         for c in base.prefix(200) { #expect(index.camera(id: c.id) == c) }
         let live = base.filter { $0.status != .retired }
         for (lat, lon) in [(11.05, 106.6), (base[7].lat, base[7].lon), (11.0, 106.55)] {
-            let got = try index.near(lat: lat, lon: lon, radius: 150, limit: 10_000).map(\.camera.id)
+            let hits = try index.near(lat: lat, lon: lon, radius: 150, limit: 10_000)
+            try Self.checkSees(hits, lat, lon)
+            let got = hits.map(\.camera.id)
             var measured: [(id: String, d: Double)] = []
             for c in live {
                 let d = Geodesic.wgs84.distance(lat1: c.lat, lon1: c.lon, lat2: lat, lon2: lon)
@@ -233,9 +245,15 @@ struct SpatialQueryTests {
         upserts.append(Self.camera("C-99999", base[50].lat, base[50].lon))  // a tie with a snapshot camera
         for c in upserts { index.upsert(c) }
         let cams = Self.merged(base, upserts)
+        var nearHits = 0
         for (lat, lon) in [(11.05, 106.6), (base[50].lat, base[50].lon), (11.0, 106.55), (11.2, 106.7), (10.8, 106.7)] {
             for k in [1, 2, 5, 30, 500] { try Self.check(index, cams, lat, lon, k) }
+            // A radius search's hits, from the delta too.
+            let near = try index.near(lat: lat, lon: lon, radius: 2000, limit: 10_000)
+            nearHits += near.count
+            try Self.checkSees(near, lat, lon)
         }
+        #expect(nearHits > 20)
         // The same after folding the delta into a new snapshot.
         #expect(try index.rebuildIfNeeded())
         for (lat, lon) in [(11.05, 106.6), (base[50].lat, base[50].lon)] {
