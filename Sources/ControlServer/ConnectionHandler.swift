@@ -5,8 +5,8 @@ import NIOCore
 ///
 /// A line that ``RegistryService/answer(_:session:)`` can answer at once (a query of the
 /// in-memory index, `PING`, `HELP`, …) is answered right there, in the same event-loop turn
-/// that decoded it: no task, no thread hop. Replies are written as they are made and flushed
-/// once per read (so a pipelined batch goes out in one write). A line that needs async work (a
+/// that decoded it: no task, no thread hop. Replies are gathered as they are made and written
+/// and flushed once per read (so a pipelined batch goes out as one buffer in one write). A line that needs async work (a
 /// database write, an audit entry) runs in a task; lines read meanwhile wait in a queue, so
 /// answers always leave in request order.
 ///
@@ -54,6 +54,10 @@ final class ConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler {
     private var closing = false
     private var readHeld = false
     private var unflushed = false
+    /// Replies made since the last flush, one after the other: written to the channel as one
+    /// buffer at the flush (a pipelined batch of sixteen answers is one buffer, one allocation
+    /// and one pass through the pipeline, not sixteen).
+    private var pending: ByteBuffer?
     private var context: ChannelHandlerContext?
     /// The server is stopping: close once quiet (see the type's documentation).
     private var draining = false
@@ -195,10 +199,11 @@ final class ConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler {
 
     private func write(_ reply: Reply) {
         guard let context, !closing else { return }
-        var buffer = context.channel.allocator.buffer(capacity: reply.json.count + 1)
-        buffer.writeBytes(reply.json)
-        buffer.writeInteger(UInt8(ascii: "\n"))
-        context.write(wrapOutboundOut(buffer), promise: nil)
+        if pending == nil {
+            pending = context.channel.allocator.buffer(capacity: max(4096, reply.json.count + 1))
+        }
+        pending!.writeBytes(reply.json)
+        pending!.writeInteger(UInt8(ascii: "\n"))
         unflushed = true
         activity.finished()
         if reply.close {
@@ -267,6 +272,10 @@ final class ConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler {
     private func flushIfNeeded() {
         guard unflushed, let context else { return }
         unflushed = false
+        if let buffer = pending {
+            pending = nil
+            context.write(wrapOutboundOut(buffer), promise: nil)
+        }
         context.flush()
     }
 }
