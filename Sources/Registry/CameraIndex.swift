@@ -241,7 +241,7 @@ public final class CameraIndex: @unchecked Sendable {
     }
 
     /// Cameras (retired included) ordered by id, after `after`, matching `filter`, at most `limit`.
-    /// Starts at `after` in the id-ordered table (a binary search) and merges the delta in.
+    /// Starts at `after` in the table's id index (a binary search) and merges the delta in.
     public func list(after: String?, limit: Int, where filter: (Camera) -> Bool) -> [Camera] {
         let s = readView
         let table = s.snapshot.table
@@ -249,18 +249,18 @@ public final class CameraIndex: @unchecked Sendable {
         changed.sort { $0.id.utf8.lexicographicallyPrecedes($1.id.utf8) }
         var result: [Camera] = []
         result.reserveCapacity(min(limit, 1024))
-        var slot = after.map { table.firstSlot(after: $0) } ?? 0
+        var rank = after.map { table.firstRank(after: $0) } ?? 0
         var d = 0
         while result.count < limit {
             let camera: Camera
-            let order = slot < table.count && d < changed.count ? table.compareID(slot: slot, with: changed[d].id)
-                : slot < table.count ? -1 : d < changed.count ? 1 : nil
+            let order = rank < table.count && d < changed.count ? table.compareID(slot: table.slot(rank: rank), with: changed[d].id)
+                : rank < table.count ? -1 : d < changed.count ? 1 : nil
             guard let order else { break }
             if order < 0 {
-                camera = table.camera(at: slot)
-                slot += 1
+                camera = table.camera(at: table.slot(rank: rank))
+                rank += 1
             } else {
-                if order == 0 { slot += 1 }   // the delta's version replaces the table's
+                if order == 0 { rank += 1 }   // the delta's version replaces the table's
                 camera = changed[d]
                 d += 1
             }

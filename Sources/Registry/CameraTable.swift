@@ -12,15 +12,19 @@ public enum CameraText: Int, Sendable, CaseIterable {
 }
 
 /// The cameras of an index snapshot, packed: one fixed-size record per camera in one array and
-/// all their text in one byte arena, ordered by id (bytewise; ids are ASCII).
+/// all their text in one byte arena, laid out in space order (along a Hilbert curve of their
+/// positions), with an id index beside them (``byID``: slots in id order, bytewise).
 ///
 /// A million `Camera` values cost about 280 bytes each, plus a heap object for every string
 /// longer than 15 bytes, plus a dictionary from id to position; copying one for a search hit
 /// retains each of its strings. Here a camera is a 104-byte record plus its text bytes (wards and
 /// registrars stored once per distinct value), a
-/// search reads coordinates and status straight from the records, ``CameraRef`` reads any other
-/// member in place, and the id order makes a binary search the id lookup (no dictionary) and
-/// lets ``CameraIndex/list(after:limit:where:)`` start at the requested id.
+/// search reads coordinates and status straight from the records, and ``CameraRef`` reads any
+/// other member in place. Space order puts a search's candidates, which are neighbours, in
+/// neighbouring records and text (a few cache lines and pages instead of one or two each,
+/// scattered over hundreds of MiB). The id index (4 bytes a camera) makes a binary search the id
+/// lookup (no dictionary) and lets ``CameraIndex/list(after:limit:where:)`` start at the
+/// requested id.
 ///
 /// Immutable once built, so it is read from any thread without locks. The records and the text
 /// are two allocations owned by the table and freed in `deinit` (the one place): readers get
@@ -55,8 +59,10 @@ public final class CameraTable: @unchecked Sendable {
         var ownerID: Int64       // Int64.min = none
     }
 
-    /// The records, `count` of them (the allocation may be larger).
+    /// The records, `count` of them (the allocation may be larger), in space order.
     let records: UnsafeMutableBufferPointer<Record>
+    /// The slots in id order: `byID[rank]` is the slot of the camera with the `rank`-th id.
+    let byID: UnsafeMutableBufferPointer<UInt32>
     /// The text arena, `textCount` bytes used.
     let text: UnsafeMutableBufferPointer<UInt8>
     /// Number of cameras.
@@ -70,10 +76,11 @@ public final class CameraTable: @unchecked Sendable {
     let sharedStarts: UnsafeMutableBufferPointer<Int>
 
     /// Bytes held by the records and the text (for statistics).
-    public var bytes: Int { count * MemoryLayout<Record>.stride + textCount + sharedText.count + sharedStarts.count * 8 }
+    public var bytes: Int { count * (MemoryLayout<Record>.stride + 4) + textCount + sharedText.count + sharedStarts.count * 8 }
 
     private init(_ b: Builder) {
         records = b.records
+        byID = b.byID
         text = b.text
         count = b.count
         textCount = b.textCount
@@ -86,6 +93,7 @@ public final class CameraTable: @unchecked Sendable {
 
     deinit {
         free(records.baseAddress)
+        free(byID.baseAddress)
         free(text.baseAddress)
         free(sharedText.baseAddress)
         free(sharedStarts.baseAddress)
@@ -113,8 +121,8 @@ public final class CameraTable: @unchecked Sendable {
     /// cameras at today's ~100 bytes each; a record is 8 bytes smaller for it).
     public static let maximumTextBytes = Int(UInt32.max)
 
-    /// A table of `cameras`, sorted by id. When an id occurs more than once, the highest version
-    /// is kept (the later one on a tie). Throws ``RegistryError`` when their text exceeds
+    /// A table of `cameras`, in space order. When an id occurs more than once, the highest
+    /// version is kept (the later one on a tie). Throws ``RegistryError`` when their text exceeds
     /// ``maximumTextBytes``.
     public convenience init(cameras: [Camera]) throws {
         let order = Self.sortedUnique(cameras)
@@ -122,31 +130,77 @@ public final class CameraTable: @unchecked Sendable {
         // (a dozen retains and releases) — 40 % of a million-camera build.
         let b = try cameras.withUnsafeBufferPointer { all in
             var b = try Builder(capacity: order.count, textBytes: order.reduce(0) { $0 + Self.encodedTextCount(all[Int($1)]) })
-            for i in order { b.append(all[Int(i)]) }
+            let slots = try Self.spaceOrder(count: order.count) { rank in
+                let c = all[Int(order[rank])]
+                return (c.lat, c.lon)
+            }
+            for rank in slots.buffer {
+                b.byID[Int(rank)] = UInt32(b.count)
+                b.append(all[Int(order[Int(rank)])])
+            }
             return b
         }
         self.init(b)
     }
 
-    /// A table of `count` cameras given as raw parts, without `Camera` values (the index cache's
-    /// start-up path): `id(i)` is camera `i`'s id bytes, `camera(i)` all of it, and `textBytes`
-    /// the sum of their ``encodedTextCount(id:address:ownerName:ownerPhone:statusReason:)``.
-    /// Sorted by id; an id given twice throws ``RegistryError`` (`already_exists`), and text that
-    /// does not fit `textBytes` throws `index_capacity`.
-    public convenience init(count: Int, textBytes: Int, id: (Int) -> UnsafeRawBufferPointer,
+    /// A table of cameras given as raw parts, without `Camera` values (the index cache's start-up
+    /// path): `order` lists them by id with no id twice (``sortedByID(count:id:)`` gives it),
+    /// and `slots` gives the slot order as ranks in `order` (``spaceOrder(count:position:)``
+    /// gives it): slot `k` holds `camera(order[slots[k]])`. Lets a caller build something over
+    /// the slots (the STRtree) at the same time as the table. `textBytes` is the sum of their
+    /// ``encodedTextCount(id:address:ownerName:ownerPhone:statusReason:)``; text that does not
+    /// fit throws ``RegistryError`` (`index_capacity`).
+    public convenience init(order: UnsafeBufferPointer<Int32>, slots: UnsafeBufferPointer<UInt32>, textBytes: Int,
                             camera: (Int) throws -> RawCamera) throws {
-        let order = try Self.sortedByID(count: count, id: id)
-        try self.init(order: UnsafeBufferPointer(order.buffer), textBytes: textBytes, camera: camera)
+        precondition(order.count == slots.count)
+        var b = try Builder(capacity: order.count, textBytes: textBytes)
+        for rank in slots {
+            b.byID[Int(rank)] = UInt32(b.count)
+            try b.append(try camera(Int(order[Int(rank)])), limit: textBytes)
+        }
+        self.init(b)
     }
 
-    /// A table of the cameras `camera(order[0])`, `camera(order[1])`, … in that order, which must
-    /// be by id with no id twice (``sortedByID(count:id:)`` gives it): slot `k` holds
-    /// `camera(order[k])`. Lets a caller build something over the slots (the STRtree) at the
-    /// same time as the table.
-    public convenience init(order: UnsafeBufferPointer<Int32>, textBytes: Int, camera: (Int) throws -> RawCamera) throws {
-        var b = try Builder(capacity: order.count, textBytes: textBytes)
-        for i in order { try b.append(try camera(Int(i)), limit: textBytes) }
-        self.init(b)
+    /// The slot order of `count` cameras given in id order: their ranks (`0..<count`) sorted by
+    /// the Hilbert key of `position(rank)`, ties by rank (so the order depends only on the
+    /// cameras). In memory of its own (`mmap`), like the id sort's keys.
+    public static func spaceOrder(count: Int, position: (Int) -> (lat: Double, lon: Double)) throws -> ScratchBuffer<UInt32> {
+        struct Key { var key: UInt64; var rank: UInt32 }
+        let scratch = try ScratchBuffer<Key>(count: count)
+        var keys = scratch.buffer
+        for rank in 0..<count {
+            let p = position(rank)
+            keys[rank] = Key(key: hilbertKey(lat: p.lat, lon: p.lon), rank: UInt32(rank))
+        }
+        keys.sort { $0.key != $1.key ? $0.key < $1.key : $0.rank < $1.rank }
+        let slots = try ScratchBuffer<UInt32>(count: count)
+        for k in 0..<count { slots.buffer[k] = keys[k].rank }
+        return slots
+    }
+
+    /// The position of (lat, lon) along a Hilbert curve through a 2³² × 2³² grid over the
+    /// world (about 1 cm a cell at the equator): points close on the curve are close in space,
+    /// and the converse mostly holds, so sorting by it gathers neighbours.
+    static func hilbertKey(lat: Double, lon: Double) -> UInt64 {
+        func cell(_ v: Double, _ lo: Double, _ span: Double) -> UInt32 {
+            let x = (v - lo) / span * 4_294_967_296.0
+            return x.isNaN || x <= 0 ? 0 : x >= 4_294_967_295.0 ? .max : UInt32(x)
+        }
+        var x = cell(lon, -180, 360), y = cell(lat, -90, 180)
+        var d: UInt64 = 0
+        var s: UInt32 = 1 << 31
+        while s > 0 {
+            let rx: UInt32 = x & s != 0 ? 1 : 0
+            let ry: UInt32 = y & s != 0 ? 1 : 0
+            d &+= UInt64(s) &* UInt64(s) &* UInt64((3 &* rx) ^ ry)
+            // Turn the quadrant so that the curve's pieces join up.
+            if ry == 0 {
+                if rx == 1 { x = ~x; y = ~y }
+                swap(&x, &y)
+            }
+            s >>= 1
+        }
+        return d
     }
 
     /// The text bytes one camera takes in a table (an upper bound: shared members count 5).
@@ -157,34 +211,49 @@ public final class CameraTable: @unchecked Sendable {
 
     /// This table with `changes` applied: a change replaces the held camera of the same id when
     /// its version is at least the held one's, and adds a camera whose id is not held. Records and
-    /// text of untouched cameras are copied as bytes.
+    /// text of untouched cameras are copied as bytes. The result is in space order again.
     public func merging(_ changes: [Camera]) throws -> CameraTable {
         guard !changes.isEmpty else { return self }
         let order = Self.sortedUnique(changes)
         // Through a buffer pointer, so that a change is borrowed, not copied (see `init(cameras:)`).
         let b = try changes.withUnsafeBufferPointer { changes in
-            var b = try Builder(capacity: count + order.count,
-                                textBytes: textCount + order.reduce(0) { $0 + Self.encodedTextCount(changes[Int($1)]) },
-                                sharedFrom: self)
-            var slot = 0
+            // The merged cameras in id order: a held slot (≥ 0) or a change (−1 − its index).
+            let merged = try ScratchBuffer<Int32>(count: count + order.count)
+            var n = 0
+            var rank = 0
+            func take(_ source: Int32) { merged.buffer[n] = source; n += 1 }
             for i in order {
                 var cmp = 1
-                while slot < count {
-                    cmp = compareID(slot: slot, with: changes[Int(i)].id)
+                while rank < count {
+                    cmp = compareID(slot: Int(byID[rank]), with: changes[Int(i)].id)
                     if cmp >= 0 { break }
-                    b.copy(slot: slot, of: self)
-                    slot += 1
+                    take(Int32(byID[rank]))
+                    rank += 1
                 }
-                if slot < count, cmp == 0 {
-                    if records[slot].version > Int64(changes[Int(i)].version) { b.copy(slot: slot, of: self) } else { b.append(changes[Int(i)]) }
-                    slot += 1
+                if rank < count, cmp == 0 {
+                    let slot = Int(byID[rank])
+                    take(records[slot].version > Int64(changes[Int(i)].version) ? Int32(slot) : -1 - i)
+                    rank += 1
                 } else {
-                    b.append(changes[Int(i)])
+                    take(-1 - i)
                 }
             }
-            while slot < count {
-                b.copy(slot: slot, of: self)
-                slot += 1
+            while rank < count {
+                take(Int32(byID[rank]))
+                rank += 1
+            }
+            let sources = UnsafeBufferPointer(rebasing: merged.buffer[..<n])
+            var b = try Builder(capacity: n,
+                                textBytes: textCount + order.reduce(0) { $0 + Self.encodedTextCount(changes[Int($1)]) },
+                                sharedFrom: self)
+            let slots = try Self.spaceOrder(count: n) { rank in
+                let source = Int(sources[rank])
+                return source >= 0 ? (records[source].lat, records[source].lon) : (changes[-1 - source].lat, changes[-1 - source].lon)
+            }
+            for rank in slots.buffer {
+                b.byID[Int(rank)] = UInt32(b.count)
+                let source = Int(sources[Int(rank)])
+                if source >= 0 { b.copy(slot: source, of: self) } else { b.append(changes[-1 - source]) }
             }
             return b
         }
@@ -193,24 +262,28 @@ public final class CameraTable: @unchecked Sendable {
 
     // MARK: Reading
 
-    /// The slot holding `id`, by binary search.
+    /// The slot holding `id`, by binary search of the id index.
     public func slot(of id: String) -> Int? {
         var lo = 0, hi = count
         while lo < hi {
             let mid = (lo + hi) / 2
-            let c = compareID(slot: mid, with: id)
-            if c == 0 { return mid }
+            let c = compareID(slot: Int(byID[mid]), with: id)
+            if c == 0 { return Int(byID[mid]) }
             if c < 0 { lo = mid + 1 } else { hi = mid }
         }
         return nil
     }
 
-    /// The first slot whose id is greater than `id` (the table's count when none is).
-    public func firstSlot(after id: String) -> Int {
+    /// The slot of the camera with the `rank`-th id (`0..<count`).
+    @inline(__always) public func slot(rank: Int) -> Int { Int(byID[rank]) }
+
+    /// The rank (place in id order) of the first id greater than `id` (the table's count when
+    /// none is): ``slot(rank:)`` of it and the ranks after it list the cameras by id from there.
+    public func firstRank(after id: String) -> Int {
         var lo = 0, hi = count
         while lo < hi {
             let mid = (lo + hi) / 2
-            if compareID(slot: mid, with: id) <= 0 { lo = mid + 1 } else { hi = mid }
+            if compareID(slot: Int(byID[mid]), with: id) <= 0 { lo = mid + 1 } else { hi = mid }
         }
         return lo
     }
@@ -389,6 +462,8 @@ public final class CameraTable: @unchecked Sendable {
     /// `textBytes` bytes of text); the table takes them over.
     struct Builder {
         let records: UnsafeMutableBufferPointer<Record>
+        /// The id index; the builder's user sets each camera's entry (``CameraTable/byID``).
+        let byID: UnsafeMutableBufferPointer<UInt32>
         let text: UnsafeMutableBufferPointer<UInt8>
         var count = 0
         var textCount = 0
@@ -402,6 +477,7 @@ public final class CameraTable: @unchecked Sendable {
                 throw RegistryError(.capacity, "the cameras' text (\(textBytes >> 20) MiB) exceeds the index's limit of 4 GiB")
             }
             records = CameraTable.allocate(Record.self, count: capacity)
+            byID = CameraTable.allocate(UInt32.self, count: capacity)
             text = CameraTable.allocate(UInt8.self, count: textBytes)
             if let source {
                 for n in 0..<(source.sharedStarts.count - 1) {

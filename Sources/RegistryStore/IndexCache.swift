@@ -398,7 +398,7 @@ public enum IndexCache {
             xmins &+= Int64(xmin)
         }
         guard r.at == payload.count else { throw IndexCacheError("\(payload.count - r.at) unexpected bytes after the cached cameras") }
-        // Pass 2: packed in id order. A camera's id lies after its fixed-width part (73 bytes),
+        // Pass 2: sorted by id, then packed in space order. A camera's id lies after its fixed-width part (73 bytes),
         // the optional numbers its flags announce (8 bytes each) and the id's length.
         func id(_ i: Int) -> UnsafeRawBufferPointer {
             let start = Int(starts.buffer[i])
@@ -412,27 +412,33 @@ public enum IndexCache {
         do {
             let sorted = try CameraTable.sortedByID(count: n, id: id)
             let order = UnsafeBufferPointer(sorted.buffer)
+            func position(_ i: Int) -> (lat: Double, lon: Double) {
+                let at = Int(starts.buffer[i])
+                return (Double(bitPattern: UInt64(littleEndian: payload.loadUnaligned(fromByteOffset: at + latitudeOffset, as: UInt64.self))),
+                        Double(bitPattern: UInt64(littleEndian: payload.loadUnaligned(fromByteOffset: at + longitudeOffset, as: UInt64.self))))
+            }
+            // The table's space order (see `CameraTable`), from the file's positions.
+            let spaced = try CameraTable.spaceOrder(count: n) { rank in position(Int(order[rank])) }
+            let slots = UnsafeBufferPointer(spaced.buffer)
             // The table is packed on a second thread while this one builds the STRtree from the
             // file's positions, in slot order. (The tree's many small allocations stay in this
             // thread's malloc arena, as when it was built after the table.)
             let packing = BackgroundJob {
-                try CameraTable(order: order, textBytes: textBytes, camera: { i in
+                try CameraTable(order: order, slots: slots, textBytes: textBytes, camera: { i in
                     var r = Reader(bytes: payload, at: Int(starts.buffer[i]))
                     return try readCamera(&r).raw
                 })
             }
             let built = Swift.Result {
                 try STRtree(count: n) { insert in
-                    for (k, i) in order.enumerated() {
-                        let at = Int(starts.buffer[Int(i)])
-                        let lat = Double(bitPattern: UInt64(littleEndian: payload.loadUnaligned(fromByteOffset: at + latitudeOffset, as: UInt64.self)))
-                        let lon = Double(bitPattern: UInt64(littleEndian: payload.loadUnaligned(fromByteOffset: at + longitudeOffset, as: UInt64.self)))
-                        try insert(k, (lon, lat, lon, lat))
+                    for (k, rank) in slots.enumerated() {
+                        let p = position(Int(order[Int(rank)]))
+                        try insert(k, (p.lon, p.lat, p.lon, p.lat))
                     }
                 }
             }
             // Always waited for, so that the packing thread is done with `starts` and the file.
-            let packed = Swift.Result { try withExtendedLifetime((starts, sorted)) { try packing.result() } }
+            let packed = Swift.Result { try withExtendedLifetime((starts, sorted, spaced)) { try packing.result() } }
             table = try packed.get()
             tree = try built.get()
         } catch let e as RegistryError {

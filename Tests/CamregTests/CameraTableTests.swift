@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import Geo
 @testable import Registry
 
 /// The packed camera table behind the index: every member survives packing, ids are ordered and
@@ -36,13 +37,14 @@ struct CameraTableTests {
         return ids
     }
 
-    @Test("every member survives packing, in id order")
+    @Test("every member survives packing; the id index lists the slots in id order")
     func roundTrip() throws {
         let cams = Self.ids().enumerated().map { Self.camera($0.element, $0.offset) }
         let table = try CameraTable(cameras: cams)
         #expect(table.count == cams.count)
         let sorted = cams.sorted { $0.id.utf8.lexicographicallyPrecedes($1.id.utf8) }
-        for (slot, c) in sorted.enumerated() {
+        for (rank, c) in sorted.enumerated() {
+            let slot = table.slot(rank: rank)
             #expect(table.camera(at: slot) == c)
             #expect(table.id(at: slot) == c.id)
             #expect(table.slot(of: c.id) == slot)
@@ -104,8 +106,8 @@ struct CameraTableTests {
         b2.address = "second"
         let table = try CameraTable(cameras: [a1, b1, a2, b2])
         #expect(table.count == 2)
-        #expect(table.camera(at: 0).address == "kept")
-        #expect(table.camera(at: 1).address == "second")
+        #expect(table.camera(at: table.slot(of: "BC-1")!).address == "kept")
+        #expect(table.camera(at: table.slot(of: "BC-2")!).address == "second")
     }
 
     @Test("a record is 104 bytes, and text beyond the 32-bit offsets is refused with a typed error")
@@ -123,15 +125,58 @@ struct CameraTableTests {
         }
     }
 
-    @Test("firstSlot(after:) is the first id greater than the given one")
-    func firstSlotAfter() throws {
+    @Test("firstRank(after:) is the rank of the first id greater than the given one")
+    func firstRankAfter() throws {
         let table = try CameraTable(cameras: ["B", "D", "F"].enumerated().map { Self.camera($0.element, $0.offset) })
-        #expect(table.firstSlot(after: "") == 0)
-        #expect(table.firstSlot(after: "A") == 0)
-        #expect(table.firstSlot(after: "B") == 1)
-        #expect(table.firstSlot(after: "C") == 1)
-        #expect(table.firstSlot(after: "F") == 3)
-        #expect(table.firstSlot(after: "Z") == 3)
+        #expect(table.firstRank(after: "") == 0)
+        #expect(table.firstRank(after: "A") == 0)
+        #expect(table.firstRank(after: "B") == 1)
+        #expect(table.firstRank(after: "C") == 1)
+        #expect(table.firstRank(after: "F") == 3)
+        #expect(table.firstRank(after: "Z") == 3)
+        #expect((0..<3).map { table.id(at: table.slot(rank: $0)) } == ["B", "D", "F"])
+    }
+
+    /// The records lie in space order (Hilbert keys never go down from slot to slot), the id
+    /// index is a permutation of the slots, and cameras close in space are close in memory:
+    /// built, merged, and packed from an index cache alike.
+    @Test("records in space order, with a complete id index")
+    func spaceOrder() throws {
+        var rng = SeededRandom(seed: 77)
+        let cams = (0..<3000).map { i in
+            var c = Self.camera("S-\(String(format: "%05d", (i * 7919) % 3000))", i)
+            c.lat = Double.random(in: 10.9...11.2, using: &rng)
+            c.lon = Double.random(in: 106.5...106.8, using: &rng)
+            return c
+        }
+        func check(_ table: CameraTable, _ expected: [Camera], sourceLocation: SourceLocation = #_sourceLocation) {
+            #expect(table.count == expected.count, sourceLocation: sourceLocation)
+            let keys = (0..<table.count).map { CameraTable.hilbertKey(lat: table.lat($0), lon: table.lon($0)) }
+            #expect(zip(keys, keys.dropFirst()).allSatisfy { $0 <= $1 }, sourceLocation: sourceLocation)
+            #expect(Set((0..<table.count).map { table.slot(rank: $0) }).count == table.count, sourceLocation: sourceLocation)
+            let sorted = expected.sorted { $0.id.utf8.lexicographicallyPrecedes($1.id.utf8) }
+            #expect((0..<table.count).map { table.camera(at: table.slot(rank: $0)) } == sorted, sourceLocation: sourceLocation)
+        }
+        let table = try CameraTable(cameras: cams)
+        check(table, cams)
+        // Neighbours in memory are near in space: the median gap between consecutive slots is
+        // far below the typical distance between two random cameras here (~15 km).
+        var gaps = (1..<table.count).map { Geodesic.wgs84.distance(lat1: table.lat($0 - 1), lon1: table.lon($0 - 1), lat2: table.lat($0), lon2: table.lon($0)) }
+        gaps.sort()
+        #expect(gaps[gaps.count / 2] < 1_000, "median gap \(gaps[gaps.count / 2]) m")
+        // Merged: changes (one moved far away) and new cameras find their places in space.
+        var moved = cams[5]
+        moved.lat = 11.19; moved.lon = 106.79; moved.version = 2
+        let added = (0..<50).map { i in
+            var c = Self.camera("T-\(i)", i)
+            c.lat = Double.random(in: 10.9...11.2, using: &rng)
+            c.lon = Double.random(in: 106.5...106.8, using: &rng)
+            return c
+        }
+        let merged = try table.merging([moved] + added)
+        var expected = cams
+        expected[5] = moved
+        check(merged, expected + added)
     }
 
     @Test("merging replaces older versions, keeps newer held ones and adds new ids")
@@ -154,11 +199,11 @@ struct CameraTableTests {
         #expect(merged.camera(at: merged.slot(of: "BC-012")!) == held[6])
         #expect(merged.camera(at: merged.slot(of: "BC-014")!).address == "same version")
         for c in added { #expect(merged.camera(at: merged.slot(of: c.id)!) == c) }
-        let ids = (0..<merged.count).map { merged.id(at: $0) }
+        let ids = (0..<merged.count).map { merged.id(at: merged.slot(rank: $0)) }
         #expect(ids == ids.sorted { $0.utf8.lexicographicallyPrecedes($1.utf8) })
         // Untouched cameras are copied whole; the source table is unchanged.
         #expect(merged.camera(at: merged.slot(of: "BC-098")!) == held[49])
-        #expect(table.count == 50 && table.camera(at: 5) == held[5])
+        #expect(table.count == 50 && table.camera(at: table.slot(rank: 5)) == held[5])
     }
 
     @Test("the index lists in id order with the delta merged in, from any `after`")
