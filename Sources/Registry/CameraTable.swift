@@ -132,7 +132,7 @@ public final class CameraTable: @unchecked Sendable {
             var b = try Builder(capacity: order.count, textBytes: order.reduce(0) { $0 + Self.encodedTextCount(all[Int($1)]) })
             let slots = try Self.spaceOrder(count: order.count) { rank in
                 let c = all[Int(order[rank])]
-                return (c.lat, c.lon)
+                return Self.hilbertKey(lat: c.lat, lon: c.lon)
             }
             for rank in slots.buffer {
                 b.byID[Int(rank)] = UInt32(b.count)
@@ -145,7 +145,7 @@ public final class CameraTable: @unchecked Sendable {
 
     /// A table of cameras given as raw parts, without `Camera` values (the index cache's start-up
     /// path): `order` lists them by id with no id twice (``sortedByID(count:id:)`` gives it),
-    /// and `slots` gives the slot order as ranks in `order` (``spaceOrder(count:position:)``
+    /// and `slots` gives the slot order as ranks in `order` (``spaceOrder(count:key:)``
     /// gives it): slot `k` holds `camera(order[slots[k]])`. Lets a caller build something over
     /// the slots (the STRtree) at the same time as the table. `textBytes` is the sum of their
     /// ``encodedTextCount(id:address:ownerName:ownerPhone:statusReason:)``; text that does not
@@ -162,16 +162,13 @@ public final class CameraTable: @unchecked Sendable {
     }
 
     /// The slot order of `count` cameras given in id order: their ranks (`0..<count`) sorted by
-    /// the Hilbert key of `position(rank)`, ties by rank (so the order depends only on the
-    /// cameras). In memory of its own (`mmap`), like the id sort's keys.
-    public static func spaceOrder(count: Int, position: (Int) -> (lat: Double, lon: Double)) throws -> ScratchBuffer<UInt32> {
+    /// `key(rank)`, the ``hilbertKey(lat:lon:)`` of the camera's position, ties by rank (so the
+    /// order depends only on the cameras). In memory of its own (`mmap`), like the id sort's keys.
+    public static func spaceOrder(count: Int, key: (Int) -> UInt64) throws -> ScratchBuffer<UInt32> {
         struct Key { var key: UInt64; var rank: UInt32 }
         let scratch = try ScratchBuffer<Key>(count: count)
         var keys = scratch.buffer
-        for rank in 0..<count {
-            let p = position(rank)
-            keys[rank] = Key(key: hilbertKey(lat: p.lat, lon: p.lon), rank: UInt32(rank))
-        }
+        for rank in 0..<count { keys[rank] = Key(key: key(rank), rank: UInt32(rank)) }
         keys.sort { $0.key != $1.key ? $0.key < $1.key : $0.rank < $1.rank }
         let slots = try ScratchBuffer<UInt32>(count: count)
         for k in 0..<count { slots.buffer[k] = keys[k].rank }
@@ -181,7 +178,7 @@ public final class CameraTable: @unchecked Sendable {
     /// The position of (lat, lon) along a Hilbert curve through a 2³² × 2³² grid over the
     /// world (about 1 cm a cell at the equator): points close on the curve are close in space,
     /// and the converse mostly holds, so sorting by it gathers neighbours.
-    static func hilbertKey(lat: Double, lon: Double) -> UInt64 {
+    public static func hilbertKey(lat: Double, lon: Double) -> UInt64 {
         func cell(_ v: Double, _ lo: Double, _ span: Double) -> UInt32 {
             let x = (v - lo) / span * 4_294_967_296.0
             return x.isNaN || x <= 0 ? 0 : x >= 4_294_967_295.0 ? .max : UInt32(x)
@@ -248,7 +245,8 @@ public final class CameraTable: @unchecked Sendable {
                                 sharedFrom: self)
             let slots = try Self.spaceOrder(count: n) { rank in
                 let source = Int(sources[rank])
-                return source >= 0 ? (records[source].lat, records[source].lon) : (changes[-1 - source].lat, changes[-1 - source].lon)
+                return source >= 0 ? Self.hilbertKey(lat: records[source].lat, lon: records[source].lon)
+                    : Self.hilbertKey(lat: changes[-1 - source].lat, lon: changes[-1 - source].lon)
             }
             for rank in slots.buffer {
                 b.byID[Int(rank)] = UInt32(b.count)

@@ -123,7 +123,9 @@ public enum IndexCache {
     // MARK: Writing
 
     /// Writes `load` as the cache at `path`: to `path.tmp`, fsync, rename, fsync the folder.
-    public static func write(_ load: CameraSnapshotLoad, identity: DatabaseIdentity, to path: String) throws {
+    /// (`inSpaceOrder: false` writes the load's own order instead, as camregd did before the
+    /// table was laid out in space order: tests read such a file.)
+    public static func write(_ load: CameraSnapshotLoad, identity: DatabaseIdentity, to path: String, inSpaceOrder: Bool = true) throws {
         precondition(load.cameras.count == load.xmins.count)
         let tmp = path + ".tmp"
         unlink(tmp)
@@ -137,8 +139,15 @@ public enum IndexCache {
             let headerBytes = encodeHeader(header)
             try writeAll(fd, headerBytes)
             var out = BlockWriter(fd: fd)
-            for (camera, xmin) in zip(load.cameras, load.xmins) {
-                try encode(camera, xmin: xmin, into: &out)
+            // In the table's space order (Hilbert key, then id: see `CameraTable`), so that a
+            // start from the file packs the table and builds its tree reading it front to back.
+            let cameras = load.cameras
+            let keys = cameras.map { CameraTable.hilbertKey(lat: $0.lat, lon: $0.lon) }
+            let order = !inSpaceOrder ? Array(cameras.indices) : cameras.indices.sorted { a, b in
+                keys[a] != keys[b] ? keys[a] < keys[b] : cameras[a].id.utf8.lexicographicallyPrecedes(cameras[b].id.utf8)
+            }
+            for i in order {
+                try encode(cameras[i], xmin: load.xmins[i], into: &out)
             }
             try out.finish()
             header.payloadLength = out.written
@@ -417,9 +426,22 @@ public enum IndexCache {
                 return (Double(bitPattern: UInt64(littleEndian: payload.loadUnaligned(fromByteOffset: at + latitudeOffset, as: UInt64.self))),
                         Double(bitPattern: UInt64(littleEndian: payload.loadUnaligned(fromByteOffset: at + longitudeOffset, as: UInt64.self))))
             }
-            // The table's space order (see `CameraTable`), from the file's positions.
-            let spaced = try CameraTable.spaceOrder(count: n) { rank in position(Int(order[rank])) }
-            let slots = UnsafeBufferPointer(spaced.buffer)
+            // The table's space order (see `CameraTable`). A file this camregd wrote is in it
+            // already (see `write`): then the slots are the file's order, and the keys, taken
+            // front to back, only confirm it; any other file is sorted.
+            let spaced = try ScratchBuffer<UInt32>(count: n)
+            for rank in 0..<n { spaced.buffer[Int(order[rank])] = UInt32(rank) }  // file index → rank
+            let keys = try ScratchBuffer<UInt64>(count: n)
+            var inSpaceOrder = true
+            for i in 0..<n {
+                let p = position(i)
+                keys.buffer[i] = CameraTable.hilbertKey(lat: p.lat, lon: p.lon)
+                if i > 0, keys.buffer[i - 1] > keys.buffer[i] || keys.buffer[i - 1] == keys.buffer[i] && spaced.buffer[i - 1] > spaced.buffer[i] {
+                    inSpaceOrder = false
+                }
+            }
+            let sortedSpace = inSpaceOrder ? spaced : try CameraTable.spaceOrder(count: n) { rank in keys.buffer[Int(order[rank])] }
+            let slots = UnsafeBufferPointer(sortedSpace.buffer)
             // The table is packed on a second thread while this one builds the STRtree from the
             // file's positions, in slot order. (The tree's many small allocations stay in this
             // thread's malloc arena, as when it was built after the table.)
@@ -438,7 +460,7 @@ public enum IndexCache {
                 }
             }
             // Always waited for, so that the packing thread is done with `starts` and the file.
-            let packed = Swift.Result { try withExtendedLifetime((starts, sorted, spaced)) { try packing.result() } }
+            let packed = Swift.Result { try withExtendedLifetime((starts, sorted, sortedSpace)) { try packing.result() } }
             table = try packed.get()
             tree = try built.get()
         } catch let e as RegistryError {

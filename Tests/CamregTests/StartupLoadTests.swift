@@ -118,17 +118,24 @@ struct StartupLoadTests {
         try IndexCache.write(load, identity: identity, to: path)
         #expect(!FileManager.default.fileExists(atPath: path + ".tmp"))
 
-        // Round trip: the same cameras, xmins and numbers.
+        // Round trip: the same cameras, xmins and numbers; the file holds them in the table's
+        // space order (Hilbert key, then id), so that a start reads it front to back.
         let file = try IndexCache.read(path: path)
         let back = try IndexCache.decode(file)
-        #expect(back.cameras == load.cameras)
-        #expect(back.xmins == load.xmins)
+        func byID(_ cams: [Camera], _ xmins: [UInt32]) -> [String: (Camera, UInt32)] {
+            Dictionary(uniqueKeysWithValues: zip(cams, xmins).map { ($0.0.id, ($0.0, $0.1)) })
+        }
+        let loaded = byID(load.cameras, load.xmins), decoded = byID(back.cameras, back.xmins)
+        #expect(back.cameras.count == load.cameras.count && Set(loaded.keys) == Set(decoded.keys))
+        #expect(loaded.allSatisfy { decoded[$0.key]?.0 == $0.value.0 && decoded[$0.key]?.1 == $0.value.1 })
+        let keys = back.cameras.map { CameraTable.hilbertKey(lat: $0.lat, lon: $0.lon) }
+        #expect(zip(keys, keys.dropFirst()).allSatisfy { $0 <= $1 })
         #expect(file.header.sequence == load.sequence && file.header.anchor == load.anchor)
         #expect(file.header.identity == identity)
 
         // No changes: the catch-up agrees.
         let same = try IndexCache.merge(back, header: file.header, with: try IndexCache.catchUp(after: file.header, on: c))
-        #expect(same.cameras == load.cameras)
+        #expect(same.cameras == back.cameras)
 
         // Packed straight from the file: the same table as from the decoded cameras, and the
         // same fingerprint, which the catch-up accepts.
@@ -136,6 +143,21 @@ struct StartupLoadTests {
         let reference = try CameraTable(cameras: back.cameras)
         #expect(packed.table.count == reference.count && packed.table.count == load.cameras.count)
         #expect((0..<reference.count).allSatisfy { packed.table.camera(at: $0) == reference.camera(at: $0) })
+        #expect((0..<reference.count).allSatisfy { packed.table.slot(rank: $0) == reference.slot(rank: $0) })
+        // A file in another order (an older camregd's: the database's) packs into the same table.
+        let unordered = dir + "/unordered.cache"
+        var shuffled = load
+        let perm = Array(load.cameras.indices.reversed())
+        shuffled.cameras = perm.map { load.cameras[$0] }
+        shuffled.xmins = perm.map { load.xmins[$0] }
+        try IndexCache.write(shuffled, identity: identity, to: unordered, inSpaceOrder: false)
+        let fromUnordered = try IndexCache.decodeTable(try IndexCache.read(path: unordered))
+        #expect(try IndexCache.decode(try IndexCache.read(path: unordered)).cameras == shuffled.cameras)
+        let shuffledKeys = shuffled.cameras.map { CameraTable.hilbertKey(lat: $0.lat, lon: $0.lon) }
+        #expect(!zip(shuffledKeys, shuffledKeys.dropFirst()).allSatisfy { $0 <= $1 })  // really out of order
+        #expect((0..<reference.count).allSatisfy { fromUnordered.table.camera(at: $0) == reference.camera(at: $0) })
+        #expect((0..<reference.count).allSatisfy { fromUnordered.table.slot(rank: $0) == reference.slot(rank: $0) })
+        #expect(fromUnordered.fingerprint == packed.fingerprint && fromUnordered.tree.count == reference.count)
         #expect(packed.fingerprint == back.fingerprint)
         // The STRtree built beside the table (from the file's positions) has each camera at its
         // slot: searches answer as over an index built from the decoded cameras.
