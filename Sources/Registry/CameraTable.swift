@@ -143,21 +143,20 @@ public final class CameraTable: @unchecked Sendable {
         self.init(b)
     }
 
-    /// A table of cameras given as raw parts, without `Camera` values (the index cache's start-up
-    /// path): `order` lists them by id with no id twice (``sortedByID(count:id:)`` gives it),
-    /// and `slots` gives the slot order as ranks in `order` (``spaceOrder(count:key:)``
-    /// gives it): slot `k` holds `camera(order[slots[k]])`. Lets a caller build something over
-    /// the slots (the STRtree) at the same time as the table. `textBytes` is the sum of their
+    /// A table of `count` cameras given as raw parts, without `Camera` values, in the order
+    /// given: slot `k` holds `camera(k)` (the index cache's start: its file is in space order).
+    /// `idOrder()`, called once they are packed (so that a caller can sort ids meanwhile), gives
+    /// the slots in id order with no id twice (``sortedByID(count:id:)`` gives it), which
+    /// becomes the id index. `textBytes` is the sum of their
     /// ``encodedTextCount(id:address:ownerName:ownerPhone:statusReason:)``; text that does not
     /// fit throws ``RegistryError`` (`index_capacity`).
-    public convenience init(order: UnsafeBufferPointer<Int32>, slots: UnsafeBufferPointer<UInt32>, textBytes: Int,
-                            camera: (Int) throws -> RawCamera) throws {
-        precondition(order.count == slots.count)
-        var b = try Builder(capacity: order.count, textBytes: textBytes)
-        for rank in slots {
-            b.byID[Int(rank)] = UInt32(b.count)
-            try b.append(try camera(Int(order[Int(rank)])), limit: textBytes)
-        }
+    public convenience init(count: Int, textBytes: Int, camera: (Int) throws -> RawCamera,
+                            idOrder: () throws -> UnsafeBufferPointer<Int32>) throws {
+        var b = try Builder(capacity: count, textBytes: textBytes)
+        for k in 0..<count { try b.append(try camera(k), limit: textBytes) }
+        let order = try idOrder()
+        precondition(order.count == count)
+        for rank in 0..<count { b.byID[rank] = UInt32(order[rank]) }
         self.init(b)
     }
 
@@ -186,16 +185,21 @@ public final class CameraTable: @unchecked Sendable {
         var x = cell(lon, -180, 360), y = cell(lat, -90, 180)
         var d: UInt64 = 0
         var s: UInt32 = 1 << 31
+        var shift: UInt32 = 31
         while s > 0 {
-            let rx: UInt32 = x & s != 0 ? 1 : 0
-            let ry: UInt32 = y & s != 0 ? 1 : 0
+            let rx = (x >> shift) & 1, ry = (y >> shift) & 1
             d &+= UInt64(s) &* UInt64(s) &* UInt64((3 &* rx) ^ ry)
-            // Turn the quadrant so that the curve's pieces join up.
-            if ry == 0 {
-                if rx == 1 { x = ~x; y = ~y }
-                swap(&x, &y)
-            }
+            // Turn the quadrant so that the curve's pieces join up: in the lower half (ry = 0)
+            // mirror it when on the right (rx = 1), then swap x and y. Without branches (their
+            // outcomes are random: a million keys at every start from the cache).
+            let flip = 0 &- (rx & (ry ^ 1))
+            x ^= flip
+            y ^= flip
+            let swap = (x ^ y) & (0 &- (ry ^ 1))
+            x ^= swap
+            y ^= swap
             s >>= 1
+            shift &-= 1
         }
         return d
     }

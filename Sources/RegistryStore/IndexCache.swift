@@ -116,15 +116,17 @@ public enum IndexCache {
     /// The file name inside the data folder.
     public static let fileName = "index-cache.bin"
     /// Bumped whenever the layout (or `Camera`) changes: other versions are ignored.
-    public static let formatVersion: UInt32 = 1
+    /// 2: the cameras are in the table's space order (version 1 had the database's order).
+    public static let formatVersion: UInt32 = 2
     static let magic: [UInt8] = Array("CAMREGIX".utf8)
     static let block = 1 << 20
 
     // MARK: Writing
 
     /// Writes `load` as the cache at `path`: to `path.tmp`, fsync, rename, fsync the folder.
-    /// (`inSpaceOrder: false` writes the load's own order instead, as camregd did before the
-    /// table was laid out in space order: tests read such a file.)
+    /// The cameras go in the table's space order (Hilbert key, then id: see `CameraTable`),
+    /// which a start takes as its slot order, reading the file front to back.
+    /// (`inSpaceOrder: false` writes the load's own order instead: tests read such a file.)
     public static func write(_ load: CameraSnapshotLoad, identity: DatabaseIdentity, to path: String, inSpaceOrder: Bool = true) throws {
         precondition(load.cameras.count == load.xmins.count)
         let tmp = path + ".tmp"
@@ -139,8 +141,6 @@ public enum IndexCache {
             let headerBytes = encodeHeader(header)
             try writeAll(fd, headerBytes)
             var out = BlockWriter(fd: fd)
-            // In the table's space order (Hilbert key, then id: see `CameraTable`), so that a
-            // start from the file packs the table and builds its tree reading it front to back.
             let cameras = load.cameras
             let keys = cameras.map { CameraTable.hilbertKey(lat: $0.lat, lon: $0.lon) }
             let order = !inSpaceOrder ? Array(cameras.indices) : cameras.indices.sorted { a, b in
@@ -407,8 +407,9 @@ public enum IndexCache {
             xmins &+= Int64(xmin)
         }
         guard r.at == payload.count else { throw IndexCacheError("\(payload.count - r.at) unexpected bytes after the cached cameras") }
-        // Pass 2: sorted by id, then packed in space order. A camera's id lies after its fixed-width part (73 bytes),
-        // the optional numbers its flags announce (8 bytes each) and the id's length.
+        // Pass 2: packed in the file's order, the ids sorted beside it. A camera's id lies after
+        // its fixed-width part (73 bytes), the optional numbers its flags announce (8 bytes each)
+        // and the id's length.
         func id(_ i: Int) -> UnsafeRawBufferPointer {
             let start = Int(starts.buffer[i])
             let flags = payload[start]
@@ -419,48 +420,36 @@ public enum IndexCache {
         let table: CameraTable
         let tree: STRtree
         do {
-            let sorted = try CameraTable.sortedByID(count: n, id: id)
-            let order = UnsafeBufferPointer(sorted.buffer)
             func position(_ i: Int) -> (lat: Double, lon: Double) {
                 let at = Int(starts.buffer[i])
                 return (Double(bitPattern: UInt64(littleEndian: payload.loadUnaligned(fromByteOffset: at + latitudeOffset, as: UInt64.self))),
                         Double(bitPattern: UInt64(littleEndian: payload.loadUnaligned(fromByteOffset: at + longitudeOffset, as: UInt64.self))))
             }
-            // The table's space order (see `CameraTable`). A file this camregd wrote is in it
-            // already (see `write`): then the slots are the file's order, and the keys, taken
-            // front to back, only confirm it; any other file is sorted.
-            let spaced = try ScratchBuffer<UInt32>(count: n)
-            for rank in 0..<n { spaced.buffer[Int(order[rank])] = UInt32(rank) }  // file index → rank
-            let keys = try ScratchBuffer<UInt64>(count: n)
-            var inSpaceOrder = true
-            for i in 0..<n {
-                let p = position(i)
-                keys.buffer[i] = CameraTable.hilbertKey(lat: p.lat, lon: p.lon)
-                if i > 0, keys.buffer[i - 1] > keys.buffer[i] || keys.buffer[i - 1] == keys.buffer[i] && spaced.buffer[i - 1] > spaced.buffer[i] {
-                    inSpaceOrder = false
-                }
-            }
-            let sortedSpace = inSpaceOrder ? spaced : try CameraTable.spaceOrder(count: n) { rank in keys.buffer[Int(order[rank])] }
-            let slots = UnsafeBufferPointer(sortedSpace.buffer)
-            // The table is packed on a second thread while this one builds the STRtree from the
-            // file's positions, in slot order. (The tree's many small allocations stay in this
-            // thread's malloc arena, as when it was built after the table.)
+            // The file holds the cameras in the table's space order (see `write`): slot `k` is
+            // the file's camera `k`. (Were a file in another order, the table would be just as
+            // correct, only less compact.) Three jobs at once: the ids are sorted (the table's id
+            // index) on one thread while the table is packed on another and this one builds the
+            // STRtree from the file's positions, in slot order. (The tree's many small
+            // allocations stay in this thread's malloc arena, as when it was built after the table.)
+            let sorting = BackgroundJob { try CameraTable.sortedByID(count: n, id: id) }
             let packing = BackgroundJob {
-                try CameraTable(order: order, slots: slots, textBytes: textBytes, camera: { i in
+                try CameraTable(count: n, textBytes: textBytes, camera: { i in
                     var r = Reader(bytes: payload, at: Int(starts.buffer[i]))
                     return try readCamera(&r).raw
-                })
+                }, idOrder: { UnsafeBufferPointer(try sorting.result().buffer) })
             }
             let built = Swift.Result {
                 try STRtree(count: n) { insert in
-                    for (k, rank) in slots.enumerated() {
-                        let p = position(Int(order[Int(rank)]))
+                    for k in 0..<n {
+                        let p = position(k)
                         try insert(k, (p.lon, p.lat, p.lon, p.lat))
                     }
                 }
             }
-            // Always waited for, so that the packing thread is done with `starts` and the file.
-            let packed = Swift.Result { try withExtendedLifetime((starts, sorted, sortedSpace)) { try packing.result() } }
+            // Always waited for, so that the jobs are done with `starts` and the file (and the
+            // sorted ids outlive the packing that reads them).
+            let packed = Swift.Result { try withExtendedLifetime(starts) { try packing.result() } }
+            _ = try? sorting.result()
             table = try packed.get()
             tree = try built.get()
         } catch let e as RegistryError {

@@ -144,7 +144,8 @@ struct StartupLoadTests {
         #expect(packed.table.count == reference.count && packed.table.count == load.cameras.count)
         #expect((0..<reference.count).allSatisfy { packed.table.camera(at: $0) == reference.camera(at: $0) })
         #expect((0..<reference.count).allSatisfy { packed.table.slot(rank: $0) == reference.slot(rank: $0) })
-        // A file in another order (an older camregd's: the database's) packs into the same table.
+        // A file in another order packs into a table of the same cameras, ids, tree and
+        // fingerprint (its slots follow the file: correct, only less compact).
         let unordered = dir + "/unordered.cache"
         var shuffled = load
         let perm = Array(load.cameras.indices.reversed())
@@ -155,8 +156,14 @@ struct StartupLoadTests {
         #expect(try IndexCache.decode(try IndexCache.read(path: unordered)).cameras == shuffled.cameras)
         let shuffledKeys = shuffled.cameras.map { CameraTable.hilbertKey(lat: $0.lat, lon: $0.lon) }
         #expect(!zip(shuffledKeys, shuffledKeys.dropFirst()).allSatisfy { $0 <= $1 })  // really out of order
-        #expect((0..<reference.count).allSatisfy { fromUnordered.table.camera(at: $0) == reference.camera(at: $0) })
-        #expect((0..<reference.count).allSatisfy { fromUnordered.table.slot(rank: $0) == reference.slot(rank: $0) })
+        #expect((0..<reference.count).allSatisfy {
+            fromUnordered.table.camera(at: fromUnordered.table.slot(rank: $0)) == reference.camera(at: reference.slot(rank: $0))
+        })
+        let unorderedIndex = try CameraIndex(table: fromUnordered.table, tree: fromUnordered.tree)
+        for cam in back.cameras.prefix(20) {
+            #expect(try unorderedIndex.near(lat: cam.lat, lon: cam.lon, radius: 300, limit: 100).map(\.ref.id)
+                    == CameraIndex(table: packed.table, tree: packed.tree).near(lat: cam.lat, lon: cam.lon, radius: 300, limit: 100).map(\.ref.id))
+        }
         #expect(fromUnordered.fingerprint == packed.fingerprint && fromUnordered.tree.count == reference.count)
         #expect(packed.fingerprint == back.fingerprint)
         // The STRtree built beside the table (from the file's positions) has each camera at its
