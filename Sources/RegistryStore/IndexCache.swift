@@ -111,12 +111,15 @@ public struct IndexCacheCatchUp: Sendable {
 /// record per camera: flags (u8: which optional fields follow), site kind, owner kind, status,
 /// schedule kind (u8 each), schedule start and end (u16), xmin (u32), retention (i32), version
 /// (i64), lat, lon, fov, range, created and updated (f64; dates as seconds since 2001, exact),
-/// the optional numbers, then the strings (u32 length + UTF-8).
+/// the optional numbers, then the strings (u32 length + UTF-8). The records are in the camera
+/// table's space order (Hilbert key, then id); after them, the id index: for each camera in id
+/// order, its position among the records (u32).
 public enum IndexCache {
     /// The file name inside the data folder.
     public static let fileName = "index-cache.bin"
     /// Bumped whenever the layout (or `Camera`) changes: other versions are ignored.
-    /// 2: the cameras are in the table's space order (version 1 had the database's order).
+    /// 2: the cameras are in the table's space order (version 1 had the database's order), and
+    /// their id index follows them.
     public static let formatVersion: UInt32 = 2
     static let magic: [UInt8] = Array("CAMREGIX".utf8)
     static let block = 1 << 20
@@ -149,6 +152,12 @@ public enum IndexCache {
             for i in order {
                 try encode(cameras[i], xmin: load.xmins[i], into: &out)
             }
+            // Then the id index: the file's cameras by id, as positions in the file (a start
+            // checks it in one pass instead of sorting a million ids).
+            var place = [UInt32](repeating: 0, count: cameras.count)
+            for (k, i) in order.enumerated() { place[i] = UInt32(k) }
+            let byID = cameras.indices.sorted { cameras[$0].id.utf8.lexicographicallyPrecedes(cameras[$1].id.utf8) }
+            for i in byID { out.u32(place[i]) }
             try out.finish()
             header.payloadLength = out.written
             header.payloadHash = out.hash
@@ -379,7 +388,9 @@ public enum IndexCache {
             load.cameras.append(camera)
             load.xmins.append(xmin)
         }
-        guard r.at == payload.count else { throw IndexCacheError("\(payload.count - r.at) unexpected bytes after the cached cameras") }
+        guard payload.count - r.at == 4 * h.count else {
+            throw IndexCacheError("\(payload.count - r.at) bytes after the cached cameras, not their id index's \(4 * h.count)")
+        }
         return load
     }
 
@@ -406,7 +417,10 @@ public enum IndexCache {
             versions &+= raw.version
             xmins &+= Int64(xmin)
         }
-        guard r.at == payload.count else { throw IndexCacheError("\(payload.count - r.at) unexpected bytes after the cached cameras") }
+        guard payload.count - r.at == 4 * n else {
+            throw IndexCacheError("\(payload.count - r.at) bytes after the cached cameras, not their id index's \(4 * n)")
+        }
+        let idIndexAt = r.at
         // Pass 2: packed in the file's order, the ids sorted beside it. A camera's id lies after
         // its fixed-width part (73 bytes), the optional numbers its flags announce (8 bytes each)
         // and the id's length.
@@ -427,11 +441,11 @@ public enum IndexCache {
             }
             // The file holds the cameras in the table's space order (see `write`): slot `k` is
             // the file's camera `k`. (Were a file in another order, the table would be just as
-            // correct, only less compact.) Three jobs at once: the ids are sorted (the table's id
-            // index) on one thread while the table is packed on another and this one builds the
+            // correct, only less compact.) Three jobs at once: the file's id index is checked on
+            // one thread while the table is packed on another and this one builds the
             // STRtree from the file's positions, in slot order. (The tree's many small
             // allocations stay in this thread's malloc arena, as when it was built after the table.)
-            let sorting = BackgroundJob { try CameraTable.sortedByID(count: n, id: id) }
+            let sorting = BackgroundJob { try checkedIDOrder(count: n, at: idIndexAt, of: payload, id: id) }
             let packing = BackgroundJob {
                 try CameraTable(count: n, textBytes: textBytes, camera: { i in
                     var r = Reader(bytes: payload, at: Int(starts.buffer[i]))
@@ -456,6 +470,35 @@ public enum IndexCache {
             throw IndexCacheError("the cached cameras cannot be packed: \(e.message)")
         }
         return (table, tree, CameraTableFingerprint(count: Int64(n), versionSum: versions, xminSum: xmins))
+    }
+
+    /// The file's id index (after the cameras: their positions in the file, by id), checked:
+    /// every position once, and each id greater than the one before (so also no id twice).
+    /// Checking is one pass; sorting a million ids again took twice as long.
+    static func checkedIDOrder(count n: Int, at start: Int, of payload: UnsafeRawBufferPointer,
+                               id: (Int) -> UnsafeRawBufferPointer) throws -> ScratchBuffer<Int32> {
+        let order: ScratchBuffer<Int32>, seen: ScratchBuffer<UInt8>
+        do {
+            order = try ScratchBuffer<Int32>(count: n)
+            seen = try ScratchBuffer<UInt8>(count: n)
+        } catch let e as RegistryError { throw IndexCacheError(e.message) }
+        var previous: UnsafeRawBufferPointer?
+        for rank in 0..<n {
+            let i = Int(UInt32(littleEndian: payload.loadUnaligned(fromByteOffset: start + 4 * rank, as: UInt32.self)))
+            guard i < n, seen.buffer[i] == 0 else { throw IndexCacheError("the id index names camera \(i) twice or out of range") }
+            seen.buffer[i] = 1
+            let current = id(i)
+            if let p = previous {
+                let common = min(p.count, current.count)
+                let c = common == 0 ? 0 : memcmp(p.baseAddress!, current.baseAddress!, common)
+                guard c < 0 || c == 0 && p.count < current.count else {
+                    throw IndexCacheError("the id index is out of order at \(String(decoding: current, as: UTF8.self))")
+                }
+            }
+            previous = current
+            order.buffer[rank] = Int32(i)
+        }
+        return order
     }
 
     /// Where a camera's latitude and longitude lie in its cached record (after flags, three

@@ -108,6 +108,27 @@ struct StartupLoadTests {
         #expect(throws: PostgresError.self) { try stream.withUnsafeBytes { try wrong.feed($0) { _ in } } }
     }
 
+    /// The cache's id index is checked, not trusted: each position once and in range, each id
+    /// greater than the one before.
+    @Test func cacheIDIndexIsChecked() throws {
+        let ids = ["B", "A", "D", "C", "AB"].map { Array($0.utf8) }
+        func check(_ index: [UInt32]) throws -> [Int32] {
+            let bytes = index.flatMap { v in withUnsafeBytes(of: v.littleEndian) { Array($0) } }
+            return try bytes.withUnsafeBytes { payload in
+                try ids.withUnsafeBufferPointer { all in
+                    let order = try IndexCache.checkedIDOrder(count: ids.count, at: 0, of: payload) { i in
+                        all[i].withUnsafeBytes { UnsafeRawBufferPointer(start: $0.baseAddress, count: $0.count) }
+                    }
+                    return Array(order.buffer)
+                }
+            }
+        }
+        #expect(try check([1, 4, 0, 3, 2]) == [1, 4, 0, 3, 2])  // A, AB, B, C, D
+        for bad: [UInt32] in [[1, 4, 0, 2, 3], [1, 1, 0, 3, 2], [1, 4, 0, 3, 9], [4, 1, 0, 3, 2]] {
+            #expect(throws: IndexCacheError.self, "\(bad)") { try check(bad) }
+        }
+    }
+
     @Test func cacheRoundTripCatchUpAndRefusals() async throws {
         let (config, c) = try await seededDatabase(200)
         let dir = try shortTempDirectory("ic")
