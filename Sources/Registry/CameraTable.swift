@@ -146,7 +146,7 @@ public final class CameraTable: @unchecked Sendable {
     /// A table of `count` cameras given as raw parts, without `Camera` values, in the order
     /// given: slot `k` holds `camera(k)` (the index cache's start: its file is in space order).
     /// `idOrder()`, called once they are packed (so that a caller can sort ids meanwhile), gives
-    /// the slots in id order with no id twice (``sortedByID(count:id:)`` gives it), which
+    /// the slots in id order with no id twice (the cache file's id index, checked), which
     /// becomes the id index. `textBytes` is the sum of their
     /// ``encodedTextCount(id:address:ownerName:ownerPhone:statusReason:)``; text that does not
     /// fit throws ``RegistryError`` (`index_capacity`).
@@ -163,7 +163,7 @@ public final class CameraTable: @unchecked Sendable {
     /// The slot order of `count` cameras given in id order: their ranks (`0..<count`) sorted by
     /// `key(rank)`, the ``hilbertKey(lat:lon:)`` of the camera's position, ties by rank (so the
     /// order depends only on the cameras). In memory of its own (`mmap`), like the id sort's keys.
-    public static func spaceOrder(count: Int, key: (Int) -> UInt64) throws -> ScratchBuffer<UInt32> {
+    static func spaceOrder(count: Int, key: (Int) -> UInt64) throws -> ScratchBuffer<UInt32> {
         struct Key { var key: UInt64; var rank: UInt32 }
         let scratch = try ScratchBuffer<Key>(count: count)
         var keys = scratch.buffer
@@ -586,37 +586,6 @@ public final class CameraTable: @unchecked Sendable {
             (records.baseAddress! + count).initialize(to: r)
             count += 1
         }
-    }
-
-    /// Indexes `0..<count` sorted by the id bytes `id(i)`, in memory of their own (`mmap`, out
-    /// of malloc's arenas, like the sort keys); an id given twice throws.
-    public static func sortedByID(count: Int, id: (Int) -> UnsafeRawBufferPointer) throws -> ScratchBuffer<Int32> {
-        struct Key { var a: UInt64; var b: UInt64; var index: Int32 }
-        let scratch = try ScratchBuffer<Key>(count: count)
-        let keys = scratch.buffer
-        for i in 0..<count {
-            let (a, b) = prefixKey(id(i))
-            keys[i] = Key(a: a, b: b, index: Int32(i))
-        }
-        func compare(_ x: Int32, _ y: Int32) -> Int32 {
-            let ix = id(Int(x)), iy = id(Int(y))
-            let n = min(ix.count, iy.count)
-            let c = n == 0 ? 0 : memcmp(ix.baseAddress!, iy.baseAddress!, n)
-            return c != 0 ? c : Int32(ix.count - iy.count)
-        }
-        var sorted = keys
-        sorted.sort { x, y in
-            if x.a != y.a { return x.a < y.a }
-            if x.b != y.b { return x.b < y.b }
-            return compare(x.index, y.index) < 0
-        }
-        for j in keys.indices.dropFirst() where keys[j].a == keys[j - 1].a && keys[j].b == keys[j - 1].b
-            && compare(keys[j].index, keys[j - 1].index) == 0 {
-            throw RegistryError(.alreadyExists, "camera id \(String(decoding: id(Int(keys[j].index)), as: UTF8.self)) is given twice")
-        }
-        let order = try ScratchBuffer<Int32>(count: count)
-        for j in keys.indices { order.buffer[j] = keys[j].index }
-        return order
     }
 
     /// The first 16 bytes of an id as two big-endian words (zero-padded): they order as the bytes do.

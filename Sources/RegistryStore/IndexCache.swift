@@ -145,9 +145,12 @@ public enum IndexCache {
             try writeAll(fd, headerBytes)
             var out = BlockWriter(fd: fd)
             let cameras = load.cameras
-            let keys = cameras.map { CameraTable.hilbertKey(lat: $0.lat, lon: $0.lon) }
-            let order = !inSpaceOrder ? Array(cameras.indices) : cameras.indices.sorted { a, b in
-                keys[a] != keys[b] ? keys[a] < keys[b] : cameras[a].id.utf8.lexicographicallyPrecedes(cameras[b].id.utf8)
+            var order = Array(cameras.indices)
+            if inSpaceOrder {
+                let keys = cameras.map { CameraTable.hilbertKey(lat: $0.lat, lon: $0.lon) }
+                order.sort { a, b in
+                    keys[a] != keys[b] ? keys[a] < keys[b] : cameras[a].id.utf8.lexicographicallyPrecedes(cameras[b].id.utf8)
+                }
             }
             for i in order {
                 try encode(cameras[i], xmin: load.xmins[i], into: &out)
