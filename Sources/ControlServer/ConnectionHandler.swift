@@ -6,9 +6,9 @@ import NIOCore
 /// A line that ``RegistryService/answer(_:session:)`` can answer at once (a query of the
 /// in-memory index, `PING`, `HELP`, …) is answered right there, in the same event-loop turn
 /// that decoded it: no task, no thread hop. Replies are gathered as they are made and written
-/// and flushed once per read (so a pipelined batch goes out as one buffer in one write). A line that needs async work (a
-/// database write, an audit entry) runs in a task; lines read meanwhile wait in a queue, so
-/// answers always leave in request order.
+/// and flushed once per read (so a pipelined batch goes out as one buffer in one write). A
+/// line that needs async work (a database write, an audit entry) runs in a task; lines read
+/// meanwhile wait in a queue, so answers always leave in request order.
 ///
 /// Backpressure: while a task is running, lines are queued, or the socket's write buffer is
 /// above its high-water mark, `read` is held back, so a client cannot make the daemon buffer

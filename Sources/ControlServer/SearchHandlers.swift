@@ -59,7 +59,8 @@ extension RegistryService {
         return render(pointHits(found, lat: q.lat, lon: q.lon, window: w, now: now), search: q.search, window: w, limit: q.limit)
     }
 
-    /// Search hits for a point incident: `sees` by the exact sector test, footage for the window.
+    /// Search hits for a point incident: `sees` by the exact sector test, footage for the window;
+    /// in no particular order (``render(_:search:window:limit:routeOrder:)`` ranks them).
     func pointHits(_ input: consuming [NearHit], lat: Double, lon: Double, window w: IncidentWindow?, now: Date) -> [SearchHit] {
         var found = input
         var hits: [SearchHit] = []
@@ -71,8 +72,6 @@ extension RegistryService {
             let footage = footage(h.ref, w, now: now)
             hits.append(SearchHit(camera: h.ref, distance: h.distance, bearing: h.bearing, sees: h.sees, footage: footage))
         }
-        // Reversed in place through the buffer, whose swaps move (an array's swaps copy).
-        hits.withUnsafeMutableBufferPointer { $0.reverse() }
         return hits
     }
 

@@ -249,8 +249,8 @@ extension CameraIndex {
     /// Looks ``Camera/maximumRange`` metres around the point.
     public func seeing(lat: Double, lon: Double) throws -> [NearHit] {
         try Self.checkPoint(lat: lat, lon: lon)
-        let hits = try near(lat: lat, lon: lon, radius: Camera.maximumRange + 1e-3, limit: .max)
-        return try hits.filter { try $0.ref.sector().sees(lat: lat, lon: lon) }
+        // `NearHit.sees`: the sector test the search made on each hit's geodesic to the point.
+        return try near(lat: lat, lon: lon, radius: Camera.maximumRange + 1e-3, limit: .max).filter(\.sees)
     }
 
     /// Non-retired cameras whose field of view intersects `geometry` (WGS84 lon/lat: a line or
