@@ -60,19 +60,25 @@ extension RegistryService {
     }
 
     /// Search hits for a point incident: `sees` by the exact sector test, footage for the window;
-    /// in no particular order (``render(_:search:window:limit:routeOrder:)`` ranks them).
+    /// in the search's order (nearest first), so that ``render(_:search:window:limit:routeOrder:)``
+    /// finds them ranked already (its insertion sort would move every hit past every other one
+    /// if they came in reverse).
     func pointHits(_ input: consuming [NearHit], lat: Double, lon: Double, window w: IncidentWindow?, now: Date) -> [SearchHit] {
         var found = input
-        var hits: [SearchHit] = []
-        hits.reserveCapacity(found.count)
+        let n = found.count
         // Each hit moved out of `found` (popLast), not copied: a copy would count a reference to
-        // the camera's table up and, when `found` is freed, down again, for every hit.
-        while let h = found.popLast() {
-            // `sees`: the sector test on the hit's camera → point geodesic, made by the search.
-            let footage = footage(h.ref, w, now: now)
-            hits.append(SearchHit(camera: h.ref, distance: h.distance, bearing: h.bearing, sees: h.sees, footage: footage))
+        // the camera's table up and, when `found` is freed, down again, for every hit. Popped
+        // from the back, so each is put in its place counting down from the end.
+        return [SearchHit](unsafeUninitializedCapacity: n) { buffer, count in
+            var i = n
+            while let h = found.popLast() {
+                i -= 1
+                // `sees`: the sector test on the hit's camera → point geodesic, made by the search.
+                let footage = footage(h.ref, w, now: now)
+                (buffer.baseAddress! + i).initialize(to: SearchHit(camera: h.ref, distance: h.distance, bearing: h.bearing, sees: h.sees, footage: footage))
+            }
+            count = n
         }
-        return hits
     }
 
     func handleNearest(_ q: NearestQuery) throws -> Reply {
