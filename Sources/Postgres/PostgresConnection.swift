@@ -150,6 +150,77 @@ public final class PostgresConnection: @unchecked Sendable {
         return try consume(result)
     }
 
+    // MARK: Pipeline mode
+
+    /// Statements sent by ``sendPipeline(_:_:)`` whose results have not been read yet.
+    private var pipelineOutstanding = 0
+
+    /// Sends one execution of `sql` per parameter set without waiting for any result (libpq's
+    /// pipeline mode, PostgreSQL 14+), then a sync point, and flushes. Read the results in order
+    /// with ``nextPipelineResult()``, one call per parameter set; until the last is read the
+    /// connection serves nothing else (``query(_:_:)`` is refused by libpq in pipeline mode).
+    /// If one statement fails, the ones after it up to the sync point are not run and their
+    /// results are errors as well. After a thrown error from this call, discard the connection.
+    public func sendPipeline(_ sql: String, _ parameterSets: [[String?]]) throws {
+        lock.lock(); defer { lock.unlock() }
+        guard !parameterSets.isEmpty else { return }
+        if PQpipelineStatus(conn) == PQ_PIPELINE_OFF {
+            guard PQenterPipelineMode(conn) == 1 else {
+                throw PostgresError(code: .client, message: "cannot enter pipeline mode: " + Self.trim(PQerrorMessage(conn)))
+            }
+        }
+        for parameters in parameterSets {
+            let cParams = parameters.map { $0.map { strdup($0) } ?? nil }
+            defer { cParams.forEach { free($0) } }
+            let sent: Int32 = cParams.withUnsafeBufferPointer { buf in
+                buf.baseAddress.map { base in
+                    base.withMemoryRebound(to: UnsafePointer<CChar>?.self, capacity: buf.count) { p in
+                        PQsendQueryParams(conn, sql, Int32(buf.count), nil, p, nil, nil, 0)
+                    }
+                } ?? PQsendQueryParams(conn, sql, 0, nil, nil, nil, nil, 0)
+            }
+            guard sent == 1 else { throw sendFailure("pipelined statement") }
+            pipelineOutstanding += 1
+        }
+        // Also flushes the statements to the server (blocking mode: all of them).
+        guard PQpipelineSync(conn) == 1 else { throw sendFailure("pipeline sync") }
+    }
+
+    /// The result of the next statement sent by ``sendPipeline(_:_:)``: its rows, or its error
+    /// (``PostgresError/Code/server``, also for a statement skipped because an earlier one of the
+    /// same pipeline failed). After the last one, reads the sync point and leaves pipeline mode.
+    public func nextPipelineResult() throws -> PostgresRows {
+        lock.lock(); defer { lock.unlock() }
+        guard pipelineOutstanding > 0 else {
+            throw PostgresError(code: .client, message: "no pipelined statement is waiting for its result")
+        }
+        pipelineOutstanding -= 1
+        let result = PQgetResult(conn)
+        // Each statement's results end with a null result (not read past when there was none).
+        if result != nil { while let extra = PQgetResult(conn) { PQclear(extra) } }
+        if pipelineOutstanding == 0, result != nil {
+            let sync = PQgetResult(conn)
+            let synced = sync.map { PQresultStatus($0) == PGRES_PIPELINE_SYNC } ?? false
+            if let sync { PQclear(sync) }
+            if !synced || PQexitPipelineMode(conn) != 1 {
+                if let result { PQclear(result) }
+                throw PostgresError(code: PQstatus(conn) == CONNECTION_OK ? .unexpectedResult : .connectionBroken,
+                                    message: "the pipeline did not end at its sync point: " + Self.trim(PQerrorMessage(conn)))
+            }
+        }
+        if let result, PQresultStatus(result) == PGRES_PIPELINE_ABORTED {
+            PQclear(result)
+            throw PostgresError(code: .server, message: "not run: an earlier statement of the same pipeline failed")
+        }
+        return try consume(result)
+    }
+
+    /// The error for a statement or sync that libpq refused to send.
+    private func sendFailure(_ what: String) -> PostgresError {
+        PostgresError(code: PQstatus(conn) == CONNECTION_OK ? .client : .connectionBroken,
+                      message: "libpq could not send the \(what): " + Self.trim(PQerrorMessage(conn)))
+    }
+
     /// Runs a script of one or more statements without parameters (`PQexec`), e.g. a migration.
     public func execute(script: String) throws {
         lock.lock(); defer { lock.unlock() }

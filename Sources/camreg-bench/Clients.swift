@@ -198,14 +198,19 @@ final class RedisClient: QueryClient {
     }
 }
 
-// MARK: - PostGIS through libpq (no pipelining in this slice)
+// MARK: - PostGIS through libpq
 
+/// One libpq connection. Without pipelining a query is one `PQexecParams`; with it, a batch is
+/// sent in libpq's pipeline mode (all statements, then a sync point, in one flush) and its
+/// results are read one by one, as the other clients read their replies.
 final class PostGISClient: QueryClient {
     static let sql = "SELECT id FROM bench_cams WHERE ST_DWithin(g, ST_SetSRID(ST_MakePoint($1::float8, $2::float8), 4326)::geography, $3::float8)"
     let connection: PostgresConnection
     let requests: [[String?]]
     private var pending: [Int] = []
     private var next = 0
+    /// The batch in flight was sent in pipeline mode.
+    private var pipelined = false
 
     init(configuration: PostgresConfiguration, requests: [[String?]]) throws {
         connection = try PostgresConnection(configuration: configuration)
@@ -215,16 +220,19 @@ final class PostGISClient: QueryClient {
     static func request(_ q: BenchQuery) -> [String?] { ["\(q.lon)", "\(q.lat)", "\(q.radius)"] }
 
     func send(_ indices: ArraySlice<Int>) throws {
-        guard indices.count == 1 else { throw BenchError("PostGIS pipelining is not supported in this slice") }
-        pending.append(indices.first!)
+        guard next == pending.count else { throw BenchError("PostGIS: send before the last batch was read") }
+        pending.removeAll(keepingCapacity: true)
+        next = 0
+        pending.append(contentsOf: indices)
+        pipelined = indices.count > 1
+        if pipelined { try connection.sendPipeline(Self.sql, indices.map { requests[$0] }) }
     }
 
     func receive(collect: Bool) throws -> (IDSetDigest, [String]) {
         guard next < pending.count else { throw BenchError("PostGIS: receive without send") }
         let i = pending[next]
         next += 1
-        if next == pending.count { pending.removeAll(keepingCapacity: true); next = 0 }
-        let rows = try connection.query(Self.sql, requests[i]).rows
+        let rows = pipelined ? try connection.nextPipelineResult().rows : try connection.query(Self.sql, requests[i]).rows
         var digest = IDSetDigest()
         var ids: [String] = []
         for r in rows {

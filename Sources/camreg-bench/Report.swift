@@ -23,7 +23,6 @@ struct Report {
     var redisRSS = 0
     var redisUsedMemory = 0
     var runs: [RunResult] = []
-    var unsupported: [(String, Int, Int)] = []
     var check = AgreementResult()
 
     /// The runs of one system in one setting, by round.
@@ -67,8 +66,6 @@ struct Report {
                     out += String(format: "| %@ | %d | %d | %.0f | %.1f | %.1f | %.1f | %@ | %.1f %% | %@ |\n",
                                   s as NSString, c, d, r.qps, r.p50, r.p99, r.p999, (r.serverCPU.map { c in String(format: "%.1f", c) + (r.serverSystemShare.map { String(format: " (%.0f %% kernel)", $0 * 100) } ?? "") } ?? "–") as NSString,
                                   r.clientCPU * 100, (s == "camregd" ? "" : ratio) as NSString)
-                } else if unsupported.contains(where: { $0 == (s, c, d) }) {
-                    out += "| \(s) | \(c) | \(d) | not supported (no libpq pipelining in this slice) | | | | | | |\n"
                 }
             }
         }
@@ -135,7 +132,6 @@ struct Report {
             "runs": runList,
             "rounds": roundCount,
             "ratios": ratioList,
-            "unsupported": unsupported.map { ["system": $0.0, "connections": $0.1, "pipeline_depth": $0.2, "reason": "no libpq pipelining in this slice"] },
             "memory": ["camregd_rss_bytes": camregdRSS, "redis_used_memory_bytes": redisUsedMemory, "redis_rss_bytes": redisRSS,
                        "camregd_rss_over_redis_used_memory": Double(camregdRSS) / Double(max(1, redisUsedMemory))],
             "cold_start": ["camregd_seconds": camregdColdStart, "camregd_cached_seconds": camregdCachedStart,

@@ -277,22 +277,18 @@ struct CamregBench: ParsableCommand {
             "redis": { redis.child.map { [$0.pid] } ?? [] },
             "postgis": { postmaster.map(childProcesses(of:)) ?? [] },
         ]
-        let systems: [(String, Bool, (Int) throws -> QueryClient)] = [
-            ("camregd", true, { _ in try CamregClient(socket: sock, requests: camregReq, token: benchToken) }),
-            ("redis", true, { _ in try RedisClient(socket: redisSock, requests: redisReq) }),
-            ("postgis", false, { _ in try PostGISClient(configuration: pgConfig, requests: pgReq) }),
+        let systems: [(String, (Int) throws -> QueryClient)] = [
+            ("camregd", { _ in try CamregClient(socket: sock, requests: camregReq, token: benchToken) }),
+            ("redis", { _ in try RedisClient(socket: redisSock, requests: redisReq) }),
+            ("postgis", { _ in try PostGISClient(configuration: pgConfig, requests: pgReq) }),
         ]
-        for (name, _, make) in systems {   // warm-up: caches, JIT-less plans, page cache
+        for (name, make) in systems {   // warm-up: caches, JIT-less plans, page cache
             _ = try Runner.run(system: name, count: min(list.count, 1000), connections: 1, depth: 1, makeClient: make)
         }
         for conns in connList {
             for depth in depthList {
                 for round in 1...max(1, rounds) {
-                    for (name, pipelines, make) in systems {
-                        if depth > 1 && !pipelines {
-                            if round == 1 { report.unsupported.append((name, conns, depth)) }
-                            continue
-                        }
+                    for (name, make) in systems {
                         var r = try Runner.run(system: name, count: list.count, connections: conns, depth: depth,
                                                serverPIDs: serverPIDs[name] ?? { [] }, makeClient: make)
                         r.round = round

@@ -137,4 +137,38 @@ struct StoreTests {
             _ = try PostgresConnection(configuration: .unixSocket(directory: "/nonexistent", user: "x", database: "y"))
         }
     }
+
+    @Test func pipelineReturnsResultsInOrderAndSurvivesAFailedStatement() async throws {
+        let config = try await TestPostgres.shared.freshDatabase("pipe")
+        let c = try PostgresConnection(configuration: config)
+        // Results come back in the order sent, one call each.
+        try c.sendPipeline("SELECT $1::int * 2, $2::text", (1...16).map { ["\($0)", "n\($0)"] })
+        for i in 1...16 {
+            let rows = try c.nextPipelineResult().rows
+            #expect(rows == [["\(i * 2)", "n\(i)"]])
+        }
+        // Nothing left to read; the connection is out of pipeline mode and answers plain queries.
+        #expect(throws: PostgresError.self) { _ = try c.nextPipelineResult() }
+        #expect(try c.query("SELECT 41 + 1").rows == [["42"]])
+        // A failing statement: its error, then "not run" for the rest of that pipeline.
+        try c.sendPipeline("SELECT 10 / $1::int", [["5"], ["0"], ["2"]])
+        #expect(try c.nextPipelineResult().rows == [["2"]])
+        do {
+            _ = try c.nextPipelineResult()
+            Issue.record("division by zero must fail")
+        } catch let e as PostgresError {
+            #expect(e.sqlState == "22012")
+        }
+        do {
+            _ = try c.nextPipelineResult()
+            Issue.record("a statement after a failed one must not run")
+        } catch let e as PostgresError {
+            #expect(e.code == .server)
+            #expect(e.message.contains("earlier statement"))
+        }
+        // And the connection is usable again, in and out of pipeline mode.
+        try c.sendPipeline("SELECT $1::int + 1", [["1"]])
+        #expect(try c.nextPipelineResult().rows == [["2"]])
+        #expect(try c.query("SELECT 'still here'").rows == [["still here"]])
+    }
 }
