@@ -60,15 +60,21 @@ public struct HitFields: OptionSet, Sendable, Equatable {
     public static func parse(_ text: String) throws(ProtocolError) -> HitFields {
         var set: HitFields = .id
         let keys = nameKeys
-        for part in text.utf8.split(separator: UInt8(ascii: ","), omittingEmptySubsequences: false) {
+        // The parts between commas, walked in place (a `split` allocated its list every request).
+        let utf8 = text.utf8
+        var start = utf8.startIndex
+        while true {
+            let end = utf8[start...].firstIndex(of: UInt8(ascii: ",")) ?? utf8.endIndex
+            let part = utf8[start..<end]
             // Names are lower-case ASCII of at most 16 bytes: a part is matched by its key (two
             // integers), not by comparing it with each name's bytes.
             guard let k = key(part), let index = keys.firstIndex(where: { $0.0 == k.0 && $0.1 == k.1 }) else {
                 throw ProtocolError(.invalidValue, "fields has no member \(Values.clip(String(Substring(part)))); known: \(names.joined(separator: ","))", field: "fields")
             }
             set.insert(HitFields(rawValue: 1 << UInt32(index)))
+            guard end != utf8.endIndex else { return set }
+            start = utf8.index(after: end)
         }
-        return set
     }
 
     /// ``names`` as ``key(_:)`` gives them, in the same order.

@@ -276,7 +276,10 @@ public final class CameraIndex: @unchecked Sendable {
         // Boxes that provably hold the geodesic disc (no geodesic calls; split at ±180°, whole
         // longitude bands over a pole), see `GeodesicDisc`.
         let disc = GeodesicDisc(lat: lat, lon: lon, radius: radius)
+        // Room for a typical search's candidates from the start: grown one append at a time,
+        // the list was reallocated five times a search.
         var items: [Int] = []
+        items.reserveCapacity(64)
         for box in disc.boxes {
             try s.snapshot.tree.query(minX: box.minLon, minY: box.minLat, maxX: box.maxLon, maxY: box.maxLat, into: &items)
         }
@@ -307,6 +310,7 @@ public final class CameraIndex: @unchecked Sendable {
         let snap = s.snapshot
         let table = snap.table
         var hits: [NearHit] = []
+        hits.reserveCapacity(items.count + s.delta.count)
         let hold = s.hold
         withExtendedLifetime(table) {
             let records = table.records

@@ -52,6 +52,9 @@ struct CamregBench: ParsableCommand {
     @Option(help: "Ask camregd for only these members of each hit (NEAR … fields=…), e.g. distance_m,sees,footage; default: the full answer.")
     var camregdFields: String?
 
+    @Option(parsing: .singleValue, help: "An extra argument for camregd (repeat the option for several), e.g. --camregd-arg=--event-loop-threads --camregd-arg=1.")
+    var camregdArg: [String] = []
+
     @Flag(help: "Only time camregd's request handling in this process (no sockets, no PostgreSQL or Redis): parse, search, whole answer.")
     var micro = false
 
@@ -141,7 +144,7 @@ struct CamregBench: ParsableCommand {
             let t0 = monotonicNanos()
             let d = try ChildProcess([camregdPath, "--database-url", url, "--socket", sock, "--data-dir", dataDir,
                                       "--migrations", migrations ?? Migrator.defaultDirectory(), "--log-level", logLevel,
-                                      "--rate-limit", "0", "--jurisdiction-wkt", wkt],
+                                      "--rate-limit", "0", "--jurisdiction-wkt", wkt] + camregdArg,
                                      outputPath: daemonLog)
             Cleanup.shared.add("stop camregd (\(daemonRun))") { stopChild(d) }
             let seconds = try waitUntilAnswering(since: t0, timeout: 900, child: d, log: daemonLog) {
