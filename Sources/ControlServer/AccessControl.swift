@@ -2,6 +2,7 @@ import ControlProtocol
 import Foundation
 import NIOConcurrencyHelpers
 import Registry
+import Synchronization
 
 /// Who is on a connection: a token's identity, the daemon's own OS user (peer credentials), or
 /// nobody yet.
@@ -51,7 +52,10 @@ public final class RequestContext: Sendable {
     @TaskLocal static var current: RequestContext?
 
     let identity: Identity
-    private let state = NIOLockedValueBox((disclosed: 0, results: Optional<Int>.none))
+    /// Two atomics in the object itself, not a locked box beside it: one allocation a request.
+    private let disclosedCount = Atomic<Int>(0)
+    /// The answer's record count; -1 until a handler notes one.
+    private let results = Atomic<Int>(-1)
 
     init(identity: Identity) {
         self.identity = identity
@@ -75,16 +79,19 @@ public final class RequestContext: Sendable {
     /// Counts `n` records whose owner data the answer showed.
     func noteDisclosed(_ n: Int) {
         guard n > 0 else { return }
-        state.withLockedValue { $0.disclosed += n }
+        disclosedCount.add(n, ordering: .relaxed)
     }
 
     /// Records how many records the answer holds (for the audit log).
     static func noteResults(_ n: Int) {
-        current?.state.withLockedValue { $0.results = n }
+        current?.results.store(n, ordering: .relaxed)
     }
 
-    var disclosed: Int { state.withLockedValue { $0.disclosed } }
-    var resultCount: Int? { state.withLockedValue { $0.results } }
+    var disclosed: Int { disclosedCount.load(ordering: .relaxed) }
+    var resultCount: Int? {
+        let n = results.load(ordering: .relaxed)
+        return n < 0 ? nil : n
+    }
 }
 
 /// A token bucket per identity: `rate` requests per second, bursts up to `burst`.

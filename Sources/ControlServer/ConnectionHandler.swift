@@ -118,6 +118,7 @@ final class ConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler {
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         guard !closing else { return }
         readGeneration &+= 1
+        activity.started()
         let line = unwrapInboundIn(data)
         if busy || !queue.isEmpty {
             queue.append(.line(line))

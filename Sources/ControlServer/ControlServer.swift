@@ -183,7 +183,6 @@ public final class ControlServer: Service, Sendable {
         }
         try sync.addHandler(ConnectionGuard(activity: activity, service: service, writeStallTimeout: options.writeStallTimeout))
         try sync.addHandler(ByteToMessageHandler(LineBasedFrameDecoder(), maximumBufferSize: service.limits.maxLineBytes + 2))
-        try sync.addHandler(activity)
         try sync.addHandler(ConnectionHandler(server: self, service: service, activity: activity, tcp: tcp))
     }
 
@@ -276,18 +275,16 @@ struct PeerCredentials: Sendable {
 }
 
 /// Whether a request is being answered on a connection (the idle timer ignores busy ones).
-/// Touched only on the channel's event loop (by the pipeline and ``ConnectionHandler``).
-final class ConnectionActivity: ChannelInboundHandler, RemovableChannelHandler {
-    typealias InboundIn = ByteBuffer
-    typealias InboundOut = ByteBuffer
+/// Counted by ``ConnectionHandler`` (a line read, a reply written), read by ``ConnectionGuard``;
+/// touched only on the channel's event loop. Not a handler of its own: a pipeline stage just to
+/// count lines cost every line a hop through the pipeline.
+final class ConnectionActivity {
     private var busy = 0
 
     var isBusy: Bool { busy > 0 }
 
-    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        busy += 1
-        context.fireChannelRead(data)
-    }
+    /// A request line has been read.
+    func started() { busy += 1 }
 
     /// One request has been answered.
     func finished() { busy = max(0, busy - 1) }
