@@ -128,6 +128,26 @@ struct ReadPathTests {
         #expect(holds[0][0] != holds[1][0], "two threads, two holds")
     }
 
+    @Test("point hits keep the search's order, nearest first, each hit's own values")
+    func pointHitsKeepTheSearchOrder() throws {
+        // Scattered, with a tie in distance, and a delta camera beside the snapshot's.
+        var base = (0..<40).map { SpatialQueryTests.camera(SpatialQueryTests.id($0), 11.0 + Double(($0 * 7) % 40) * 1e-4, 106.6 + Double($0 % 3) * 1e-4) }
+        base.append(SpatialQueryTests.camera("TIE-B", 11.0, 106.6))
+        base.append(SpatialQueryTests.camera("TIE-A", 11.0, 106.6))
+        let index = try CameraIndex(cameras: base)
+        index.upsert(SpatialQueryTests.camera("DELTA", 11.001, 106.6001))
+        let service = RegistryService(index: index)
+        let found = try index.near(lat: 11.0015, lon: 106.6001, radius: 500, limit: 100)
+        #expect(found.count == 43)
+        let expected = found.map { ($0.ref.id, $0.distance, $0.bearing, $0.sees) }
+        let hits = service.pointHits(found, lat: 11.0015, lon: 106.6001, window: nil, now: Date())
+        #expect(hits.map(\.camera.id) == expected.map(\.0), "the search's order, not reversed")
+        #expect(hits.map(\.distance) == expected.map(\.1))
+        #expect(hits.map(\.bearing) == expected.map(\.2))
+        #expect(hits.map(\.sees) == expected.map(\.3))
+        #expect(zip(hits, hits.dropFirst()).allSatisfy { $0.distance <= $1.distance })
+    }
+
     @Test("the literal names in search answers are the enums' raw values")
     func jsonTextsAreRawValues() {
         for s in FootageState.allCases { #expect(s.jsonText.description == s.rawValue) }
