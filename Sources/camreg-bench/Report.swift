@@ -64,7 +64,7 @@ struct Report {
                 if let r = run(s, c, d) {
                     let ratio = self.ratio(s, c, d).map { String(format: "%.2f×", $0) } ?? "–"
                     out += String(format: "| %@ | %d | %d | %.0f | %.1f | %.1f | %.1f | %@ | %.1f %% | %@ |\n",
-                                  s as NSString, c, d, r.qps, r.p50, r.p99, r.p999, (r.serverCPU.map { c in String(format: "%.1f", c) + (r.serverSystemShare.map { String(format: " (%.0f %% kernel)", $0 * 100) } ?? "") } ?? "–") as NSString,
+                                  s as NSString, c, d, r.qps, r.p50, r.p99, r.p999, (r.serverCPU.map { c in String(format: "%.1f", c) + (r.serverSystemShare.map { String(format: " (%.0f %% kernel", $0 * 100) + (r.serverPreemptions.map { String(format: ", %.2f preempted", $0) } ?? "") + ")" } ?? "") } ?? "–") as NSString,
                                   r.clientCPU * 100, (s == "camregd" ? "" : ratio) as NSString)
                 }
             }
@@ -112,6 +112,8 @@ struct Report {
                                     "client_cpu_share": r.clientCPU]
             if let c = r.serverCPU { d["server_cpu_us_per_query"] = c }
             if let k = r.serverSystemShare { d["server_cpu_kernel_share"] = k }
+            if let p = r.serverPreemptions { d["server_preemptions_per_query"] = p }
+            if let v = r.serverSleeps { d["server_sleeps_per_query"] = v }
             d["round"] = r.round
             if r.system != "camregd", let c = rounds("camregd", r.connections, r.depth).first(where: { $0.round == r.round }) {
                 d["camregd_qps_ratio"] = c.qps / r.qps

@@ -14,6 +14,10 @@ struct RunResult: Sendable {
     var serverCPU: Double? = nil
     /// The kernel's (system time's) share of `serverCPU`.
     var serverSystemShare: Double? = nil
+    /// Times per query a server thread was switched out while still runnable (preempted), and
+    /// switched out because it waited (slept), over all the server's threads (nil when not measured).
+    var serverPreemptions: Double? = nil
+    var serverSleeps: Double? = nil
     /// Which round of the setting this was (`--rounds`), from 1.
     var round = 1
     var qps: Double { Double(queries) / seconds }
@@ -52,6 +56,26 @@ func processesCPU(_ pids: [Int32]) -> (user: Double, system: Double) {
         system += s / tick
     }
     return (user, system)
+}
+
+/// Context switches of processes, all their threads summed, from `/proc/<pid>/task/*/status`:
+/// `voluntary` (the thread waited: a read, `epoll_wait`, a lock) and `involuntary` (it was
+/// preempted while it could have run on). Threads that ended meanwhile are not counted.
+func processesSwitches(_ pids: [Int32]) -> (voluntary: Int, involuntary: Int) {
+    var voluntary = 0, involuntary = 0
+    for pid in pids {
+        guard let tasks = try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/task") else { continue }
+        for task in tasks {
+            guard let text = try? String(contentsOfFile: "/proc/\(pid)/task/\(task)/status", encoding: .utf8) else { continue }
+            for line in text.split(separator: "\n") {
+                let parts = line.split(separator: ":", maxSplits: 1)
+                guard parts.count == 2, let n = Int(parts[1].trimmingCharacters(in: .whitespaces)) else { continue }
+                if parts[0] == "voluntary_ctxt_switches" { voluntary += n }
+                if parts[0] == "nonvoluntary_ctxt_switches" { involuntary += n }
+            }
+        }
+    }
+    return (voluntary, involuntary)
 }
 
 /// The processes whose parent is `pid` (e.g. the backends of a PostgreSQL postmaster).
@@ -94,6 +118,7 @@ enum Runner {
         let clients = try (0..<connections).map { ClientBox(try makeClient($0)) }
         let servers = serverPIDs()
         let server0 = processesCPU(servers)
+        let switches0 = processesSwitches(servers)
         let out = RunBuffers(count: count)
         let done = DispatchSemaphore(value: 0)
         let cores = Double(ProcessInfo.processInfo.activeProcessorCount)
@@ -129,6 +154,7 @@ enum Runner {
         let seconds = Double(monotonicNanos() - t0) / 1e9
         let cpu = processCPUSeconds() - cpu0
         let server1 = processesCPU(servers)
+        let switches1 = processesSwitches(servers)
         let serverSeconds = (server1.user - server0.user) + (server1.system - server0.system)
         let serverCPU = servers.isEmpty ? nil : serverSeconds / Double(count) * 1e6
         let systemShare = servers.isEmpty || serverSeconds <= 0 ? nil : (server1.system - server0.system) / serverSeconds
@@ -139,8 +165,11 @@ enum Runner {
             let k = min(sorted.count - 1, Int((p * Double(sorted.count)).rounded(.up)) - 1)
             return Double(sorted[max(0, k)]) / 1000
         }
+        let perQuery = { (n: Int) -> Double? in servers.isEmpty ? nil : Double(n) / Double(count) }
         return RunResult(system: system, connections: connections, depth: depth, queries: count, seconds: seconds,
                          p50: pct(0.5), p99: pct(0.99), p999: pct(0.999), clientCPU: cpu / (seconds * cores),
-                         digests: out.digests, serverCPU: serverCPU, serverSystemShare: systemShare)
+                         digests: out.digests, serverCPU: serverCPU, serverSystemShare: systemShare,
+                         serverPreemptions: perQuery(switches1.involuntary - switches0.involuntary),
+                         serverSleeps: perQuery(switches1.voluntary - switches0.voluntary))
     }
 }
