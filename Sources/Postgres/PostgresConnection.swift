@@ -138,16 +138,20 @@ public final class PostgresConnection: @unchecked Sendable {
     @discardableResult
     public func query(_ sql: String, _ parameters: [String?] = []) throws -> PostgresRows {
         lock.lock(); defer { lock.unlock() }
+        let result = Self.withCParameters(parameters) { n, p in PQexecParams(conn, sql, n, nil, p, nil, nil, 0) }
+        return try consume(result)
+    }
+
+    /// Runs `body` with `parameters` as libpq takes them: their count and an array of C strings
+    /// (NULL for `nil`; no array at all for none), valid only during `body`.
+    private static func withCParameters<T>(_ parameters: [String?],
+                                           _ body: (Int32, UnsafePointer<UnsafePointer<CChar>?>?) -> T) -> T {
         let cParams = parameters.map { $0.map { strdup($0) } ?? nil }
         defer { cParams.forEach { free($0) } }
-        let result: OpaquePointer? = cParams.withUnsafeBufferPointer { buf in
-            buf.baseAddress.map { base in
-                base.withMemoryRebound(to: UnsafePointer<CChar>?.self, capacity: buf.count) { p in
-                    PQexecParams(conn, sql, Int32(buf.count), nil, p, nil, nil, 0)
-                }
-            } ?? PQexecParams(conn, sql, 0, nil, nil, nil, nil, 0)
+        return cParams.withUnsafeBufferPointer { buf in
+            guard let base = buf.baseAddress else { return body(0, nil) }
+            return base.withMemoryRebound(to: UnsafePointer<CChar>?.self, capacity: buf.count) { body(Int32(buf.count), $0) }
         }
-        return try consume(result)
     }
 
     // MARK: Pipeline mode
@@ -170,15 +174,7 @@ public final class PostgresConnection: @unchecked Sendable {
             }
         }
         for parameters in parameterSets {
-            let cParams = parameters.map { $0.map { strdup($0) } ?? nil }
-            defer { cParams.forEach { free($0) } }
-            let sent: Int32 = cParams.withUnsafeBufferPointer { buf in
-                buf.baseAddress.map { base in
-                    base.withMemoryRebound(to: UnsafePointer<CChar>?.self, capacity: buf.count) { p in
-                        PQsendQueryParams(conn, sql, Int32(buf.count), nil, p, nil, nil, 0)
-                    }
-                } ?? PQsendQueryParams(conn, sql, 0, nil, nil, nil, nil, 0)
-            }
+            let sent = Self.withCParameters(parameters) { n, p in PQsendQueryParams(conn, sql, n, nil, p, nil, nil, 0) }
             guard sent == 1 else { throw sendFailure("pipelined statement") }
             pipelineOutstanding += 1
         }

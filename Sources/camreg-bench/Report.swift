@@ -25,6 +25,16 @@ struct Report {
     var runs: [RunResult] = []
     var check = AgreementResult()
 
+    /// The table's server column: CPU µs a query, then the kernel's share of it and the
+    /// preemptions a query in brackets ("–" when the server's processes were not measured).
+    static func serverCell(_ r: RunResult) -> String {
+        guard let cpu = r.serverCPU else { return "–" }
+        var details: [String] = []
+        if let k = r.serverSystemShare { details.append(String(format: "%.0f %% kernel", k * 100)) }
+        if let p = r.serverPreemptions { details.append(String(format: "%.2f preempted", p)) }
+        return String(format: "%.1f", cpu) + (details.isEmpty ? "" : " (" + details.joined(separator: ", ") + ")")
+    }
+
     /// The runs of one system in one setting, by round.
     func rounds(_ s: String, _ c: Int, _ d: Int) -> [RunResult] {
         runs.filter { $0.system == s && $0.connections == c && $0.depth == d }.sorted { $0.round < $1.round }
@@ -64,7 +74,7 @@ struct Report {
                 if let r = run(s, c, d) {
                     let ratio = self.ratio(s, c, d).map { String(format: "%.2f×", $0) } ?? "–"
                     out += String(format: "| %@ | %d | %d | %.0f | %.1f | %.1f | %.1f | %@ | %.1f %% | %@ |\n",
-                                  s as NSString, c, d, r.qps, r.p50, r.p99, r.p999, (r.serverCPU.map { c in String(format: "%.1f", c) + (r.serverSystemShare.map { String(format: " (%.0f %% kernel", $0 * 100) + (r.serverPreemptions.map { String(format: ", %.2f preempted", $0) } ?? "") + ")" } ?? "") } ?? "–") as NSString,
+                                  s as NSString, c, d, r.qps, r.p50, r.p99, r.p999, Self.serverCell(r) as NSString,
                                   r.clientCPU * 100, (s == "camregd" ? "" : ratio) as NSString)
                 }
             }
