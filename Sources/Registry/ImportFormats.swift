@@ -299,12 +299,22 @@ enum ImportValue {
     static func decimal(_ s: String) -> Double? {
         var sawDigit = false, sawDot = false, sawExp = false, expDigit = true
         var prev: UInt8 = 0
-        for (i, c) in s.utf8.enumerated() {
+        // Alongside the check, the value of a plain decimal (no exponent): its digits as an
+        // integer and how many of them follow the point.
+        var mantissa: UInt64 = 0, digits = 0, fractionDigits = 0, negative = false
+        var i = 0
+        for c in s.utf8 {
             switch c {
             case UInt8(ascii: "0")...UInt8(ascii: "9"):
-                if sawExp { expDigit = true } else { sawDigit = true }
+                if sawExp { expDigit = true } else {
+                    sawDigit = true
+                    if mantissa != 0 || c != UInt8(ascii: "0") { digits += 1 }
+                    if digits <= 19 { mantissa = mantissa &* 10 &+ UInt64(c &- UInt8(ascii: "0")) }
+                    if sawDot { fractionDigits += 1 }
+                }
             case UInt8(ascii: "+"), UInt8(ascii: "-"):
                 guard i == 0 || prev == UInt8(ascii: "e") || prev == UInt8(ascii: "E") else { return nil }
+                if i == 0 { negative = c == UInt8(ascii: "-") }
             case UInt8(ascii: "."):
                 guard !sawDot, !sawExp else { return nil }
                 sawDot = true
@@ -316,9 +326,23 @@ enum ImportValue {
                 return nil
             }
             prev = c
+            i += 1
         }
         guard sawDigit, expDigit else { return nil }
+        // Clinger's fast path: an integer below 2⁵³ and a power of ten up to 10²² are both exact
+        // doubles, so one division rounds correctly — the same double `strtod` gives, without it.
+        if !sawExp, digits <= 15, fractionDigits < Self.powersOfTen.count {
+            let v = Double(mantissa) / Self.powersOfTen[fractionDigits]
+            return negative ? -v : v
+        }
         return Double(s)
+    }
+
+    /// 10⁰ … 10²², each exact in a double.
+    private static let powersOfTen: [Double] = (0...22).map { (e: Int) -> Double in
+        var p = 1.0
+        for _ in 0..<e { p *= 10 }
+        return p
     }
 
     /// A whole number: optional sign and decimal digits only.
@@ -332,7 +356,13 @@ enum ImportValue {
     /// rounded to the microsecond, PostgreSQL's precision), and `Z` or an offset `±HH:MM`,
     /// `±HHMM` or `±HH`. A space may stand for the `T` (PostgreSQL's text form).
     static func timestamp(_ s: String) -> Date? {
-        let b = Array(s.utf8)
+        // Read in place (a copy of the bytes was an allocation a row, a `Character` compare
+        // per separator a grapheme check).
+        var s = s
+        return s.withUTF8 { timestamp(utf8: $0) }
+    }
+
+    private static func timestamp(utf8 b: UnsafeBufferPointer<UInt8>) -> Date? {
         var i = 0
         func digits(_ n: Int) -> Int? {
             guard i + n <= b.count else { return nil }
@@ -344,8 +374,8 @@ enum ImportValue {
             i += n
             return v
         }
-        func expect(_ c: Character) -> Bool {
-            guard i < b.count, b[i] == c.asciiValue else { return false }
+        func expect(_ c: Unicode.Scalar) -> Bool {
+            guard i < b.count, b[i] == UInt8(ascii: c) else { return false }
             i += 1
             return true
         }

@@ -57,6 +57,29 @@ struct ImportExportTests {
         for b in samples { #expect(CSVImporter.utf8Text(b) == String(validating: b, as: UTF8.self), "\(b)") }
     }
 
+    @Test("decimals read without strtod are the very doubles strtod gives")
+    func decimalFastPathAgreesWithStrtod() {
+        var g = SystemRandomNumberGenerator()
+        func digits(_ n: Int) -> String { String((0..<n).map { _ in Character(String(Int.random(in: 0...9, using: &g))) }) }
+        var texts = ["0", "-0", "+0", "0.0", "-0.0", ".5", "5.", "-.5", "007.5", "0.000123", "123", "1e5", "-2.5E-3",
+                     "9007199254740993", "999999999999999", "0.1", "0.30000000000000004", "11.1234567", "106.6543210",
+                     "1.50000000000000000000000", "12345678901234567890.5", "0.0000000000000000000001", "1234567.1234567890123"]
+        for _ in 0..<20_000 {
+            let sign = ["", "-", "+"].randomElement(using: &g)!
+            let whole = digits(Int.random(in: 0...9, using: &g))
+            let fraction = Int.random(in: 0...3, using: &g) == 0 ? "" : "." + digits(Int.random(in: 0...24, using: &g))
+            let exponent = Int.random(in: 0...9, using: &g) == 0 ? "e" + String(Int.random(in: -30...30, using: &g)) : ""
+            texts.append(sign + whole + fraction + exponent)
+        }
+        for t in texts {
+            let expected = Double(t)
+            let got = ImportValue.decimal(t)
+            let fine = got?.bitPattern == expected?.bitPattern
+            #expect(fine, "\(t): \(String(describing: got)) vs \(String(describing: expected))")
+            if !fine { return }
+        }
+    }
+
     @Test func cameraFieldOrdinalsAreTheirPositions() {
         #expect(CameraField.count == CameraField.allCases.count)
         for (k, f) in CameraField.allCases.enumerated() { #expect(f.ordinal == k, "\(f)") }
