@@ -89,6 +89,7 @@ final class ControlClient {
         var sent = 0
         while sent < out.count {
             let n = out.withUnsafeMutableBytes { write(fd, $0.baseAddress! + sent, $0.count - sent) }
+            if n < 0 && errno == EINTR { continue }  // a signal (Ctrl-C) arrived: its handler only notes it
             guard n > 0 else { throw CLIError("cannot send the request: \(String(cString: strerror(errno)))") }
             sent += n
         }
@@ -97,6 +98,9 @@ final class ControlClient {
         var buf = [UInt8](repeating: 0, count: 65536)
         while true {
             let n = buf.withUnsafeMutableBytes { read(fd, $0.baseAddress!, $0.count) }
+            // A socket with a receive timeout is not restarted after a signal handler ran (SA_RESTART
+            // or not): `coverage run`'s Ctrl-C handler then cancels the job after this answer.
+            if n < 0 && errno == EINTR { continue }
             if n < 0 { throw CLIError(errno == EAGAIN ? "no answer from camregd in time" : "read failed: \(String(cString: strerror(errno)))") }
             if n == 0 { break }
             if let nl = buf[0..<n].firstIndex(of: 0x0A) {

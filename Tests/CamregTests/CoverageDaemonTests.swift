@@ -5,6 +5,68 @@ import Testing
 /// The coverage analysis through the real daemon (`camregd --demo`) and the real CLI.
 @Suite("Coverage through camregd and the CLI")
 struct CoverageDaemonTests {
+    /// The CLI's socket has a receive timeout, so a read under way when Ctrl-C arrives fails
+    /// with EINTR even though the handler was installed with `signal`: it must be retried, and
+    /// the run cancelled once the answer is in (it was reported as "read failed", exit 1).
+    /// Against a scripted server that answers only after the signal has been sent.
+    @Test func ctrlCDuringAReadCancelsTheRun() async throws {
+        let dir = try shortTempDirectory("ci")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let path = dir + "/f.sock"
+        let listener = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
+        #expect(listener >= 0)
+        defer { close(listener) }
+        var address = sockaddr_un()
+        address.sun_family = sa_family_t(AF_UNIX)
+        withUnsafeMutableBytes(of: &address.sun_path) { p in _ = path.utf8CString.withUnsafeBytes { memcpy(p.baseAddress!, $0.baseAddress!, $0.count) } }
+        let bound = withUnsafePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(listener, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) } }
+        #expect(bound == 0 && listen(listener, 1) == 0)
+
+        let cliBin = URL(fileURLWithPath: try daemonBinary()).deletingLastPathComponent().appendingPathComponent("camreg").path
+        let cli = try ChildProcess([cliBin, "coverage", "run", "--tile", "100", "--socket", path], outputPath: dir + "/cli.out")
+        defer { if cli.isRunning { cli.signal(SIGKILL); _ = cli.wait() } }
+        // The server: read the run request, send SIGINT while the CLI waits for the answer, then
+        // answer; the CLI must come back with JOB CANCEL.
+        final class Lines: @unchecked Sendable { var lines: [String] = []; let done = DispatchSemaphore(value: 0) }
+        let seen = Lines()
+        let pid = cli.pid
+        Thread {
+            defer { seen.done.signal() }
+            let conn = accept(listener, nil, nil)
+            guard conn >= 0 else { return }
+            defer { close(conn) }
+            var pending: [UInt8] = []
+            func readLine() -> String? {
+                var buf = [UInt8](repeating: 0, count: 4096)
+                while !pending.contains(0x0A) {
+                    let n = read(conn, &buf, buf.count)
+                    guard n > 0 else { return nil }
+                    pending += buf[0..<n]
+                }
+                let nl = pending.firstIndex(of: 0x0A)!
+                defer { pending.removeSubrange(...nl) }
+                return String(decoding: pending[..<nl], as: UTF8.self)
+            }
+            func send(_ line: String) { _ = (line + "\n").utf8CString.withUnsafeBytes { write(conn, $0.baseAddress!, $0.count - 1) } }
+            guard let run = readLine() else { return }
+            seen.lines.append(run)
+            usleep(300_000)
+            kill(pid, SIGINT)
+            usleep(300_000)
+            send(#"{"ok":true,"id":7,"status":"running"}"#)
+            guard let next = readLine() else { return }
+            seen.lines.append(next)
+            send(#"{"ok":true,"id":7,"status":"cancelled"}"#)
+        }.start()
+        let deadline = Date().addingTimeInterval(60)
+        while cli.isRunning && Date() < deadline { try await Task.sleep(for: .milliseconds(50)) }
+        let output = (try? String(contentsOfFile: dir + "/cli.out", encoding: .utf8)) ?? ""
+        #expect(cli.exitStatus() == 130, "\(output)")
+        #expect(seen.done.wait(timeout: .now() + 10) == .success)
+        #expect(seen.lines.count == 2 && seen.lines[0].hasPrefix("COVERAGE RUN") && seen.lines[1] == "JOB CANCEL 7", "\(seen.lines)")
+        #expect(output.contains("interrupted: coverage run 7 cancelled"), "\(output)")
+    }
+
     @Test func cliRunMapsAndARestartMidRunMarksTheRunFailed() async throws {
         let dir = try shortTempDirectory("cv")
         defer { try? FileManager.default.removeItem(atPath: dir) }
