@@ -168,16 +168,8 @@ struct ReliabilityConfigTests {
         defer { try? FileManager.default.removeItem(atPath: dir) }
         // A datagram socket standing in for systemd's NOTIFY_SOCKET.
         let notifyPath = dir + "/notify"
-        let fd = socket(AF_UNIX, Int32(SOCK_DGRAM.rawValue), 0)
-        #expect(fd >= 0)
+        let fd = try boundUnixSocket(SOCK_DGRAM, path: notifyPath)
         defer { close(fd) }
-        var addr = sockaddr_un()
-        addr.sun_family = sa_family_t(AF_UNIX)
-        withUnsafeMutableBytes(of: &addr.sun_path) { raw in raw.copyBytes(from: Array(notifyPath.utf8) + [0]) }
-        let bound = withUnsafePointer(to: &addr) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
-        }
-        #expect(bound == 0)
         _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK)
         func messages(for seconds: Double, until wanted: String) async -> [String] {
             var got: [String] = []

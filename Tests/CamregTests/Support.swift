@@ -26,6 +26,25 @@ func shortTempDirectory(_ prefix: String) throws -> String {
     return path
 }
 
+/// A Unix socket of `type` (`SOCK_STREAM`, `SOCK_DGRAM`) bound to `path`; throws when it cannot
+/// be made or bound. The caller closes it.
+func boundUnixSocket(_ type: __socket_type, path: String) throws -> Int32 {
+    let fd = socket(AF_UNIX, Int32(type.rawValue), 0)
+    guard fd >= 0 else { throw TestFailure("socket: \(String(cString: strerror(errno)))") }
+    var addr = sockaddr_un()
+    addr.sun_family = sa_family_t(AF_UNIX)
+    withUnsafeMutableBytes(of: &addr.sun_path) { raw in raw.copyBytes(from: Array(path.utf8) + [0]) }
+    let bound = withUnsafePointer(to: &addr) {
+        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+    }
+    guard bound == 0 else {
+        let message = String(cString: strerror(errno))
+        close(fd)
+        throw TestFailure("bind \(path): \(message)")
+    }
+    return fd
+}
+
 struct TestFailure: Error, CustomStringConvertible {
     let description: String
     init(_ d: String) { description = d }
