@@ -163,7 +163,8 @@ public final class CameraTable: @unchecked Sendable {
     /// The slot order of `count` cameras given in id order: their ranks (`0..<count`) sorted by
     /// `key(rank)`, the ``hilbertKey(lat:lon:)`` of the camera's position, ties by rank (so the
     /// order depends only on the cameras). In memory of its own (`mmap`), like the id sort's keys.
-    static func spaceOrder(count: Int, key: (Int) -> UInt64) throws -> ScratchBuffer<UInt32> {
+    /// The one definition of the table's space order (the index cache writes its file in it).
+    public static func spaceOrder(count: Int, key: (Int) -> UInt64) throws -> ScratchBuffer<UInt32> {
         struct Key { var key: UInt64; var rank: UInt32 }
         let scratch = try ScratchBuffer<Key>(count: count)
         var keys = scratch.buffer

@@ -145,12 +145,13 @@ public enum IndexCache {
             try writeAll(fd, headerBytes)
             var out = BlockWriter(fd: fd)
             let cameras = load.cameras
+            let byID = cameras.indices.sorted { cameras[$0].id.utf8.lexicographicallyPrecedes(cameras[$1].id.utf8) }
             var order = Array(cameras.indices)
             if inSpaceOrder {
-                let keys = cameras.map { CameraTable.hilbertKey(lat: $0.lat, lon: $0.lon) }
-                order.sort { a, b in
-                    keys[a] != keys[b] ? keys[a] < keys[b] : cameras[a].id.utf8.lexicographicallyPrecedes(cameras[b].id.utf8)
+                let slots = try CameraTable.spaceOrder(count: byID.count) { rank in
+                    CameraTable.hilbertKey(lat: cameras[byID[rank]].lat, lon: cameras[byID[rank]].lon)
                 }
+                order = slots.buffer.map { byID[Int($0)] }
             }
             for i in order {
                 try encode(cameras[i], xmin: load.xmins[i], into: &out)
@@ -159,7 +160,6 @@ public enum IndexCache {
             // checks it in one pass instead of sorting a million ids).
             var place = [UInt32](repeating: 0, count: cameras.count)
             for (k, i) in order.enumerated() { place[i] = UInt32(k) }
-            let byID = cameras.indices.sorted { cameras[$0].id.utf8.lexicographicallyPrecedes(cameras[$1].id.utf8) }
             for i in byID { out.u32(place[i]) }
             try out.finish()
             header.payloadLength = out.written
