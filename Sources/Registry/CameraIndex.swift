@@ -40,6 +40,9 @@ public final class IndexSnapshot: @unchecked Sendable {
     /// The cameras (retired ones included: `CAMERA GET` finds them, searches skip them).
     public let table: CameraTable
     let tree: STRtree
+    /// Each Hilbert block's run of slots: small radius searches read it instead of the tree
+    /// (`nil` if the table is not in space order).
+    let blocks: BlockDirectory?
     /// How long the build took, in seconds.
     public let buildSeconds: Double
     /// When the build finished.
@@ -67,6 +70,7 @@ public final class IndexSnapshot: @unchecked Sendable {
                 try STRtree(boxes: UnsafeBufferPointer(rebasing: table.records[..<table.count]).lazy.map { ($0.lon, $0.lat, $0.lon, $0.lat) })
             }
         }
+        blocks = BlockDirectory(table: table)
         buildSeconds = Double(DispatchTime.now().uptimeNanoseconds - start.uptimeNanoseconds) / 1e9
         builtAt = Date()
     }
@@ -276,13 +280,6 @@ public final class CameraIndex: @unchecked Sendable {
         // Boxes that provably hold the geodesic disc (no geodesic calls; split at ±180°, whole
         // longitude bands over a pole), see `GeodesicDisc`.
         let disc = GeodesicDisc(lat: lat, lon: lon, radius: radius)
-        // Room for a typical search's candidates from the start: grown one append at a time,
-        // the list was reallocated five times a search.
-        var items: [Int] = []
-        items.reserveCapacity(64)
-        for box in disc.boxes {
-            try s.snapshot.tree.query(minX: box.minLon, minY: box.minLat, maxX: box.maxLon, maxY: box.maxLat, into: &items)
-        }
         // Candidates in the boxes' corners are dropped by a cheap rigorous lower bound of their
         // distance before any geodesic is computed.
         // In a frame turned so that the query's longitude is 0 (see `GeocentricPoint`).
@@ -310,21 +307,48 @@ public final class CameraIndex: @unchecked Sendable {
         let snap = s.snapshot
         let table = snap.table
         var hits: [NearHit] = []
-        hits.reserveCapacity(items.count + s.delta.count)
+        hits.reserveCapacity(64 + s.delta.count)
         let hold = s.hold
-        withExtendedLifetime(table) {
+        try withExtendedLifetime(snap) {
             let records = table.records
+            @inline(__always) func consider(_ i: Int) {
+                let r = records[i]
+                guard r.status != .retired, let m = measure(r.lat, r.lon) else { return }
+                if !s.delta.isEmpty, s.delta[table.id(at: i)] != nil { return }
+                hits.append(NearHit(ref: snap.ref(i, hold: hold), distance: m.distance, bearing: m.bearing,
+                                    heading: r.heading.isNaN ? nil : r.heading, fov: r.fov, range: r.range))
+            }
+            // A small search reads its blocks' runs of slots (see `BlockDirectory`), keeping the
+            // cameras inside its boxes: the same candidates as the tree's.
+            if let blocks = snap.blocks, !disc.isWorld {
+                let read = withUnsafeTemporaryAllocation(of: BlockDirectory.Run.self, capacity: BlockDirectory.maxBlocks) { runs in
+                    var count = 0, scanned = 0
+                    for (k, box) in disc.boxes.enumerated() {
+                        guard blocks.runs(minLon: box.minLon, minLat: box.minLat, maxLon: box.maxLon, maxLat: box.maxLat,
+                                          box: k, into: runs, count: &count, scanned: &scanned) else { return false }
+                    }
+                    for run in runs[..<count] {
+                        let box = disc.boxes[run.box]
+                        for i in run.start..<run.end {
+                            let lat = records[i].lat, lon = records[i].lon
+                            if lon >= box.minLon, lon <= box.maxLon, lat >= box.minLat, lat <= box.maxLat { consider(i) }
+                        }
+                    }
+                    return true
+                }
+                if read { return }
+            }
+            // Otherwise the tree's candidates (GEOS STRtree, closed boxes).
+            var items: [Int] = []
+            items.reserveCapacity(64)
+            for box in disc.boxes {
+                try snap.tree.query(minX: box.minLon, minY: box.minLat, maxX: box.maxLon, maxY: box.maxLat, into: &items)
+            }
             // Independent loads first: the candidates' cache misses overlap.
             var sum = 0.0
             for i in items { sum += records[i].lat }
             cameraTableSink(sum.bitPattern)
-            for i in items {
-                let r = records[i]
-                guard r.status != .retired, let m = measure(r.lat, r.lon) else { continue }
-                if !s.delta.isEmpty, s.delta[table.id(at: i)] != nil { continue }
-                hits.append(NearHit(ref: snap.ref(i, hold: hold), distance: m.distance, bearing: m.bearing,
-                                    heading: r.heading.isNaN ? nil : r.heading, fov: r.fov, range: r.range))
-            }
+            for i in items { consider(i) }
         }
         for c in s.delta.values where c.status != .retired {
             if let m = measure(c.lat, c.lon) {

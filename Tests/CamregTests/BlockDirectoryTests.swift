@@ -1,0 +1,143 @@
+import Foundation
+import Geo
+import Testing
+@testable import Registry
+
+/// The block directory: small radius searches read runs of slots instead of the STRtree.
+@Suite("Block directory: NEAR's fast path")
+struct BlockDirectoryTests {
+    /// Cameras within `radius` of (lat, lon), nearest first, ties by id: by brute force.
+    static func brute(_ cams: [Camera], _ lat: Double, _ lon: Double, _ radius: Double) -> [String] {
+        var measured: [(id: String, d: Double)] = []
+        for c in cams where c.status != .retired {
+            let d = Geodesic.wgs84.inverse(lat1: c.lat, lon1: c.lon, lat2: lat, lon2: lon).distance
+            if d <= radius { measured.append((c.id, d)) }
+        }
+        measured.sort { a, b in a.d != b.d ? a.d < b.d : a.id < b.id }
+        return measured.map(\.id)
+    }
+
+    /// Whether a search of (lat, lon, radius) would read blocks (true) or ask the tree (false).
+    static func readsBlocks(_ directory: BlockDirectory, _ lat: Double, _ lon: Double, _ radius: Double) -> Bool {
+        let disc = GeodesicDisc(lat: lat, lon: lon, radius: radius)
+        guard !disc.isWorld else { return false }
+        return withUnsafeTemporaryAllocation(of: BlockDirectory.Run.self, capacity: BlockDirectory.maxBlocks) { runs in
+            var count = 0, scanned = 0
+            for (k, b) in disc.boxes.enumerated() {
+                guard directory.runs(minLon: b.minLon, minLat: b.minLat, maxLon: b.maxLon, maxLat: b.maxLat,
+                                     box: k, into: runs, count: &count, scanned: &scanned) else { return false }
+            }
+            return true
+        }
+    }
+
+    @Test("a block's number is the top half of every Hilbert key in it")
+    func blockNumbersAreKeyPrefixes() {
+        var rng = SeededRandom(seed: 71)
+        var points: [(Double, Double)] = [(-90, -180), (90, 180), (0, 0), (-90, 180), (90, -180), (11.05, 106.6)]
+        for _ in 0..<20_000 { points.append((Double.random(in: -90...90, using: &rng), Double.random(in: -180...180, using: &rng))) }
+        for (lat, lon) in points {
+            let key = CameraTable.hilbertKey(lat: lat, lon: lon)
+            #expect(UInt64(BlockDirectory.block(lat: lat, lon: lon)) == key >> 32, "(\(lat), \(lon))")
+        }
+    }
+
+    @Test("every slot is in the run of its own block, once")
+    func runsCoverTheTable() throws {
+        let cams = SpatialQueryTests.randomCameras(20_000, seed: 72)
+        let table = try CameraTable(cameras: cams)
+        let directory = try #require(BlockDirectory(table: table))
+        var seen = Set<UInt32>()
+        var total = 0
+        for slot in 0..<table.count {
+            let r = table.records[slot]
+            let block = BlockDirectory.block(lat: r.lat, lon: r.lon)
+            let run = directory.slots(of: block)
+            #expect(run.contains(slot))
+            if seen.insert(block).inserted { total += run.count }
+        }
+        #expect(total == table.count && seen.count == directory.blockCount && directory.blockCount > 100)
+        // A block with no camera has an empty run.
+        #expect(directory.slots(of: BlockDirectory.block(lat: -45, lon: 10)).isEmpty)
+    }
+
+    @Test("NEAR through blocks and through the tree: the same answers as brute force")
+    func nearEqualsBruteForceOnBothPaths() throws {
+        var cams = SpatialQueryTests.randomCameras(30_000, seed: 73)
+        // A crowded spot: 3,000 cameras within about 50 m, more than a search may read in blocks.
+        var rng = SeededRandom(seed: 74)
+        for i in 0..<3_000 {
+            cams.append(SpatialQueryTests.camera("Z-\(i)", 11.07 + Double.random(in: -0.0004...0.0004, using: &rng),
+                                                 106.62 + Double.random(in: -0.0004...0.0004, using: &rng)))
+        }
+        let index = try CameraIndex(cameras: cams)
+        let directory = try #require(index.readView.snapshot.blocks)
+        var byBlocks = 0, byTree = 0
+        var queries: [(Double, Double, Double)] = []
+        for radius in [1.0, 30, 200, 500, 800, 3_000] {
+            for _ in 0..<40 {
+                queries.append((Double.random(in: 10.99...11.11, using: &rng), Double.random(in: 106.54...106.66, using: &rng), radius))
+            }
+            // On a camera (the centre is a hit at distance 0), and in the crowd.
+            let c = cams[Int.random(in: 0..<cams.count, using: &rng)]
+            queries.append((c.lat, c.lon, radius))
+            queries.append((11.07, 106.62, radius))
+        }
+        for (lat, lon, radius) in queries {
+            if Self.readsBlocks(directory, lat, lon, radius) { byBlocks += 1 } else { byTree += 1 }
+            let hits = try index.near(lat: lat, lon: lon, radius: radius, limit: 100_000)
+            #expect(hits.map(\.camera.id) == Self.brute(cams, lat, lon, radius), "NEAR \(lat) \(lon) radius=\(radius)")
+            try SpatialQueryTests.checkSees(hits, lat, lon)
+        }
+        // Both paths were taken: small searches by blocks, the crowd and wide searches by the tree.
+        #expect(byBlocks > 100 && byTree > 50, "blocks \(byBlocks), tree \(byTree)")
+        #expect(!Self.readsBlocks(directory, 11.07, 106.62, 30))
+        #expect(!Self.readsBlocks(directory, 11.05, 106.6, 3_000))
+        #expect(Self.readsBlocks(directory, 11.02, 106.56, 200))
+    }
+
+    @Test("NEAR through blocks sees the delta: moved, retired and new cameras")
+    func blocksAndTheDelta() throws {
+        let base = SpatialQueryTests.randomCameras(20_000, seed: 75)
+        let index = try CameraIndex(cameras: base)
+        var rng = SeededRandom(seed: 76)
+        var upserts: [Camera] = []
+        for i in 0..<300 {
+            var c = base[i * 13]
+            c.lat += Double.random(in: -0.002...0.002, using: &rng)
+            c.lon += Double.random(in: -0.002...0.002, using: &rng)
+            c.status = i % 3 == 0 ? .retired : .active
+            upserts.append(c)
+        }
+        upserts += SpatialQueryTests.randomCameras(300, seed: 77, firstId: 90_000)
+        for c in upserts { index.upsert(c) }
+        #expect(index.deltaCount == upserts.count)
+        let cams = SpatialQueryTests.merged(base, upserts)
+        let directory = try #require(index.readView.snapshot.blocks)
+        for c in upserts.prefix(150) {
+            #expect(Self.readsBlocks(directory, c.lat, c.lon, 250))
+            let got = try index.near(lat: c.lat, lon: c.lon, radius: 250, limit: 100_000).map(\.camera.id)
+            #expect(got == Self.brute(cams, c.lat, c.lon, 250), "NEAR at \(c.id)")
+        }
+    }
+
+    @Test("NEAR through blocks on both sides of ±180°")
+    func blocksAcrossTheAntimeridian() throws {
+        var cams: [Camera] = []
+        var rng = SeededRandom(seed: 78)
+        for i in 0..<2_000 {
+            var lon = 180 - Double.random(in: 0...0.02, using: &rng)
+            if i % 2 == 0 { lon = -lon }
+            cams.append(SpatialQueryTests.camera("A-\(i)", 10 + Double.random(in: -0.01...0.01, using: &rng), lon))
+        }
+        let index = try CameraIndex(cameras: cams)
+        let directory = try #require(index.readView.snapshot.blocks)
+        for (lat, lon) in [(10.0, 180.0), (10.0, -180.0), (10.003, 179.999), (9.998, -179.9995)] {
+            #expect(Self.readsBlocks(directory, lat, lon, 300))
+            #expect(GeodesicDisc(lat: lat, lon: lon, radius: 300).boxes.count == 2)
+            let got = try index.near(lat: lat, lon: lon, radius: 300, limit: 100_000).map(\.camera.id)
+            let want = Self.brute(cams, lat, lon, 300)
+            #expect(got == want && want.contains { $0.hasPrefix("A-") }, "NEAR \(lat) \(lon)")
+        }
+    }
+}
