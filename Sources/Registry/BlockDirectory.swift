@@ -141,15 +141,26 @@ public final class BlockDirectory: @unchecked Sendable {
         guard x0 <= x1, y0 <= y1 else { return true }
         let blocks = Int(x1 - x0 + 1) * Int(y1 - y0 + 1)
         guard count + blocks <= Self.maxBlocks, count + blocks <= runs.count else { return false }
+        // The blocks' numbers first, each entry's first probe loaded as it goes (independent
+        // loads: their cache misses overlap), then the probes.
+        var touched: UInt32 = 0
+        var k = count
         for y in y0...y1 {
             for x in x0...x1 {
-                let slots = self.slots(of: Self.block(x: x, y: y))
-                guard !slots.isEmpty else { continue }
-                scanned += slots.count
-                guard scanned <= Self.maxScan else { return false }
-                runs[count] = Run(start: slots.lowerBound, end: slots.upperBound, box: box)
-                count += 1
+                let block = Self.block(x: x, y: y)
+                touched &+= entries[Self.slot(of: block, hashShift: hashShift)].count
+                runs[k] = Run(start: Int(block), end: 0, box: box)
+                k += 1
             }
+        }
+        cameraTableSink(UInt64(touched))
+        for j in count..<k {
+            let slots = self.slots(of: UInt32(truncatingIfNeeded: runs[j].start))
+            guard !slots.isEmpty else { continue }
+            scanned += slots.count
+            guard scanned <= Self.maxScan else { return false }
+            runs[count] = Run(start: slots.lowerBound, end: slots.upperBound, box: box)
+            count += 1
         }
         return true
     }

@@ -26,9 +26,48 @@ public struct NearHit: Sendable {
         sees = Sector.sees(distance: distance, azimuth: bearing, heading: heading, fov: fov, range: range)
     }
 
+    /// A hit whose sector test was made already.
+    init(ref: CameraRef, distance: Double, bearing: Double, sees: Bool) {
+        self.ref = ref
+        self.distance = distance
+        self.bearing = bearing
+        self.sees = sees
+    }
+
     /// A hit on `ref`, its field of view read from it.
     init(ref: CameraRef, distance: Double, bearing: Double) {
         self.init(ref: ref, distance: distance, bearing: bearing, heading: ref.heading, fov: ref.fov, range: ref.range)
+    }
+}
+
+/// A point search's hit before it becomes a ``NearHit``: plain values, sorted without reference
+/// counting. `source` ≥ 0 is a slot of the snapshot's table; < 0 is the delta camera `-1 − source`
+/// of the search's own list.
+struct FoundHit {
+    var distance: Double
+    var bearing: Double
+    var source: Int
+    var sees: Bool
+
+    /// Sorts `hits` by `before`: by insertion when there are few (no buffer, no calls through
+    /// the generic sort), else by the standard library's sort.
+    static func sort(_ hits: inout [FoundHit], by before: (FoundHit, FoundHit) -> Bool) {
+        guard hits.count > 1 else { return }
+        guard hits.count <= 48 else {
+            hits.sort(by: before)
+            return
+        }
+        hits.withUnsafeMutableBufferPointer { b in
+            for i in 1..<b.count {
+                let x = b[i]
+                var j = i
+                while j > 0, before(x, b[j - 1]) {
+                    b[j] = b[j - 1]
+                    j -= 1
+                }
+                b[j] = x
+            }
+        }
     }
 }
 
@@ -304,19 +343,22 @@ public final class CameraIndex: @unchecked Sendable {
             return (g.distance, bearing)
         }
         // Candidates are read from the packed records; a hit is a slot, not a copied camera.
+        // Hits are gathered as plain values (sorted without reference counting), and become
+        // `NearHit`s only up to `limit`.
         let snap = s.snapshot
         let table = snap.table
-        var hits: [NearHit] = []
-        hits.reserveCapacity(64 + s.delta.count)
-        let hold = s.hold
+        var found: [FoundHit] = []
+        found.reserveCapacity(64 + s.delta.count)
+        var deltaHits: [Camera] = []
         try withExtendedLifetime(snap) {
             let records = table.records
             @inline(__always) func consider(_ i: Int) {
                 let r = records[i]
                 guard r.status != .retired, let m = measure(r.lat, r.lon) else { return }
                 if !s.delta.isEmpty, s.delta[table.id(at: i)] != nil { return }
-                hits.append(NearHit(ref: snap.ref(i, hold: hold), distance: m.distance, bearing: m.bearing,
-                                    heading: r.heading.isNaN ? nil : r.heading, fov: r.fov, range: r.range))
+                found.append(FoundHit(distance: m.distance, bearing: m.bearing, source: i,
+                                      sees: Sector.sees(distance: m.distance, azimuth: m.bearing, heading: r.heading.isNaN ? nil : r.heading,
+                                                        fov: r.fov, range: r.range)))
             }
             // A small search reads its blocks' runs of slots (see `BlockDirectory`), keeping the
             // cameras inside its boxes: the same candidates as the tree's.
@@ -352,14 +394,21 @@ public final class CameraIndex: @unchecked Sendable {
         }
         for c in s.delta.values where c.status != .retired {
             if let m = measure(c.lat, c.lon) {
-                hits.append(NearHit(ref: CameraRef(c), distance: m.distance, bearing: m.bearing, heading: c.heading, fov: c.fov, range: c.range))
+                deltaHits.append(c)
+                found.append(FoundHit(distance: m.distance, bearing: m.bearing, source: -deltaHits.count,
+                                      sees: Sector.sees(distance: m.distance, azimuth: m.bearing, heading: c.heading, fov: c.fov, range: c.range)))
             }
         }
-        // Equal distances are rare: only then are ids compared.
-        hits.sort { $0.distance != $1.distance ? $0.distance < $1.distance : $0.ref.id.utf8.lexicographicallyPrecedes($1.ref.id.utf8) }
-        if hits.count > limit { hits.removeSubrange(limit...) }
-        table.prefetch(hits.lazy.compactMap(\.ref.slot))
-        return hits
+        // Nearest first; equal distances are rare: only then are ids compared.
+        func id(_ f: FoundHit) -> String { f.source >= 0 ? table.id(at: f.source) : deltaHits[-1 - f.source].id }
+        FoundHit.sort(&found) { a, b in a.distance != b.distance ? a.distance < b.distance : id(a).utf8.lexicographicallyPrecedes(id(b).utf8) }
+        let kept = found.prefix(limit)
+        table.prefetch(kept.lazy.compactMap { $0.source >= 0 ? $0.source : nil })
+        let hold = s.hold
+        return kept.map { f in
+            NearHit(ref: f.source >= 0 ? snap.ref(f.source, hold: hold) : CameraRef(deltaHits[-1 - f.source]),
+                    distance: f.distance, bearing: f.bearing, sees: f.sees)
+        }
     }
 
     /// Adds or replaces many cameras at once (a bulk import). A large batch goes straight into a

@@ -721,15 +721,30 @@ struct BoundHeap<Payload> {
 /// auxiliary one by at most `f·σ`. A cap over a pole gives a full-longitude band; a box past ±180°
 /// is split in two; a radius reaching half-way round the Earth gives the whole world.
 struct GeodesicDisc {
-    /// (minLon, minLat, maxLon, maxLat) boxes, in degrees.
-    let boxes: [(minLon: Double, minLat: Double, maxLon: Double, maxLat: Double)]
+    /// A box: (minLon, minLat, maxLon, maxLat), in degrees.
+    typealias Box = (minLon: Double, minLat: Double, maxLon: Double, maxLat: Double)
+
+    /// One box, or two (split at ±180°), held inline (a search makes a disc: no allocation).
+    struct Boxes: RandomAccessCollection {
+        let first: Box
+        let second: Box?
+        var startIndex: Int { 0 }
+        var endIndex: Int { second == nil ? 1 : 2 }
+        subscript(i: Int) -> Box {
+            precondition(i >= 0 && i < endIndex, "box index out of range")
+            return i == 0 ? first : second!
+        }
+    }
+
+    /// The boxes.
+    let boxes: Boxes
     /// True when the boxes cover the whole world (every point is a candidate).
     let isWorld: Bool
 
-    static let world = GeodesicDisc(boxes: [(-180, -90, 180, 90)], isWorld: true)
+    static let world = GeodesicDisc((-180, -90, 180, 90), isWorld: true)
 
-    private init(boxes: [(minLon: Double, minLat: Double, maxLon: Double, maxLat: Double)], isWorld: Bool) {
-        self.boxes = boxes
+    private init(_ first: Box, _ second: Box? = nil, isWorld: Bool) {
+        self.boxes = Boxes(first: first, second: second)
         self.isWorld = isWorld
     }
 
@@ -744,23 +759,23 @@ struct GeodesicDisc {
         if north >= .pi / 2 || south <= -.pi / 2 {
             let minLat = south <= -.pi / 2 ? -90 : latitude(south) - 1e-9
             let maxLat = north >= .pi / 2 ? 90 : latitude(north) + 1e-9
-            self.init(boxes: [(-180, minLat, 180, maxLat)], isWorld: minLat <= -90 && maxLat >= 90)
+            self.init((-180, minLat, 180, maxLat), isWorld: minLat <= -90 && maxLat >= 90)
             return
         }
         let minLat = latitude(south) - 1e-9, maxLat = latitude(north) + 1e-9
         let dOmega = asin(min(1, sin(sigma) / cos(beta)))
         let dLon = (dOmega + f * sigma) * 180 / .pi * (1 + 1e-9) + 1e-9
         if dLon >= 180 {
-            self.init(boxes: [(-180, minLat, 180, maxLat)], isWorld: false)
+            self.init((-180, minLat, 180, maxLat), isWorld: false)
             return
         }
         let lo = lon - dLon, hi = lon + dLon
         if lo < -180 {
-            self.init(boxes: [(-180, minLat, hi, maxLat), (lo + 360, minLat, 180, maxLat)], isWorld: false)
+            self.init((-180, minLat, hi, maxLat), (lo + 360, minLat, 180, maxLat), isWorld: false)
         } else if hi > 180 {
-            self.init(boxes: [(lo, minLat, 180, maxLat), (-180, minLat, hi - 360, maxLat)], isWorld: false)
+            self.init((lo, minLat, 180, maxLat), (-180, minLat, hi - 360, maxLat), isWorld: false)
         } else {
-            self.init(boxes: [(lo, minLat, hi, maxLat)], isWorld: false)
+            self.init((lo, minLat, hi, maxLat), isWorld: false)
         }
     }
 
