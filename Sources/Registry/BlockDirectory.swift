@@ -17,9 +17,9 @@ import Foundation
 /// tree, which stays the index for every other query.
 ///
 /// Immutable once built; read from any thread. The entries are one allocation, owned by this
-/// object and freed in `deinit` (the one place). `@unchecked Sendable`: nothing is written after
-/// `init`.
-public final class BlockDirectory: @unchecked Sendable {
+/// object and freed in `deinit` (a failed `init` frees it before the object exists).
+/// `@unchecked Sendable`: nothing is written after `init`.
+final class BlockDirectory: @unchecked Sendable {
     /// Grid bits a block drops from each 32-bit grid coordinate: a block is `key >> (2 · shift)`.
     static let shift: UInt32 = 16
     /// The most blocks a search reads through the directory.
@@ -45,7 +45,7 @@ public final class BlockDirectory: @unchecked Sendable {
     private let hashShift: UInt64
     private let mask: Int
     /// Number of blocks that hold a camera.
-    public let blockCount: Int
+    let blockCount: Int
 
     /// The directory of `table`, or `nil` when its slots are not in space order (a block's
     /// cameras would not be one run; every search then uses the tree).
@@ -90,9 +90,6 @@ public final class BlockDirectory: @unchecked Sendable {
     deinit {
         free(entries.baseAddress)
     }
-
-    /// Bytes held (for statistics).
-    public var bytes: Int { entries.count * MemoryLayout<Entry>.stride }
 
     /// The block of (lat, lon).
     @inline(__always) static func block(lat: Double, lon: Double) -> UInt32 {
