@@ -127,38 +127,53 @@ final class BlockDirectory: @unchecked Sendable {
         }
     }
 
+    /// The runs that hold every camera in `disc`'s boxes, each tagged with its box's index in
+    /// `disc.boxes`: their number, or `nil` when the boxes cover more than ``maxBlocks`` blocks
+    /// or those blocks hold more than ``maxScan`` cameras (or the disc is the whole world). Then
+    /// the caller asks the tree. `runs` must have room for ``maxBlocks``.
+    func runs(covering disc: GeodesicDisc, into runs: UnsafeMutableBufferPointer<Run>) -> Int? {
+        guard !disc.isWorld else { return nil }
+        var count = 0, scanned = 0
+        for (k, box) in disc.boxes.enumerated() {
+            guard self.runs(minLon: box.minLon, minLat: box.minLat, maxLon: box.maxLon, maxLat: box.maxLat,
+                            box: k, into: runs, count: &count, scanned: &scanned) else { return nil }
+        }
+        return count
+    }
+
     /// Appends to `runs` (from `count`) the runs of the blocks that the box (degrees) covers,
     /// tagged with `box`. False, with `runs` and `count` in an unspecified state, when the box
     /// covers more than ``maxBlocks`` blocks in all, or their cameras (with `scanned`, the
-    /// count so far) are more than ``maxScan``: the caller then asks the tree.
-    func runs(minLon: Double, minLat: Double, maxLon: Double, maxLat: Double, box: Int,
-              into runs: UnsafeMutableBufferPointer<Run>, count: inout Int, scanned: inout Int) -> Bool {
+    /// count so far) are more than ``maxScan``.
+    private func runs(minLon: Double, minLat: Double, maxLon: Double, maxLat: Double, box: Int,
+                      into runs: UnsafeMutableBufferPointer<Run>, count: inout Int, scanned: inout Int) -> Bool {
         let x0 = CameraTable.gridX(lon: minLon) >> Self.shift, x1 = CameraTable.gridX(lon: maxLon) >> Self.shift
         let y0 = CameraTable.gridY(lat: minLat) >> Self.shift, y1 = CameraTable.gridY(lat: maxLat) >> Self.shift
         guard x0 <= x1, y0 <= y1 else { return true }
         let blocks = Int(x1 - x0 + 1) * Int(y1 - y0 + 1)
         guard count + blocks <= Self.maxBlocks, count + blocks <= runs.count else { return false }
-        // The blocks' numbers first, each entry's first probe loaded as it goes (independent
-        // loads: their cache misses overlap), then the probes.
-        var touched: UInt32 = 0
-        var k = count
-        for y in y0...y1 {
-            for x in x0...x1 {
-                let block = Self.block(x: x, y: y)
-                touched &+= entries[Self.slot(of: block, hashShift: hashShift)].count
-                runs[k] = Run(start: Int(block), end: 0, box: box)
-                k += 1
+        return withUnsafeTemporaryAllocation(of: UInt32.self, capacity: blocks) { numbers in
+            // The blocks' numbers first, each one's first probe loaded as it goes (independent
+            // loads: their cache misses overlap), then the probes.
+            var touched: UInt32 = 0
+            var k = 0
+            for y in y0...y1 {
+                for x in x0...x1 {
+                    numbers[k] = Self.block(x: x, y: y)
+                    touched &+= entries[Self.slot(of: numbers[k], hashShift: hashShift)].count
+                    k += 1
+                }
             }
+            cameraTableSink(UInt64(touched))
+            for block in numbers[..<blocks] {
+                let slots = self.slots(of: block)
+                guard !slots.isEmpty else { continue }
+                scanned += slots.count
+                guard scanned <= Self.maxScan else { return false }
+                runs[count] = Run(start: slots.lowerBound, end: slots.upperBound, box: box)
+                count += 1
+            }
+            return true
         }
-        cameraTableSink(UInt64(touched))
-        for j in count..<k {
-            let slots = self.slots(of: UInt32(truncatingIfNeeded: runs[j].start))
-            guard !slots.isEmpty else { continue }
-            scanned += slots.count
-            guard scanned <= Self.maxScan else { return false }
-            runs[count] = Run(start: slots.lowerBound, end: slots.upperBound, box: box)
-            count += 1
-        }
-        return true
     }
 }

@@ -362,13 +362,9 @@ public final class CameraIndex: @unchecked Sendable {
             }
             // A small search reads its blocks' runs of slots (see `BlockDirectory`), keeping the
             // cameras inside its boxes: the same candidates as the tree's.
-            if let blocks = snap.blocks, !disc.isWorld {
+            if let blocks = snap.blocks {
                 let read = withUnsafeTemporaryAllocation(of: BlockDirectory.Run.self, capacity: BlockDirectory.maxBlocks) { runs in
-                    var count = 0, scanned = 0
-                    for (k, box) in disc.boxes.enumerated() {
-                        guard blocks.runs(minLon: box.minLon, minLat: box.minLat, maxLon: box.maxLon, maxLat: box.maxLat,
-                                          box: k, into: runs, count: &count, scanned: &scanned) else { return false }
-                    }
+                    guard let count = blocks.runs(covering: disc, into: runs) else { return false }
                     for run in runs[..<count] {
                         let box = disc.boxes[run.box]
                         for i in run.start..<run.end {

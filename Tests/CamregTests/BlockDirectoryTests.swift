@@ -19,15 +19,8 @@ struct BlockDirectoryTests {
 
     /// Whether a search of (lat, lon, radius) would read blocks (true) or ask the tree (false).
     static func readsBlocks(_ directory: BlockDirectory, _ lat: Double, _ lon: Double, _ radius: Double) -> Bool {
-        let disc = GeodesicDisc(lat: lat, lon: lon, radius: radius)
-        guard !disc.isWorld else { return false }
-        return withUnsafeTemporaryAllocation(of: BlockDirectory.Run.self, capacity: BlockDirectory.maxBlocks) { runs in
-            var count = 0, scanned = 0
-            for (k, b) in disc.boxes.enumerated() {
-                guard directory.runs(minLon: b.minLon, minLat: b.minLat, maxLon: b.maxLon, maxLat: b.maxLat,
-                                     box: k, into: runs, count: &count, scanned: &scanned) else { return false }
-            }
-            return true
+        withUnsafeTemporaryAllocation(of: BlockDirectory.Run.self, capacity: BlockDirectory.maxBlocks) { runs in
+            directory.runs(covering: GeodesicDisc(lat: lat, lon: lon, radius: radius), into: runs) != nil
         }
     }
 
