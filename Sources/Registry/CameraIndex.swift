@@ -72,7 +72,8 @@ struct FoundHit {
 }
 
 /// An immutable snapshot of the index: the cameras, packed in a ``CameraTable`` ordered by id,
-/// and a GEOS STRtree over their positions whose items are the table's slots.
+/// and a GEOS STRtree over their positions whose items are runs of the table's slots
+/// (``treeRun``; see ``candidates(minLon:minLat:maxLon:maxLat:context:into:)``).
 /// Built once, then only read (from any thread): `@unchecked Sendable` for its holds, which are
 /// written only in `init`.
 public final class IndexSnapshot: @unchecked Sendable {
@@ -94,24 +95,79 @@ public final class IndexSnapshot: @unchecked Sendable {
     }
 
     /// Builds a snapshot over a packed table, and its STRtree unless `tree` is given. A given
-    /// tree must hold item `k` at slot `k`'s position (a point at its lon, lat) for every slot.
+    /// tree must be ``buildTree(count:run:position:)``'s over the table's positions in slot order
+    /// (with ``treeRun``; for a table not in space order it is built again, one camera an item).
     init(table: CameraTable, tree: STRtree? = nil, startedAt start: DispatchTime = .now()) throws {
         self.table = table
         holds = .allocate(capacity: ThreadStripe.count)
         for i in 0..<ThreadStripe.count { (holds.baseAddress! + i).initialize(to: TableHold(table)) }
-        if let tree {
-            guard tree.count == table.count else {
-                throw RegistryError(.validation, "the index tree has \(tree.count) items for \(table.count) cameras")
-            }
+        blocks = BlockDirectory(table: table)
+        // Runs of neighbouring slots make small tree items only in space order; a table in
+        // another order (an index cache written so) gets one item per camera.
+        let run = blocks == nil ? 1 : Self.treeRun
+        treeRun = run
+        let expected = Self.treeItemCount(cameras: table.count, run: run)
+        if let tree, tree.count == expected {
             self.tree = tree
+        } else if let tree, !(run == 1 && tree.count == Self.treeItemCount(cameras: table.count)) {
+            throw RegistryError(.validation, "the index tree has \(tree.count) items for \(table.count) cameras")
         } else {
             self.tree = try withExtendedLifetime(table) {
-                try STRtree(boxes: UnsafeBufferPointer(rebasing: table.records[..<table.count]).lazy.map { ($0.lon, $0.lat, $0.lon, $0.lat) })
+                let records = table.records
+                return try Self.buildTree(count: table.count, run: run) { (records[$0].lat, records[$0].lon) }
             }
         }
-        blocks = BlockDirectory(table: table)
         buildSeconds = Double(DispatchTime.now().uptimeNanoseconds - start.uptimeNanoseconds) / 1e9
         builtAt = Date()
+    }
+
+    /// Consecutive slots per tree item. The tree holds runs of slots (neighbours in space
+    /// order), each with the box of its cameras, not one item per camera: GEOS keeps about 50
+    /// bytes an item, 50 MiB at a million cameras as points, a sixth of the daemon's memory.
+    public static let treeRun = 8
+
+    /// This snapshot's slots per tree item: ``treeRun``, or 1 when the table is not in space order.
+    let treeRun: Int
+
+    /// Number of tree items over `cameras` slots, `run` slots an item.
+    public static func treeItemCount(cameras: Int, run: Int = treeRun) -> Int { (cameras + run - 1) / run }
+
+    /// The tree of a table of `count` cameras whose positions, slot by slot, `position` gives:
+    /// item `k` is the run of slots `k · run ..< (k + 1) · run` with their bounding box.
+    public static func buildTree(count: Int, run: Int = treeRun, position: (Int) throws -> (lat: Double, lon: Double)) throws -> STRtree {
+        try STRtree(count: treeItemCount(cameras: count, run: run)) { insert in
+            var item = 0, slot = 0
+            while slot < count {
+                let end = min(slot + run, count)
+                var (minLat, minLon) = try position(slot)
+                var (maxLat, maxLon) = (minLat, minLon)
+                for s in (slot + 1)..<end {
+                    let p = try position(s)
+                    minLat = min(minLat, p.lat); maxLat = max(maxLat, p.lat)
+                    minLon = min(minLon, p.lon); maxLon = max(maxLon, p.lon)
+                }
+                try insert(item, (minLon, minLat, maxLon, maxLat))
+                item += 1
+                slot = end
+            }
+        }
+    }
+
+    /// Appends to `slots` the slots of the cameras inside the closed box (degrees; retired ones
+    /// included), from the tree: the slots of the runs whose boxes meet it, each camera's own
+    /// position then tested.
+    func candidates(minLon: Double, minLat: Double, maxLon: Double, maxLat: Double,
+                    context: GEOSContext = .current, into slots: inout [Int]) throws {
+        var items: [Int] = []
+        items.reserveCapacity(16)
+        try tree.query(minX: minLon, minY: minLat, maxX: maxLon, maxY: maxLat, context: context, into: &items)
+        let records = table.records, n = table.count
+        for item in items {
+            for s in (item * treeRun)..<min((item + 1) * treeRun, n) {
+                let lat = records[s].lat, lon = records[s].lon
+                if lon >= minLon, lon <= maxLon, lat >= minLat, lat <= maxLat { slots.append(s) }
+            }
+        }
     }
 
     deinit {
@@ -228,8 +284,8 @@ public final class CameraIndex: @unchecked Sendable {
         slots = Self.makeSlots()
     }
 
-    /// An index over a packed table and an STRtree already built over its slots (item `k` a
-    /// point at slot `k`'s lon, lat), e.g. built beside the table at start-up.
+    /// An index over a packed table and an STRtree already built over its slots
+    /// (``IndexSnapshot/buildTree(count:run:position:)``), e.g. built beside the table at start-up.
     public init(table: CameraTable, tree: STRtree, startedAt start: DispatchTime = .now()) throws {
         state = NIOLockedValueBox(State(snapshot: try IndexSnapshot(table: table, tree: tree, startedAt: start), delta: [:]))
         slots = Self.makeSlots()
@@ -380,12 +436,8 @@ public final class CameraIndex: @unchecked Sendable {
             var items: [Int] = []
             items.reserveCapacity(64)
             for box in disc.boxes {
-                try snap.tree.query(minX: box.minLon, minY: box.minLat, maxX: box.maxLon, maxY: box.maxLat, into: &items)
+                try snap.candidates(minLon: box.minLon, minLat: box.minLat, maxLon: box.maxLon, maxLat: box.maxLat, into: &items)
             }
-            // Independent loads first: the candidates' cache misses overlap.
-            var sum = 0.0
-            for i in items { sum += records[i].lat }
-            cameraTableSink(sum.bitPattern)
             for i in items { consider(i) }
         }
         for c in s.delta.values where c.status != .retired {

@@ -73,7 +73,7 @@ extension CameraIndex {
             // Candidates: snapshot items (key = index) and delta cameras (key = −1 − position).
             var items: [Int] = []
             for box in disc.boxes {
-                try snapshot.tree.query(minX: box.minLon, minY: box.minLat, maxX: box.maxLon, maxY: box.maxLat, into: &items)
+                try snapshot.candidates(minLon: box.minLon, minLat: box.minLat, maxLon: box.maxLon, maxLat: box.maxLat, into: &items)
             }
             var candidates = KNNCandidates()
             candidates.reserve(items.count + deltaCameras.count)
@@ -118,7 +118,7 @@ extension CameraIndex {
         let b = try polygon.bounds()
         let prepared = try PreparedGeometry(polygon)
         var items: [Int] = []
-        try snapshot.tree.query(minX: b.minX, minY: b.minY, maxX: b.maxX, maxY: b.maxY, context: polygon.context, into: &items)
+        try snapshot.candidates(minLon: b.minX, minLat: b.minY, maxLon: b.maxX, maxLat: b.maxY, context: polygon.context, into: &items)
         var found: [Camera] = []
         func consider(_ c: Camera) throws {
             guard c.status != .retired, c.lon >= b.minX, c.lon <= b.maxX, c.lat >= b.minY, c.lat <= b.maxY else { return }
@@ -199,7 +199,7 @@ extension CameraIndex {
                 let disc = GeodesicDisc(lat: centre.lat, lon: centre.lon, radius: len / 2 + width + 1e-6 * (len + width) + 1e-6)
                 items.removeAll(keepingCapacity: true)
                 for box in disc.boxes {
-                    try snapshot.tree.query(minX: box.minLon, minY: box.minLat, maxX: box.maxLon, maxY: box.maxLat, into: &items)
+                    try snapshot.candidates(minLon: box.minLon, minLat: box.minLat, maxLon: box.maxLon, maxLat: box.maxLat, into: &items)
                 }
                 for i in items where segmentsOf[i]?.last != si { segmentsOf[i, default: []].append(si) }
                 for (dj, c) in deltaCameras.enumerated() where disc.mayContain(lat: c.lat, lon: c.lon) {
@@ -273,7 +273,7 @@ extension CameraIndex {
         let (snapshot, delta) = searchState
         var items: [Int] = []
         for box in disc.boxes {
-            try snapshot.tree.query(minX: box.minLon, minY: box.minLat, maxX: box.maxLon, maxY: box.maxLat,
+            try snapshot.candidates(minLon: box.minLon, minLat: box.minLat, maxLon: box.maxLon, maxLat: box.maxLat,
                                     context: geometry.context, into: &items)
         }
         var found: [Camera] = []

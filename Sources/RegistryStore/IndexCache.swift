@@ -455,14 +455,7 @@ public enum IndexCache {
                     return try readCamera(&r).raw
                 }, idOrder: { UnsafeBufferPointer(try sorting.result().buffer) })
             }
-            let built = Swift.Result {
-                try STRtree(count: n) { insert in
-                    for k in 0..<n {
-                        let p = position(k)
-                        try insert(k, (p.lon, p.lat, p.lon, p.lat))
-                    }
-                }
-            }
+            let built = Swift.Result { try IndexSnapshot.buildTree(count: n, position: position) }
             // Always waited for, so that the jobs are done with `starts` and the file (and the
             // sorted ids outlive the packing that reads them).
             let packed = Swift.Result { try withExtendedLifetime(starts) { try packing.result() } }

@@ -1,7 +1,7 @@
 import Foundation
 import Geo
 import Postgres
-import Registry
+@testable import Registry
 @testable import RegistryStore
 import Testing
 
@@ -185,12 +185,15 @@ struct StartupLoadTests {
             #expect(try unorderedIndex.near(lat: cam.lat, lon: cam.lon, radius: 300, limit: 100).map(\.ref.id)
                     == CameraIndex(table: packed.table, tree: packed.tree).near(lat: cam.lat, lon: cam.lon, radius: 300, limit: 100).map(\.ref.id))
         }
-        #expect(fromUnordered.fingerprint == packed.fingerprint && fromUnordered.tree.count == reference.count)
+        #expect(fromUnordered.fingerprint == packed.fingerprint && fromUnordered.tree.count == IndexSnapshot.treeItemCount(cameras: reference.count))
+        // Out of space order, runs of slots would make wide tree items: one camera an item instead.
+        #expect(unorderedIndex.readView.snapshot.treeRun == 1 && unorderedIndex.readView.snapshot.blocks == nil)
         #expect(packed.fingerprint == back.fingerprint)
-        // The STRtree built beside the table (from the file's positions) has each camera at its
-        // slot: searches answer as over an index built from the decoded cameras.
-        #expect(packed.tree.count == packed.table.count)
+        // The STRtree built beside the table (from the file's positions) holds the table's runs
+        // of slots: searches answer as over an index built from the decoded cameras.
+        #expect(packed.tree.count == IndexSnapshot.treeItemCount(cameras: packed.table.count) && packed.table.count > 100)
         let fromFile = try CameraIndex(table: packed.table, tree: packed.tree)
+        #expect(fromFile.readView.snapshot.treeRun == IndexSnapshot.treeRun && fromFile.readView.snapshot.blocks != nil)
         let fromValues = try CameraIndex(cameras: back.cameras)
         for cam in back.cameras.prefix(40) {
             let a = try fromFile.near(lat: cam.lat, lon: cam.lon, radius: 300, limit: 1000).map { ($0.ref.id, $0.distance) }
