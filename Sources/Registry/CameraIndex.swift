@@ -73,7 +73,7 @@ struct FoundHit {
 
 /// An immutable snapshot of the index: the cameras, packed in a ``CameraTable`` ordered by id,
 /// and a GEOS STRtree over their positions whose items are runs of the table's slots
-/// (``treeRun``; see ``candidates(minLon:minLat:maxLon:maxLat:context:into:)``).
+/// (``slotsPerItem``; see ``candidates(minLon:minLat:maxLon:maxLat:context:into:)``).
 /// Built once, then only read (from any thread): `@unchecked Sendable` for its holds, which are
 /// written only in `init`.
 public final class IndexSnapshot: @unchecked Sendable {
@@ -105,13 +105,13 @@ public final class IndexSnapshot: @unchecked Sendable {
         // Runs of neighbouring slots make small tree items only in space order; a table in
         // another order (an index cache written so) gets one item per camera.
         let run = blocks == nil ? 1 : Self.treeRun
-        treeRun = run
-        let expected = Self.treeItemCount(cameras: table.count, run: run)
-        if let tree, tree.count == expected {
+        slotsPerItem = run
+        if let tree, tree.count == Self.treeItemCount(cameras: table.count, run: run) {
             self.tree = tree
         } else if let tree, !(run == 1 && tree.count == Self.treeItemCount(cameras: table.count)) {
             throw RegistryError(.validation, "the index tree has \(tree.count) items for \(table.count) cameras")
         } else {
+            // No tree given, or one of runs given for a table found out of space order.
             self.tree = try withExtendedLifetime(table) {
                 let records = table.records
                 return try Self.buildTree(count: table.count, run: run) { (records[$0].lat, records[$0].lon) }
@@ -127,7 +127,7 @@ public final class IndexSnapshot: @unchecked Sendable {
     public static let treeRun = 8
 
     /// This snapshot's slots per tree item: ``treeRun``, or 1 when the table is not in space order.
-    let treeRun: Int
+    let slotsPerItem: Int
 
     /// Number of tree items over `cameras` slots, `run` slots an item.
     public static func treeItemCount(cameras: Int, run: Int = treeRun) -> Int { (cameras + run - 1) / run }
@@ -163,7 +163,7 @@ public final class IndexSnapshot: @unchecked Sendable {
         try tree.query(minX: minLon, minY: minLat, maxX: maxLon, maxY: maxLat, context: context, into: &items)
         let records = table.records, n = table.count
         for item in items {
-            for s in (item * treeRun)..<min((item + 1) * treeRun, n) {
+            for s in (item * slotsPerItem)..<min((item + 1) * slotsPerItem, n) {
                 let lat = records[s].lat, lon = records[s].lon
                 if lon >= minLon, lon <= maxLon, lat >= minLat, lat <= maxLat { slots.append(s) }
             }

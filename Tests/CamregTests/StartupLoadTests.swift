@@ -187,13 +187,13 @@ struct StartupLoadTests {
         }
         #expect(fromUnordered.fingerprint == packed.fingerprint && fromUnordered.tree.count == IndexSnapshot.treeItemCount(cameras: reference.count))
         // Out of space order, runs of slots would make wide tree items: one camera an item instead.
-        #expect(unorderedIndex.readView.snapshot.treeRun == 1 && unorderedIndex.readView.snapshot.blocks == nil)
+        #expect(unorderedIndex.readView.snapshot.slotsPerItem == 1 && unorderedIndex.readView.snapshot.blocks == nil)
         #expect(packed.fingerprint == back.fingerprint)
         // The STRtree built beside the table (from the file's positions) holds the table's runs
         // of slots: searches answer as over an index built from the decoded cameras.
         #expect(packed.tree.count == IndexSnapshot.treeItemCount(cameras: packed.table.count) && packed.table.count > 100)
         let fromFile = try CameraIndex(table: packed.table, tree: packed.tree)
-        #expect(fromFile.readView.snapshot.treeRun == IndexSnapshot.treeRun && fromFile.readView.snapshot.blocks != nil)
+        #expect(fromFile.readView.snapshot.slotsPerItem == IndexSnapshot.treeRun && fromFile.readView.snapshot.blocks != nil)
         let fromValues = try CameraIndex(cameras: back.cameras)
         for cam in back.cameras.prefix(40) {
             let a = try fromFile.near(lat: cam.lat, lon: cam.lon, radius: 300, limit: 1000).map { ($0.ref.id, $0.distance) }
