@@ -19,13 +19,6 @@ public struct NearHit: Sendable {
     /// The camera, as a value (built from the index's packed table).
     public var camera: Camera { ref.camera }
 
-    init(ref: CameraRef, distance: Double, bearing: Double, heading: Double?, fov: Double, range: Double) {
-        self.ref = ref
-        self.distance = distance
-        self.bearing = bearing
-        sees = Sector.sees(distance: distance, azimuth: bearing, heading: heading, fov: fov, range: range)
-    }
-
     /// A hit whose sector test was made already.
     init(ref: CameraRef, distance: Double, bearing: Double, sees: Bool) {
         self.ref = ref
@@ -34,9 +27,10 @@ public struct NearHit: Sendable {
         self.sees = sees
     }
 
-    /// A hit on `ref`, its field of view read from it.
+    /// A hit on `ref`, its sector test made with the field of view read from it.
     init(ref: CameraRef, distance: Double, bearing: Double) {
-        self.init(ref: ref, distance: distance, bearing: bearing, heading: ref.heading, fov: ref.fov, range: ref.range)
+        self.init(ref: ref, distance: distance, bearing: bearing,
+                  sees: Sector.sees(distance: distance, azimuth: bearing, heading: ref.heading, fov: ref.fov, range: ref.range))
     }
 }
 
@@ -162,10 +156,11 @@ public final class IndexSnapshot: @unchecked Sendable {
         items.reserveCapacity(16)
         try tree.query(minX: minLon, minY: minLat, maxX: maxLon, maxY: maxLat, context: context, into: &items)
         let records = table.records, n = table.count
+        let box: GeodesicDisc.Box = (minLon, minLat, maxLon, maxLat)
         for item in items {
-            for s in (item * slotsPerItem)..<min((item + 1) * slotsPerItem, n) {
-                let lat = records[s].lat, lon = records[s].lon
-                if lon >= minLon, lon <= maxLon, lat >= minLat, lat <= maxLat { slots.append(s) }
+            for s in (item * slotsPerItem)..<min((item + 1) * slotsPerItem, n)
+            where GeodesicDisc.box(box, contains: records[s].lat, records[s].lon) {
+                slots.append(s)
             }
         }
     }
@@ -423,9 +418,8 @@ public final class CameraIndex: @unchecked Sendable {
                     guard let count = blocks.runs(covering: disc, into: runs) else { return false }
                     for run in runs[..<count] {
                         let box = disc.boxes[run.box]
-                        for i in run.start..<run.end {
-                            let lat = records[i].lat, lon = records[i].lon
-                            if lon >= box.minLon, lon <= box.maxLon, lat >= box.minLat, lat <= box.maxLat { consider(i) }
+                        for i in run.start..<run.end where GeodesicDisc.box(box, contains: records[i].lat, records[i].lon) {
+                            consider(i)
                         }
                     }
                     return true

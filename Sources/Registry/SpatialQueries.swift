@@ -781,7 +781,12 @@ struct GeodesicDisc {
 
     /// Whether (lat, lon) is in one of the boxes.
     func mayContain(lat: Double, lon: Double) -> Bool {
-        boxes.contains { lon >= $0.minLon && lon <= $0.maxLon && lat >= $0.minLat && lat <= $0.maxLat }
+        boxes.contains { Self.box($0, contains: lat, lon) }
+    }
+
+    /// Whether (lat, lon) is in the closed box `b` (as GEOS's envelope test takes a point).
+    @inline(__always) static func box(_ b: Box, contains lat: Double, _ lon: Double) -> Bool {
+        lon >= b.minLon && lon <= b.maxLon && lat >= b.minLat && lat <= b.maxLat
     }
 }
 
