@@ -24,15 +24,30 @@ struct BlockDirectoryTests {
         }
     }
 
-    @Test("a block's number is the top half of every Hilbert key in it")
-    func blockNumbersAreKeyPrefixes() {
+    /// A block's cameras are one run of the Hilbert-sorted table only if a block is exactly an
+    /// aligned square of the curve: the points of one block share the top half of their keys,
+    /// and points of different blocks do not.
+    @Test("points share a block exactly when their Hilbert keys share the top half")
+    func blocksAreHilbertSquares() {
         var rng = SeededRandom(seed: 71)
         var points: [(Double, Double)] = [(-90, -180), (90, 180), (0, 0), (-90, 180), (90, -180), (11.05, 106.6)]
         for _ in 0..<20_000 { points.append((Double.random(in: -90...90, using: &rng), Double.random(in: -180...180, using: &rng))) }
-        for (lat, lon) in points {
-            let key = CameraTable.hilbertKey(lat: lat, lon: lon)
-            #expect(UInt64(BlockDirectory.block(lat: lat, lon: lon)) == key >> 32, "(\(lat), \(lon))")
+        // Crowded places too, so that many points share blocks and neighbour blocks meet.
+        for (lat, lon) in [(11.05, 106.6), (-33.9, 151.2), (0, 179.999), (89.999, -0.01)] {
+            for _ in 0..<5_000 {
+                points.append((min(90, lat + Double.random(in: -0.02...0.02, using: &rng)),
+                               min(180, lon + Double.random(in: -0.02...0.02, using: &rng))))
+            }
         }
+        var prefixOf: [UInt32: UInt64] = [:], blockOf: [UInt64: UInt32] = [:]
+        var shared = 0
+        for (lat, lon) in points {
+            let block = BlockDirectory.block(lat: lat, lon: lon)
+            let prefix = CameraTable.hilbertKey(lat: lat, lon: lon) >> 32
+            if let p = prefixOf[block] { shared += 1; #expect(p == prefix, "(\(lat), \(lon))") } else { prefixOf[block] = prefix }
+            if let b = blockOf[prefix] { #expect(b == block, "(\(lat), \(lon))") } else { blockOf[prefix] = block }
+        }
+        #expect(shared > 10_000)
     }
 
     @Test("every slot is in the run of its own block, once")
