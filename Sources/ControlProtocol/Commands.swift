@@ -138,7 +138,11 @@ public struct OptionSpec: Sendable {
 
 /// One row of the command table: words, arguments, options, help and the parser of the command.
 /// `HELP` is generated from the same table that dispatches.
-public struct CommandSpec: Sendable {
+///
+/// A class: every parsed ``Request`` holds its command's row, and a row is a dozen references
+/// (words, roles, options, help); as a struct each copy of a request counted every one of them up
+/// and down again.
+public final class CommandSpec: Sendable {
     /// The command words, upper case (`["CAMERA", "GET"]`).
     public let words: [String]
     /// Who may run it, whether it needs `case=`, and when it is audited.
@@ -153,9 +157,20 @@ public struct CommandSpec: Sendable {
     public let summary: String
     /// Builds the typed command from the arguments and options (already checked for arity and names).
     let build: @Sendable (_ args: [String], _ options: [String: String], _ limits: ProtocolLimits) throws(ProtocolError) -> Command
-
     /// The command's name (`CAMERA GET`).
-    public var name: String { words.joined(separator: " ") }
+    public let name: String
+
+    init(words: [String], access: Access, arguments: [String], optionalArguments: Int, options: [OptionSpec], summary: String,
+         build: @escaping @Sendable (_ args: [String], _ options: [String: String], _ limits: ProtocolLimits) throws(ProtocolError) -> Command) {
+        self.words = words
+        self.access = access
+        self.arguments = arguments
+        self.optionalArguments = optionalArguments
+        self.options = options
+        self.summary = summary
+        self.build = build
+        name = words.joined(separator: " ")
+    }
 
     /// The usage line (`NEAR <lat> <lon> radius=<m> [limit=<n>]`).
     public var synopsis: String {
