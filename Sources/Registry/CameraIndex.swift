@@ -43,24 +43,39 @@ struct FoundHit {
     var source: Int
     var sees: Bool
 
-    /// Sorts `hits` by `before`: by insertion when there are few (no buffer, no calls through
-    /// the generic sort), else by the standard library's sort.
-    static func sort(_ hits: inout [FoundHit], by before: (FoundHit, FoundHit) -> Bool) {
+    /// Sorts `hits` nearest first, hits at equal distances (rare) by `tie`. The distances are
+    /// compared inline (by insertion when there are few, else by the standard library's sort
+    /// with a literal closure, which it specialises); `tie` is called only inside a run of equal
+    /// distances. (With one comparator for both, every comparison of a big answer went through
+    /// the closure: 10 % of an answer's time at a million cameras.)
+    static func sort(_ hits: inout [FoundHit], tie: (FoundHit, FoundHit) -> Bool) {
         guard hits.count > 1 else { return }
-        guard hits.count <= 48 else {
-            hits.sort(by: before)
-            return
-        }
         hits.withUnsafeMutableBufferPointer { b in
-            for i in 1..<b.count {
-                let x = b[i]
-                var j = i
-                while j > 0, before(x, b[j - 1]) {
-                    b[j] = b[j - 1]
-                    j -= 1
-                }
-                b[j] = x
+            if b.count <= 48 {
+                insertionSort(b, 0..<b.count) { $0.distance < $1.distance }
+            } else {
+                b.sort { $0.distance < $1.distance }
             }
+            var i = 0
+            while i < b.count - 1 {
+                var j = i + 1
+                while j < b.count, b[j].distance == b[i].distance { j += 1 }
+                if j - i > 1 { insertionSort(b, i..<j, by: tie) }
+                i = j
+            }
+        }
+    }
+
+    @inline(__always)
+    private static func insertionSort(_ b: UnsafeMutableBufferPointer<FoundHit>, _ range: Range<Int>, by before: (FoundHit, FoundHit) -> Bool) {
+        for i in range.dropFirst() {
+            let x = b[i]
+            var j = i
+            while j > range.lowerBound, before(x, b[j - 1]) {
+                b[j] = b[j - 1]
+                j -= 1
+            }
+            b[j] = x
         }
     }
 }
@@ -443,7 +458,7 @@ public final class CameraIndex: @unchecked Sendable {
         }
         // Nearest first; equal distances are rare: only then are ids compared.
         func id(_ f: FoundHit) -> String { f.source >= 0 ? table.id(at: f.source) : deltaHits[-1 - f.source].id }
-        FoundHit.sort(&found) { a, b in a.distance != b.distance ? a.distance < b.distance : id(a).utf8.lexicographicallyPrecedes(id(b).utf8) }
+        FoundHit.sort(&found) { a, b in id(a).utf8.lexicographicallyPrecedes(id(b).utf8) }
         let kept = found.prefix(limit)
         table.prefetch(kept.lazy.compactMap { $0.source >= 0 ? $0.source : nil })
         let hold = s.hold

@@ -78,11 +78,25 @@ struct BlockDirectoryTests {
             cams.append(SpatialQueryTests.camera("Z-\(i)", 11.07 + Double.random(in: -0.0004...0.0004, using: &rng),
                                                  106.62 + Double.random(in: -0.0004...0.0004, using: &rng)))
         }
+        // Exact ties: ten cameras on each of twelve spots, four of them added after the build
+        // (the search finds the delta's last; their ids sort first).
+        var late: [Camera] = []
+        let spots: [(Double, Double)] = (0..<12).map { (s: Int) -> (Double, Double) in (11.0 + 0.009 * Double(s), 106.56 + 0.008 * Double(s)) }
+        for (s, (lat, lon)) in spots.enumerated() {
+            for k in 0..<6 { cams.append(SpatialQueryTests.camera("T-\(s)-\(k)", lat, lon)) }
+            for k in 0..<4 { late.append(SpatialQueryTests.camera("S-\(s)-\(k)", lat, lon)) }
+        }
         let index = try CameraIndex(cameras: cams)
+        for c in late { index.upsert(c) }
+        cams += late
         let directory = try #require(index.readView.snapshot.blocks)
         var byBlocks = 0, byTree = 0
         var queries: [(Double, Double, Double)] = []
         for radius in [1.0, 30, 200, 500, 800, 3_000] {
+            // On a spot (ten hits at distance 0) and beside one (ten at one distance).
+            let spot = spots[Int.random(in: 0..<spots.count, using: &rng)]
+            queries.append((spot.0, spot.1, radius))
+            queries.append((spot.0 + 0.0002, spot.1 - 0.0001, radius))
             for _ in 0..<40 {
                 queries.append((Double.random(in: 10.99...11.11, using: &rng), Double.random(in: 106.54...106.66, using: &rng), radius))
             }
