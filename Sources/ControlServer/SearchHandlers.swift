@@ -56,13 +56,12 @@ extension RegistryService {
         let now = Date()
         // With sees=only, look past the limit: the nearest cameras may not see the point.
         let found = try index.near(lat: q.lat, lon: q.lon, radius: q.radius, limit: q.search.seesOnly ? limits.maxLimit * 10 : q.limit)
-        return render(pointHits(found, lat: q.lat, lon: q.lon, window: w, now: now), search: q.search, window: w, limit: q.limit)
+        return render(pointHits(found, lat: q.lat, lon: q.lon, window: w, now: now), search: q.search, window: w, limit: q.limit, inOrder: true)
     }
 
     /// Search hits for a point incident: `sees` by the exact sector test, footage for the window;
-    /// in the search's order (nearest first), so that ``render(_:search:window:limit:routeOrder:)``
-    /// finds them ranked already (its insertion sort would move every hit past every other one
-    /// if they came in reverse).
+    /// in the search's order (nearest first, ties by id), which ``render(_:search:window:limit:inOrder:)``
+    /// then keeps.
     func pointHits(_ input: consuming [NearHit], lat: Double, lon: Double, window w: IncidentWindow?, now: Date) -> [SearchHit] {
         var found = input
         let n = found.count
@@ -85,7 +84,7 @@ extension RegistryService {
         let w = try incidentWindow(q.search)
         let now = Date()
         let found = try index.nearest(lat: q.lat, lon: q.lon, k: q.k, maxDistance: q.maxDistance)
-        return render(pointHits(found, lat: q.lat, lon: q.lon, window: w, now: now), search: q.search, window: w, limit: q.k)
+        return render(pointHits(found, lat: q.lat, lon: q.lon, window: w, now: now), search: q.search, window: w, limit: q.k, inOrder: true)
     }
 
     func handleAlong(_ q: AlongQuery) throws -> Reply {
@@ -152,7 +151,7 @@ extension RegistryService {
                                   sees: sees, footage: footage(ref, own, now: now), window: vertexTimes == nil ? nil : own,
                                   alongMetres: h.alongMetres))
         }
-        return render(hits, search: q.search, window: w, limit: q.limit, routeOrder: true)
+        return render(hits, search: q.search, window: w, limit: q.limit, inOrder: true)
     }
 
     func handleWithin(_ q: WithinQuery) throws -> Reply {
@@ -186,7 +185,7 @@ extension RegistryService {
             hits.append(SearchHit(camera: ref, distance: 0, bearing: (g.azimuth1 + 360).truncatingRemainder(dividingBy: 360),
                                   sees: sees, footage: footage(ref, w, now: now)))
         }
-        return render(hits, search: q.search, window: w, limit: q.limit, routeOrder: true)
+        return render(hits, search: q.search, window: w, limit: q.limit, inOrder: true)
     }
 
     static func coordinates(of g: Geometry) throws -> [(Double, Double)] {
@@ -199,8 +198,11 @@ extension RegistryService {
         }
     }
 
-    /// The common answer: filter (sees=only), rank (order=), cut to `limit`, render.
-    func render(_ input: consuming [SearchHit], search: SearchOptions, window: IncidentWindow?, limit: Int, routeOrder: Bool = false) -> Reply {
+    /// The common answer: filter (sees=only), rank (order=), cut to `limit`, render. `inOrder`:
+    /// the hits come in the answer's order already (NEAR and NEAREST nearest first, ties by id,
+    /// as the index returns them; ALONG by route position; WITHIN by id), so only `order=urgency`
+    /// sorts them.
+    func render(_ input: consuming [SearchHit], search: SearchOptions, window: IncidentWindow?, limit: Int, inOrder: Bool = false) -> Reply {
         // Taken over, not copied: sorting a shared array would copy every hit (and retain its camera).
         var hits = input
         if search.seesOnly { hits.removeAll { !$0.sees } }
@@ -215,7 +217,7 @@ extension RegistryService {
                 if a.distance != b.distance { return a.distance < b.distance }
                 return a.camera.id.utf8.lexicographicallyPrecedes(b.camera.id.utf8)
             }
-        } else if !routeOrder {
+        } else if !inOrder {
             hits.sort { $0.distance != $1.distance ? $0.distance < $1.distance : $0.camera.id.utf8.lexicographicallyPrecedes($1.camera.id.utf8) }
         }
         if hits.count > limit { hits.removeSubrange(limit...) }
