@@ -218,6 +218,36 @@ struct ProtocolTests {
         }
     }
 
+    /// Plain decimals are read by the fast path (digits ÷ a power of ten) to the very double that
+    /// `Double(_:)` (strtod) reads, sign and zero included; every other spelling is left to it.
+    @Test func plainDecimalsMatchStrtod() throws {
+        var rng = SystemRandomNumberGenerator()
+        var texts = ["0", "-0", "+0", "0.0", "-0.000", "00012.3400", "1", "-1", "90", "-90", "180", "11.1", "106.61234567",
+                     "0.1", "0.2", "0.3", "1.005", "2.675", "9007199254740993", "999999999999999", "9999999999999999",
+                     "123456789012345", "1234567890123456", "0.0000000000000000000001", "0.00000000000000000000001",
+                     "1.", ".5", "+.5", "-", "+", "", "1e2", "1E-2", "1.5e3", "0x10", "1_0", " 1", "1 ", "--1", "+-1",
+                     "nan", "inf", "12,5", "1.2.3", "٣"]
+        let digits = Array("0123456789")
+        func run(_ n: Int) -> String { String((0..<n).map { _ in digits[Int.random(in: 0..<10, using: &rng)] }) }
+        for _ in 0..<40_000 {
+            let sign = ["", "-", "+"][Int.random(in: 0..<3, using: &rng)]
+            let whole = run(Int.random(in: 1...9, using: &rng))
+            let fraction = Int.random(in: 0...3, using: &rng) == 0 ? "" : "." + run(Int.random(in: 1...17, using: &rng))
+            texts.append(sign + whole + fraction)
+        }
+        var fast = 0
+        for t in texts {
+            let expected = Values.isDecimal(t) ? Double(t) : nil
+            guard let v = Values.plainDecimal(t) else { continue }
+            fast += 1
+            #expect(v.bitPattern == expected?.bitPattern, "\(t): \(v) against \(String(describing: expected))")
+        }
+        #expect(fast > 20_000)
+        #expect(Values.plainDecimal("1e2") == nil && Values.plainDecimal("1.") == nil && Values.plainDecimal("1234567890123456") == nil)
+        #expect(try Values.double("-0", field: "x").sign == .minus)
+        #expect(try Values.double("1e2", field: "x") == 100)
+    }
+
     /// The `NEAR` fast path gives the general parser's command for every line it takes, and
     /// leaves every other line (other spellings, errors, envelope options) to it; it takes most
     /// plain lines.
