@@ -21,6 +21,13 @@ import NIOCore
 /// connection whose reads are held back (a write in flight, a pipelined queue) waits as long as it
 /// must, up to the server's drain timeout.
 ///
+/// Timers: a connection with no read for the idle timeout while no request is in flight gets an
+/// `idle_timeout` line and is closed; one whose client reads none of its answers for the
+/// write-stall timeout (the socket stays above its high-water mark) is closed. They live here,
+/// not in handlers of their own (NIO's `IdleStateHandler` and a guard, as before): every handler
+/// in the pipeline is a hop for each read, read-complete, read request, write and flush of every
+/// request, and the round trip is what a request without pipelining pays for.
+///
 /// Not `Sendable`: every method runs on the channel's event loop; the task's result comes back
 /// through `NIOLoopBound`.
 final class ConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler {
@@ -43,8 +50,15 @@ final class ConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler {
 
     private let server: ControlServer
     private let service: RegistryService
-    private let activity: ConnectionActivity
     private let tcp: Bool
+    private let idleTimeout: TimeAmount?
+    private let writeStallTimeout: TimeAmount
+    /// Lines read and not yet answered (the idle timer leaves such a connection alone).
+    private var inFlight = 0
+    /// When the socket was last read (partial lines count).
+    private var lastRead = NIODeadline.now()
+    private var idleTimer: Scheduled<Void>?
+    private var stallTimer: Scheduled<Void>?
     private var session: ConnectionSession?
     private var queue = CircularBuffer<Item>(initialCapacity: 4)
     /// A task is answering a request, or the session is being set up.
@@ -65,11 +79,12 @@ final class ConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler {
     /// whether anything happened since it was scheduled.
     private var readGeneration: UInt64 = 0
 
-    init(server: ControlServer, service: RegistryService, activity: ConnectionActivity, tcp: Bool) {
+    init(server: ControlServer, service: RegistryService, tcp: Bool, idleTimeout: TimeAmount?, writeStallTimeout: TimeAmount) {
         self.server = server
         self.service = service
-        self.activity = activity
         self.tcp = tcp
+        self.idleTimeout = idleTimeout
+        self.writeStallTimeout = writeStallTimeout
     }
 
     func handlerAdded(context: ChannelHandlerContext) {
@@ -77,6 +92,7 @@ final class ConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler {
     }
 
     func handlerRemoved(context: ChannelHandlerContext) {
+        stopTimers()
         self.context = nil
     }
 
@@ -94,6 +110,8 @@ final class ConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler {
         }
         admitted = true
         service.connectionOpened()
+        lastRead = .now()
+        if let idleTimeout { scheduleIdleCheck(in: idleTimeout) }
         let loopBound = NIOLoopBound(self, eventLoop: context.eventLoop)
         server.session(for: context.channel, tcp: tcp).whenComplete { result in
             let handler = loopBound.value
@@ -112,13 +130,14 @@ final class ConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler {
         }
         queue.removeAll()
         session?.closed()
+        stopTimers()
         context.fireChannelInactive()
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         guard !closing else { return }
         readGeneration &+= 1
-        activity.started()
+        inFlight += 1
         let line = unwrapInboundIn(data)
         if busy || !queue.isEmpty {
             queue.append(.line(line))
@@ -128,6 +147,7 @@ final class ConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler {
     }
 
     func channelReadComplete(context: ChannelHandlerContext) {
+        if idleTimeout != nil { lastRead = .now() }
         flushIfNeeded()
         context.fireChannelReadComplete()
     }
@@ -141,7 +161,14 @@ final class ConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler {
     }
 
     func channelWritabilityChanged(context: ChannelHandlerContext) {
-        if context.channel.isWritable { resumeReading() }
+        if context.channel.isWritable {
+            stallTimer?.cancel()
+            stallTimer = nil
+            resumeReading()
+        } else if stallTimer == nil {
+            let channel = context.channel  // Sendable, unlike the context
+            stallTimer = context.eventLoop.scheduleTask(in: writeStallTimeout) { channel.close(promise: nil) }
+        }
         context.fireChannelWritabilityChanged()
     }
 
@@ -206,7 +233,7 @@ final class ConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler {
         pending!.writeBytes(reply.json)
         pending!.writeInteger(UInt8(ascii: "\n"))
         unflushed = true
-        activity.finished()
+        inFlight = max(0, inFlight - 1)
         if reply.close {
             closing = true
             flushIfNeeded()
@@ -261,6 +288,45 @@ final class ConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler {
                 handler.scheduleQuietCheck()
             }
         }
+    }
+
+    /// Checks, `delay` from now, whether the connection has been idle for the idle timeout
+    /// (nothing read, nothing in flight); if so it says `idle_timeout` and closes, otherwise it
+    /// checks again when the timeout would next run out.
+    private func scheduleIdleCheck(in delay: TimeAmount) {
+        guard let context, let idleTimeout else { return }
+        let loopBound = NIOLoopBound(self, eventLoop: context.eventLoop)
+        idleTimer = context.eventLoop.scheduleTask(in: delay) {
+            let handler = loopBound.value
+            guard !handler.closing, handler.context != nil else { return }
+            let quiet = NIODeadline.now() - handler.lastRead
+            if quiet < idleTimeout {
+                handler.scheduleIdleCheck(in: idleTimeout - quiet)
+            } else if handler.inFlight > 0 || handler.busy || !handler.queue.isEmpty {
+                handler.scheduleIdleCheck(in: idleTimeout)  // a slow request is not cut off
+            } else {
+                handler.closeIdle()
+            }
+        }
+    }
+
+    private func closeIdle() {
+        guard let context, !closing else { return }
+        service.idleClosed()
+        flushIfNeeded()
+        closing = true
+        let err = ProtocolError(.idleTimeout, "no request for too long; closing")
+        var buffer = context.channel.allocator.buffer(capacity: 120)
+        buffer.writeString(err.json + "\n")
+        let channel = context.channel  // Sendable, unlike the context
+        context.writeAndFlush(wrapOutboundOut(buffer)).whenComplete { _ in channel.close(promise: nil) }
+    }
+
+    private func stopTimers() {
+        idleTimer?.cancel()
+        idleTimer = nil
+        stallTimer?.cancel()
+        stallTimer = nil
     }
 
     private func closeIfDone() {

@@ -173,17 +173,14 @@ public final class ControlServer: Service, Sendable {
         logger.info("control socket closed")
     }
 
-    /// The pipeline of a connection: idle and slow-reader guards, capped line decoder, the
-    /// request handler.
+    /// The pipeline of a connection: the capped line decoder, then the request handler (which
+    /// also keeps the idle and slow-reader timers).
     private func setUp(_ channel: Channel, tcp: Bool) throws {
         let sync = channel.pipeline.syncOperations
-        let activity = ConnectionActivity()
-        if options.idleTimeout > .zero {
-            try sync.addHandler(IdleStateHandler(readTimeout: options.idleTimeout))
-        }
-        try sync.addHandler(ConnectionGuard(activity: activity, service: service, writeStallTimeout: options.writeStallTimeout))
         try sync.addHandler(ByteToMessageHandler(LineBasedFrameDecoder(), maximumBufferSize: service.limits.maxLineBytes + 2))
-        try sync.addHandler(ConnectionHandler(server: self, service: service, activity: activity, tcp: tcp))
+        try sync.addHandler(ConnectionHandler(server: self, service: service, tcp: tcp,
+                                              idleTimeout: options.idleTimeout > .zero ? options.idleTimeout : nil,
+                                              writeStallTimeout: options.writeStallTimeout))
     }
 
     /// Counts a new connection in, unless the server holds its maximum.
@@ -272,70 +269,4 @@ struct PeerCredentials: Sendable {
     var pid: Int32 = 0
     var uid: UInt32 = 0
     var gid: UInt32 = 0
-}
-
-/// Whether a request is being answered on a connection (the idle timer ignores busy ones).
-/// Counted by ``ConnectionHandler`` (a line read, a reply written), read by ``ConnectionGuard``;
-/// touched only on the channel's event loop. Not a handler of its own: a pipeline stage just to
-/// count lines cost every line a hop through the pipeline.
-final class ConnectionActivity {
-    private var busy = 0
-
-    var isBusy: Bool { busy > 0 }
-
-    /// A request line has been read.
-    func started() { busy += 1 }
-
-    /// One request has been answered.
-    func finished() { busy = max(0, busy - 1) }
-}
-
-/// Closes idle connections (no request for the idle timeout while none is in flight) with an
-/// `idle_timeout` line, and disconnects clients that stop reading their answers for longer
-/// than the write-stall timeout.
-final class ConnectionGuard: ChannelDuplexHandler, @unchecked Sendable {
-    typealias InboundIn = ByteBuffer
-    typealias InboundOut = ByteBuffer
-    typealias OutboundIn = ByteBuffer
-    typealias OutboundOut = ByteBuffer
-
-    private let activity: ConnectionActivity
-    private let service: RegistryService
-    private let writeStallTimeout: TimeAmount
-    private var stallTimer: Scheduled<Void>?
-
-    init(activity: ConnectionActivity, service: RegistryService, writeStallTimeout: TimeAmount) {
-        self.activity = activity
-        self.service = service
-        self.writeStallTimeout = writeStallTimeout
-    }
-
-    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
-        if let e = event as? IdleStateHandler.IdleStateEvent, e == .read {
-            guard !activity.isBusy else { return }
-            service.idleClosed()
-            let err = ProtocolError(.idleTimeout, "no request for too long; closing")
-            var buffer = context.channel.allocator.buffer(capacity: 120)
-            buffer.writeString(err.json + "\n")
-            let channel = context.channel  // Sendable, unlike the context
-            context.writeAndFlush(wrapOutboundOut(buffer)).whenComplete { _ in channel.close(promise: nil) }
-            return
-        }
-        context.fireUserInboundEventTriggered(event)
-    }
-
-    func channelWritabilityChanged(context: ChannelHandlerContext) {
-        if context.channel.isWritable {
-            stallTimer?.cancel()
-            stallTimer = nil
-        } else if stallTimer == nil {
-            let channel = context.channel  // Sendable, unlike the context
-            stallTimer = context.eventLoop.scheduleTask(in: writeStallTimeout) { channel.close(promise: nil) }
-        }
-        context.fireChannelWritabilityChanged()
-    }
-
-    func handlerRemoved(context: ChannelHandlerContext) {
-        stallTimer?.cancel()
-    }
 }
