@@ -506,22 +506,21 @@ public enum Values {
                 i += 1
             }
             var m: UInt64 = 0
-            var significant = 0, integerDigits = 0, fractionDigits = 0
-            while i < n, b[i] >= 0x30, b[i] <= 0x39 {
-                m = m &* 10 &+ UInt64(b[i] &- 0x30)
-                if m != 0 { significant += 1 }
-                integerDigits += 1
-                i += 1
-            }
-            guard integerDigits > 0 else { return nil }
-            if i < n, b[i] == 0x2E {  // .
-                i += 1
+            var significant = 0, fractionDigits = 0
+            /// Reads a run of digits into `m`; returns how many there were.
+            func digits() -> Int {
+                let start = i
                 while i < n, b[i] >= 0x30, b[i] <= 0x39 {
                     m = m &* 10 &+ UInt64(b[i] &- 0x30)
                     if m != 0 { significant += 1 }
-                    fractionDigits += 1
                     i += 1
                 }
+                return i - start
+            }
+            guard digits() > 0 else { return nil }
+            if i < n, b[i] == 0x2E {  // .
+                i += 1
+                fractionDigits = digits()
                 guard fractionDigits > 0 else { return nil }
             }
             guard i == n, significant <= 15, fractionDigits <= 22 else { return nil }

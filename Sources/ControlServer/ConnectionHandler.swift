@@ -100,11 +100,8 @@ final class ConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler {
         guard server.admit(context.channel) else {
             service.connectionRefused()
             closing = true
-            let e = ProtocolError(.tooManyConnections, "the server holds its maximum of \(server.connectionLimit) connections; try again later")
-            var buffer = context.channel.allocator.buffer(capacity: 200)
-            buffer.writeString(e.json + "\n")
-            let channel = context.channel  // Sendable, unlike the context
-            context.writeAndFlush(wrapOutboundOut(buffer)).whenComplete { _ in channel.close(promise: nil) }
+            sayAndClose(ProtocolError(.tooManyConnections, "the server holds its maximum of \(server.connectionLimit) connections; try again later"),
+                        context: context)
             context.fireChannelActive()
             return
         }
@@ -315,9 +312,13 @@ final class ConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler {
         service.idleClosed()
         flushIfNeeded()
         closing = true
-        let err = ProtocolError(.idleTimeout, "no request for too long; closing")
-        var buffer = context.channel.allocator.buffer(capacity: 120)
-        buffer.writeString(err.json + "\n")
+        sayAndClose(ProtocolError(.idleTimeout, "no request for too long; closing"), context: context)
+    }
+
+    /// Writes `error` as the connection's last line, then closes it.
+    private func sayAndClose(_ error: ProtocolError, context: ChannelHandlerContext) {
+        var buffer = context.channel.allocator.buffer(capacity: 200)
+        buffer.writeString(error.json + "\n")
         let channel = context.channel  // Sendable, unlike the context
         context.writeAndFlush(wrapOutboundOut(buffer)).whenComplete { _ in channel.close(promise: nil) }
     }
