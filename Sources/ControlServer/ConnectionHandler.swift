@@ -53,8 +53,6 @@ final class ConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler {
     private let tcp: Bool
     private let idleTimeout: TimeAmount?
     private let writeStallTimeout: TimeAmount
-    /// Lines read and not yet answered (the idle timer leaves such a connection alone).
-    private var inFlight = 0
     /// When the socket was last read (partial lines count).
     private var lastRead = NIODeadline.now()
     private var idleTimer: Scheduled<Void>?
@@ -134,7 +132,6 @@ final class ConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler {
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         guard !closing else { return }
         readGeneration &+= 1
-        inFlight += 1
         let line = unwrapInboundIn(data)
         if busy || !queue.isEmpty {
             queue.append(.line(line))
@@ -230,7 +227,6 @@ final class ConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler {
         pending!.writeBytes(reply.json)
         pending!.writeInteger(UInt8(ascii: "\n"))
         unflushed = true
-        inFlight = max(0, inFlight - 1)
         if reply.close {
             closing = true
             flushIfNeeded()
@@ -299,8 +295,10 @@ final class ConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler {
             let quiet = NIODeadline.now() - handler.lastRead
             if quiet < idleTimeout {
                 handler.scheduleIdleCheck(in: idleTimeout - quiet)
-            } else if handler.inFlight > 0 || handler.busy || !handler.queue.isEmpty {
-                handler.scheduleIdleCheck(in: idleTimeout)  // a slow request is not cut off
+            } else if handler.busy || !handler.queue.isEmpty {
+                // A request is in flight (lines answered at once are done within their turn):
+                // a slow request is not cut off.
+                handler.scheduleIdleCheck(in: idleTimeout)
             } else {
                 handler.closeIdle()
             }
