@@ -179,29 +179,10 @@ public final class CameraTable: @unchecked Sendable {
     /// world (about 1 cm a cell at the equator): points close on the curve are close in space,
     /// and the converse mostly holds, so sorting by it gathers neighbours.
     public static func hilbertKey(lat: Double, lon: Double) -> UInt64 {
-        hilbertIndex(x: gridX(lon: lon), y: gridY(lat: lat), bits: 32)
-    }
-
-    /// The column of `lon` in the 2³² × 2³² grid of ``hilbertKey(lat:lon:)`` (clamped).
-    @inline(__always) static func gridX(lon: Double) -> UInt32 { gridCell(lon, -180, 360) }
-    /// The row of `lat` in the 2³² × 2³² grid of ``hilbertKey(lat:lon:)`` (clamped).
-    @inline(__always) static func gridY(lat: Double) -> UInt32 { gridCell(lat, -90, 180) }
-
-    @inline(__always) private static func gridCell(_ v: Double, _ lo: Double, _ span: Double) -> UInt32 {
-        let x = (v - lo) / span * 4_294_967_296.0
-        return x.isNaN || x <= 0 ? 0 : x >= 4_294_967_295.0 ? .max : UInt32(x)
-    }
-
-    /// The position of cell (x, y) along a Hilbert curve through a 2^bits × 2^bits grid (x and y
-    /// below 2^bits). With `bits` 32 it is ``hilbertKey(lat:lon:)``; with fewer it numbers the
-    /// aligned blocks of that curve: block (x >> k, y >> k) at `32 − k` bits is `key >> 2k` of
-    /// every point in it (the curve visits each aligned block in one run, and the top levels of
-    /// the recursion see only the top bits).
-    @inline(__always) static func hilbertIndex(x: UInt32, y: UInt32, bits: UInt32) -> UInt64 {
-        var x = x, y = y
+        var x = gridX(lon: lon), y = gridY(lat: lat)
         var d: UInt64 = 0
-        var shift: UInt32 = bits &- 1
-        var s: UInt32 = 1 << shift
+        var s: UInt32 = 1 << 31
+        var shift: UInt32 = 31
         while s > 0 {
             let rx = (x >> shift) & 1, ry = (y >> shift) & 1
             d &+= UInt64(s) &* UInt64(s) &* UInt64((3 &* rx) ^ ry)
@@ -219,6 +200,16 @@ public final class CameraTable: @unchecked Sendable {
             shift &-= 1
         }
         return d
+    }
+
+    /// The column of `lon` in the 2³² × 2³² grid of ``hilbertKey(lat:lon:)`` (clamped).
+    @inline(__always) static func gridX(lon: Double) -> UInt32 { gridCell(lon, -180, 360) }
+    /// The row of `lat` in the 2³² × 2³² grid of ``hilbertKey(lat:lon:)`` (clamped).
+    @inline(__always) static func gridY(lat: Double) -> UInt32 { gridCell(lat, -90, 180) }
+
+    @inline(__always) private static func gridCell(_ v: Double, _ lo: Double, _ span: Double) -> UInt32 {
+        let x = (v - lo) / span * 4_294_967_296.0
+        return x.isNaN || x <= 0 ? 0 : x >= 4_294_967_295.0 ? .max : UInt32(x)
     }
 
     /// The text bytes one camera takes in a table (an upper bound: shared members count 5).
