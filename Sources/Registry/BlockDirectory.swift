@@ -54,12 +54,12 @@ final class BlockDirectory: @unchecked Sendable {
         // The runs, in slot order: a block per run when the slots are in space order.
         var found: [Entry] = []
         withExtendedLifetime(table) {
-            let records = table.records
+            let positions = table.positions
             var slot = 0
             while slot < n {
-                let block = Self.block(lat: records[slot].lat, lon: records[slot].lon)
+                let block = Self.block(lat: positions[slot].lat, lon: positions[slot].lon)
                 var end = slot + 1
-                while end < n, Self.block(lat: records[end].lat, lon: records[end].lon) == block { end += 1 }
+                while end < n, Self.block(lat: positions[end].lat, lon: positions[end].lon) == block { end += 1 }
                 found.append(Entry(block: block, start: UInt32(slot), count: UInt32(end - slot)))
                 slot = end
             }

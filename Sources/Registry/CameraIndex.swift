@@ -122,8 +122,8 @@ public final class IndexSnapshot: @unchecked Sendable {
         } else {
             // No tree given, or one of runs given for a table found out of space order.
             self.tree = try withExtendedLifetime(table) {
-                let records = table.records
-                return try Self.buildTree(count: table.count, run: run) { (records[$0].lat, records[$0].lon) }
+                let positions = table.positions
+                return try Self.buildTree(count: table.count, run: run) { (positions[$0].lat, positions[$0].lon) }
             }
         }
         buildSeconds = Double(DispatchTime.now().uptimeNanoseconds - start.uptimeNanoseconds) / 1e9
@@ -170,11 +170,11 @@ public final class IndexSnapshot: @unchecked Sendable {
         var items: [Int] = []
         items.reserveCapacity(16)
         try tree.query(minX: minLon, minY: minLat, maxX: maxLon, maxY: maxLat, context: context, into: &items)
-        let records = table.records, n = table.count
+        let positions = table.positions, n = table.count
         let box: GeodesicDisc.Box = (minLon, minLat, maxLon, maxLat)
         for item in items {
             for s in (item * slotsPerItem)..<min((item + 1) * slotsPerItem, n)
-            where GeodesicDisc.box(box, contains: records[s].lat, records[s].lon) {
+            where GeodesicDisc.box(box, contains: positions[s].lat, positions[s].lon) {
                 slots.append(s)
             }
         }
@@ -417,10 +417,11 @@ public final class CameraIndex: @unchecked Sendable {
         found.reserveCapacity(64 + s.delta.count)
         var deltaHits: [Camera] = []
         try withExtendedLifetime(snap) {
-            let records = table.records
+            let records = table.records, positions = table.positions
             @inline(__always) func consider(_ i: Int) {
+                guard let m = measure(positions[i].lat, positions[i].lon) else { return }
                 let r = records[i]
-                guard r.status != .retired, let m = measure(r.lat, r.lon) else { return }
+                guard r.status != .retired else { return }
                 if !s.delta.isEmpty, s.delta[table.id(at: i)] != nil { return }
                 found.append(FoundHit(distance: m.distance, bearing: m.bearing, source: i,
                                       sees: Sector.sees(distance: m.distance, azimuth: m.bearing, heading: r.heading.isNaN ? nil : r.heading,
@@ -433,7 +434,7 @@ public final class CameraIndex: @unchecked Sendable {
                     guard let count = blocks.runs(covering: disc, into: runs) else { return false }
                     for run in runs[..<count] {
                         let box = disc.boxes[run.box]
-                        for i in run.start..<run.end where GeodesicDisc.box(box, contains: records[i].lat, records[i].lon) {
+                        for i in run.start..<run.end where GeodesicDisc.box(box, contains: positions[i].lat, positions[i].lon) {
                             consider(i)
                         }
                     }

@@ -17,29 +17,26 @@ public enum CameraText: Int, Sendable, CaseIterable {
 ///
 /// A million `Camera` values cost about 280 bytes each, plus a heap object for every string
 /// longer than 15 bytes, plus a dictionary from id to position; copying one for a search hit
-/// retains each of its strings. Here a camera is a 104-byte record plus its text bytes (wards and
-/// registrars stored once per distinct value), a
-/// search reads coordinates and status straight from the records, and ``CameraRef`` reads any
-/// other member in place. Space order puts a search's candidates, which are neighbours, in
+/// retains each of its strings. Here a camera is 16 bytes of coordinates, an 88-byte record and
+/// its text bytes (wards and registrars stored once per distinct value), a search reads
+/// coordinates and status straight from those arrays, and ``CameraRef`` reads any other member
+/// in place. Space order puts a search's candidates, which are neighbours, in
 /// neighbouring records and text (a few cache lines and pages instead of one or two each,
 /// scattered over hundreds of MiB). The id index (4 bytes a camera) makes a binary search the id
 /// lookup (no dictionary) and lets ``CameraIndex/list(after:limit:where:)`` start at the
 /// requested id.
 ///
-/// Immutable once built, so it is read from any thread without locks. The records and the text
-/// are two allocations owned by the table and freed in `deinit` (the one place): readers get
+/// Immutable once built, so it is read from any thread without locks. The positions, records,
+/// id index and text are allocations owned by the table and freed in `deinit` (the one place): readers get
 /// pointers into them that are valid while they hold the table. `@unchecked Sendable`: nothing
 /// is written after `init`.
 public final class CameraTable: @unchecked Sendable {
     /// One camera's fixed-size members. Optional numbers use a sentinel (`NaN`, `Int64.min`),
     /// which a valid camera never holds (``Camera/validate()`` refuses non-finite numbers).
     struct Record: Sendable {
-        var lat: Double
-        var lon: Double
         /// Offset in the arena of the camera's text: for each ``CameraText`` in order, a LEB128
         /// varint `length + 1` (0 = nil) then the UTF-8 bytes, or for a shared member
-        /// (``CameraText/isShared``) a varint `number + 1` (0 = nil) in the shared strings. Next to
-        /// the coordinates, so that the search's read brings it into the cache.
+        /// (``CameraText/isShared``) a varint `number + 1` (0 = nil) in the shared strings.
         var text: UInt32
         var status: CameraStatus
         var siteKind: SiteKind
@@ -61,6 +58,20 @@ public final class CameraTable: @unchecked Sendable {
 
     /// The records, `count` of them (the allocation may be larger), in space order.
     let records: UnsafeMutableBufferPointer<Record>
+
+    /// A camera's coordinates (degrees, WGS84).
+    struct Position {
+        var lat: Double
+        var lon: Double
+    }
+
+    /// The cameras' coordinates, slot by slot, 16 bytes a camera, apart from their records:
+    /// what a search scans to pick its candidates. A small search reads some hundred cameras
+    /// around its point to keep the twenty in its radius; when the coordinates led 104-byte
+    /// records, that was a cache line or two a camera (the load of a candidate's latitude was
+    /// the daemon's hottest instruction at a million cameras, 5 % of its CPU in `perf`); here it
+    /// is a line per four, and only the records of cameras in the radius are read.
+    let positions: UnsafeMutableBufferPointer<Position>
     /// The slots in id order: `byID[rank]` is the slot of the camera with the `rank`-th id.
     let byID: UnsafeMutableBufferPointer<UInt32>
     /// The text arena, `textCount` bytes used.
@@ -76,10 +87,11 @@ public final class CameraTable: @unchecked Sendable {
     let sharedStarts: UnsafeMutableBufferPointer<Int>
 
     /// Bytes held by the records and the text (for statistics).
-    public var bytes: Int { count * (MemoryLayout<Record>.stride + 4) + textCount + sharedText.count + sharedStarts.count * 8 }
+    public var bytes: Int { count * (MemoryLayout<Record>.stride + MemoryLayout<Position>.stride + 4) + textCount + sharedText.count + sharedStarts.count * 8 }
 
     private init(_ b: Builder) {
         records = b.records
+        positions = b.positions
         byID = b.byID
         text = b.text
         count = b.count
@@ -93,6 +105,7 @@ public final class CameraTable: @unchecked Sendable {
 
     deinit {
         free(records.baseAddress)
+        free(positions.baseAddress)
         free(byID.baseAddress)
         free(text.baseAddress)
         free(sharedText.baseAddress)
@@ -257,7 +270,7 @@ public final class CameraTable: @unchecked Sendable {
                                 sharedFrom: self)
             let slots = try Self.spaceOrder(count: n) { rank in
                 let source = Int(sources[rank])
-                return source >= 0 ? Self.hilbertKey(lat: records[source].lat, lon: records[source].lon)
+                return source >= 0 ? Self.hilbertKey(lat: positions[source].lat, lon: positions[source].lon)
                     : Self.hilbertKey(lat: changes[-1 - source].lat, lon: changes[-1 - source].lon)
             }
             for rank in slots.buffer {
@@ -309,8 +322,8 @@ public final class CameraTable: @unchecked Sendable {
         }
     }
 
-    @inline(__always) func lat(_ slot: Int) -> Double { records[slot].lat }
-    @inline(__always) func lon(_ slot: Int) -> Double { records[slot].lon }
+    @inline(__always) func lat(_ slot: Int) -> Double { positions[slot].lat }
+    @inline(__always) func lon(_ slot: Int) -> Double { positions[slot].lon }
     @inline(__always) func isRetired(_ slot: Int) -> Bool { records[slot].status == .retired }
 
     /// The UTF-8 bytes of one text member of the camera in `slot` (`nil` when the member is
@@ -353,7 +366,7 @@ public final class CameraTable: @unchecked Sendable {
     /// while the caller holds this table.
     @usableFromInline
     func view(slot: Int, through last: CameraText) -> CameraView {
-        var v = CameraView(record: records[slot])
+        var v = CameraView(record: records[slot], position: positions[slot])
         var cursor = TextCursor(table: self, slot: slot)
         v.id = cursor.next(.id) ?? UnsafeBufferPointer(start: nil, count: 0)
         guard last.rawValue >= CameraText.address.rawValue else { return v }
@@ -397,7 +410,7 @@ public final class CameraTable: @unchecked Sendable {
     /// The camera in `slot`, as a value.
     public func camera(at slot: Int) -> Camera {
         let r = records[slot]
-        var c = Camera(id: id(at: slot), lat: r.lat, lon: r.lon, siteKind: r.siteKind,
+        var c = Camera(id: id(at: slot), lat: positions[slot].lat, lon: positions[slot].lon, siteKind: r.siteKind,
                        address: string(slot: slot, .address) ?? "", ward: string(slot: slot, .ward) ?? "",
                        heading: r.heading.isNaN ? nil : r.heading, fov: r.fov, range: r.range,
                        mountHeight: r.mountHeight.isNaN ? nil : r.mountHeight, ownerKind: r.ownerKind,
@@ -468,10 +481,11 @@ public final class CameraTable: @unchecked Sendable {
         }
     }
 
-    /// Fills a table's two allocations, sized up front (at most `capacity` records and
+    /// Fills a table's allocations, sized up front (at most `capacity` cameras and
     /// `textBytes` bytes of text); the table takes them over.
     struct Builder {
         let records: UnsafeMutableBufferPointer<Record>
+        let positions: UnsafeMutableBufferPointer<Position>
         /// The id index; the builder's user sets each camera's entry (``CameraTable/byID``).
         let byID: UnsafeMutableBufferPointer<UInt32>
         let text: UnsafeMutableBufferPointer<UInt8>
@@ -487,6 +501,7 @@ public final class CameraTable: @unchecked Sendable {
                 throw RegistryError(.capacity, "the cameras' text (\(textBytes >> 20) MiB) exceeds the index's limit of 4 GiB")
             }
             records = CameraTable.allocate(Record.self, count: capacity)
+            positions = CameraTable.allocate(Position.self, count: capacity)
             byID = CameraTable.allocate(UInt32.self, count: capacity)
             text = CameraTable.allocate(UInt8.self, count: textBytes)
             if let source {
@@ -568,8 +583,9 @@ public final class CameraTable: @unchecked Sendable {
             case .always: schedule = (-1, -1)
             case .daily(let s, let e): schedule = (Int16(s), Int16(e))
             }
+            (positions.baseAddress! + count).initialize(to: Position(lat: c.lat, lon: c.lon))
             (records.baseAddress! + count).initialize(to: Record(
-                lat: c.lat, lon: c.lon, text: UInt32(start),
+                text: UInt32(start),
                 status: c.status, siteKind: c.siteKind, ownerKind: c.ownerKind,
                 scheduleStart: schedule.0, scheduleEnd: schedule.1, retentionDays: Int32(clamping: c.retentionDays),
                 heading: c.heading ?? .nan, fov: c.fov, range: c.range, mountHeight: c.mountHeight ?? .nan,
@@ -592,6 +608,7 @@ public final class CameraTable: @unchecked Sendable {
             UnsafeMutableRawPointer(text.baseAddress! + textCount).copyMemory(from: t.baseAddress! + from, byteCount: end - from)
             textCount += end - from
             (records.baseAddress! + count).initialize(to: r)
+            (positions.baseAddress! + count).initialize(to: table.positions[slot])
             count += 1
         }
     }
@@ -708,9 +725,9 @@ public struct CameraRef: Sendable {
     /// See ``Camera/id``.
     public var id: String { read({ $0.id(at: $1) }, \.id) }
     /// See ``Camera/lat``.
-    public var lat: Double { read({ $0.records[$1].lat }, \.lat) }
+    public var lat: Double { read({ $0.positions[$1].lat }, \.lat) }
     /// See ``Camera/lon``.
-    public var lon: Double { read({ $0.records[$1].lon }, \.lon) }
+    public var lon: Double { read({ $0.positions[$1].lon }, \.lon) }
     /// See ``Camera/heading``; the table stores "none" as NaN.
     public var heading: Double? { read({ let h = $0.records[$1].heading; return h.isNaN ? nil : h }, \.heading) }
     /// See ``Camera/fov``.
@@ -757,8 +774,8 @@ public struct CameraRef: Sendable {
     public func sector() throws -> Sector {
         switch storage {
         case .slot(let h, let s):
-            let r = h.table.records[s]
-            return try Sector(lat: r.lat, lon: r.lon, heading: r.heading.isNaN ? nil : r.heading, fov: r.fov, range: r.range)
+            let r = h.table.records[s], p = h.table.positions[s]
+            return try Sector(lat: p.lat, lon: p.lon, heading: r.heading.isNaN ? nil : r.heading, fov: r.fov, range: r.range)
         case .value(let b):
             return try b.camera.sector()
         }
@@ -791,8 +808,8 @@ public struct CameraView {
     public var ownerName: UnsafeBufferPointer<UInt8>?
     public var ownerPhone: UnsafeBufferPointer<UInt8>?
 
-    init(record r: CameraTable.Record) {
-        lat = r.lat; lon = r.lon
+    init(record r: CameraTable.Record, position p: CameraTable.Position) {
+        lat = p.lat; lon = p.lon
         heading = r.heading.isNaN ? nil : r.heading
         fov = r.fov; range = r.range
         status = r.status; siteKind = r.siteKind; ownerKind = r.ownerKind

@@ -79,10 +79,10 @@ extension CameraIndex {
             candidates.reserve(items.count + deltaCameras.count)
             let table = snapshot.table
             withExtendedLifetime(table) {
-                let records = table.records
+                let records = table.records, positions = table.positions
                 for i in items where records[i].status != .retired {
                     if !delta.isEmpty, delta[table.id(at: i)] != nil { continue }
-                    candidates.append(key: i, lat: records[i].lat, lon: records[i].lon)
+                    candidates.append(key: i, lat: positions[i].lat, lon: positions[i].lon)
                 }
             }
             for (j, c) in deltaCameras.enumerated() { candidates.append(key: -1 - j, lat: c.lat, lon: c.lon) }
@@ -126,9 +126,9 @@ extension CameraIndex {
         }
         let table = snapshot.table
         for i in items {
-            let r = table.records[i]
-            guard r.status != .retired, r.lon >= b.minX, r.lon <= b.maxX, r.lat >= b.minY, r.lat <= b.maxY,
-                  try prepared.intersects(x: r.lon, y: r.lat) else { continue }
+            let r = table.records[i], p = table.positions[i]
+            guard r.status != .retired, p.lon >= b.minX, p.lon <= b.maxX, p.lat >= b.minY, p.lat <= b.maxY,
+                  try prepared.intersects(x: p.lon, y: p.lat) else { continue }
             if !delta.isEmpty, delta[table.id(at: i)] != nil { continue }
             found.append(table.camera(at: i))
         }

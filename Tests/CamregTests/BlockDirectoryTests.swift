@@ -58,8 +58,8 @@ struct BlockDirectoryTests {
         var seen = Set<UInt32>()
         var total = 0
         for slot in 0..<table.count {
-            let r = table.records[slot]
-            let block = BlockDirectory.block(lat: r.lat, lon: r.lon)
+            let p = table.positions[slot]
+            let block = BlockDirectory.block(lat: p.lat, lon: p.lon)
             let run = directory.slots(of: block)
             #expect(run.contains(slot))
             if seen.insert(block).inserted { total += run.count }

@@ -110,9 +110,10 @@ struct CameraTableTests {
         #expect(table.camera(at: table.slot(of: "BC-2")!).address == "second")
     }
 
-    @Test("a record is 104 bytes, and text beyond the 32-bit offsets is refused with a typed error")
+    @Test("a record is 88 bytes and a position 16 (coordinates apart), and text beyond the 32-bit offsets is refused with a typed error")
     func layoutAndCapacity() {
-        #expect(MemoryLayout<CameraTable.Record>.stride == 104)
+        #expect(MemoryLayout<CameraTable.Record>.stride == 88)
+        #expect(MemoryLayout<CameraTable.Position>.stride == 16)
         #expect(throws: RegistryError.self) {
             _ = try CameraTable.Builder(capacity: 1, textBytes: CameraTable.maximumTextBytes + 1)
         }
