@@ -128,6 +128,13 @@ public final class PostgresConnection: @unchecked Sendable {
         return PQstatus(conn) == CONNECTION_OK
     }
 
+    /// The connection's socket (`PQsocket`), e.g. to wait for a result with `poll` before
+    /// reading it; -1 when there is none. Read it, never close it: libpq owns it.
+    public var socketDescriptor: Int32 {
+        lock.lock(); defer { lock.unlock() }
+        return PQsocket(conn)
+    }
+
     /// The server's process id for this connection.
     public var backendPID: Int32 {
         lock.lock(); defer { lock.unlock() }

@@ -4,6 +4,11 @@ import Postgres
 /// One connection to one system. Requests are prepared before timing (`requests[i]` for query
 /// `i`); `send` writes a batch of them without waiting, `receive` reads the next reply in order.
 protocol QueryClient: AnyObject {
+    /// The socket replies arrive on, for `poll` (the event-driven runner).
+    var pollFD: Int32 { get }
+    /// Sends every batch without waiting for its replies, so one thread can drive many clients
+    /// (for PostGIS: libpq's pipeline mode also for a batch of one).
+    var sendsAsync: Bool { get set }
     func send(_ indices: ArraySlice<Int>) throws
     /// The ids of the next reply: their digest, and the ids themselves when `collect` is set.
     func receive(collect: Bool) throws -> (IDSetDigest, [String])
@@ -14,6 +19,8 @@ protocol QueryClient: AnyObject {
 final class CamregClient: QueryClient {
     let stream: UnixStream
     let requests: [[UInt8]]
+    var pollFD: Int32 { stream.fd }
+    var sendsAsync = true
 
     init(socket: String, requests: [[UInt8]], token: String? = nil) throws {
         stream = try UnixStream(path: socket)
@@ -112,6 +119,8 @@ indirect enum RESP {
 final class RedisClient: QueryClient {
     let stream: UnixStream
     let requests: [[UInt8]]
+    var pollFD: Int32 { stream.fd }
+    var sendsAsync = true
 
     init(socket: String, requests: [[UInt8]] = []) throws {
         stream = try UnixStream(path: socket)
@@ -211,6 +220,8 @@ final class PostGISClient: QueryClient {
     private var next = 0
     /// The batch in flight was sent in pipeline mode.
     private var pipelined = false
+    var pollFD: Int32 { connection.socketDescriptor }
+    var sendsAsync = false
 
     init(configuration: PostgresConfiguration, requests: [[String?]]) throws {
         connection = try PostgresConnection(configuration: configuration)
@@ -224,7 +235,7 @@ final class PostGISClient: QueryClient {
         pending.removeAll(keepingCapacity: true)
         next = 0
         pending.append(contentsOf: indices)
-        pipelined = indices.count > 1
+        pipelined = indices.count > 1 || sendsAsync
         if pipelined { try connection.sendPipeline(Self.sql, indices.map { requests[$0] }) }
     }
 

@@ -113,17 +113,57 @@ enum Runner {
     /// the write of its batch to the end of its reply.
     /// `serverPIDs` gives the server's processes (read once the clients are connected): their CPU
     /// time over the run, per query, is reported as `serverCPU`.
-    static func run(system: String, count: Int, connections: Int, depth: Int, serverPIDs: () -> [Int32] = { [] },
+    static func run(system: String, count: Int, connections: Int, depth: Int, driver: Driver = .poll,
+                    serverPIDs: () -> [Int32] = { [] },
                     makeClient: (Int) throws -> QueryClient) throws -> RunResult {
         let clients = try (0..<connections).map { ClientBox(try makeClient($0)) }
+        for box in clients { box.client.sendsAsync = driver == .poll }
         let servers = serverPIDs()
         let server0 = processesCPU(servers)
         let switches0 = processesSwitches(servers)
         let out = RunBuffers(count: count)
-        let done = DispatchSemaphore(value: 0)
         let cores = Double(ProcessInfo.processInfo.activeProcessorCount)
         let cpu0 = processCPUSeconds()
         let t0 = monotonicNanos()
+        switch driver {
+        case .threads: driveThreads(clients, count: count, depth: depth, out: out)
+        case .poll: drivePolled(clients, count: count, depth: depth, out: out)
+        }
+        let seconds = Double(monotonicNanos() - t0) / 1e9
+        let cpu = processCPUSeconds() - cpu0
+        let server1 = processesCPU(servers)
+        let switches1 = processesSwitches(servers)
+        let serverSeconds = (server1.user - server0.user) + (server1.system - server0.system)
+        let serverCPU = servers.isEmpty ? nil : serverSeconds / Double(count) * 1e6
+        let systemShare = servers.isEmpty || serverSeconds <= 0 ? nil : (server1.system - server0.system) / serverSeconds
+        if let e = out.errors.first { throw BenchError("\(system): \(e)") }
+        let sorted = out.latencies.sorted()
+        func pct(_ p: Double) -> Double {
+            guard !sorted.isEmpty else { return 0 }
+            let k = min(sorted.count - 1, Int((p * Double(sorted.count)).rounded(.up)) - 1)
+            return Double(sorted[max(0, k)]) / 1000
+        }
+        let perQuery = { (n: Int) -> Double? in servers.isEmpty ? nil : Double(n) / Double(count) }
+        return RunResult(system: system, connections: connections, depth: depth, queries: count, seconds: seconds,
+                         p50: pct(0.5), p99: pct(0.99), p999: pct(0.999), clientCPU: cpu / (seconds * cores),
+                         digests: out.digests, serverCPU: serverCPU, serverSystemShare: systemShare,
+                         serverPreemptions: perQuery(switches1.involuntary - switches0.involuntary),
+                         serverSleeps: perQuery(switches1.voluntary - switches0.voluntary))
+    }
+
+    /// How the client connections are driven.
+    enum Driver: String, Sendable {
+        /// One thread for all connections: each connection's batch is written, and `poll` says
+        /// whose replies have arrived (as redis-benchmark and memtier drive theirs).
+        case poll
+        /// One thread per connection with blocking reads.
+        case threads
+    }
+
+    /// One thread per connection, blocking I/O.
+    private static func driveThreads(_ clients: [ClientBox], count: Int, depth: Int, out: RunBuffers) {
+        let connections = clients.count
+        let done = DispatchSemaphore(value: 0)
         for t in 0..<connections {
             let box = clients[t]
             let thread = Thread {
@@ -151,25 +191,47 @@ enum Runner {
             thread.start()
         }
         for _ in 0..<connections { done.wait() }
-        let seconds = Double(monotonicNanos() - t0) / 1e9
-        let cpu = processCPUSeconds() - cpu0
-        let server1 = processesCPU(servers)
-        let switches1 = processesSwitches(servers)
-        let serverSeconds = (server1.user - server0.user) + (server1.system - server0.system)
-        let serverCPU = servers.isEmpty ? nil : serverSeconds / Double(count) * 1e6
-        let systemShare = servers.isEmpty || serverSeconds <= 0 ? nil : (server1.system - server0.system) / serverSeconds
-        if let e = out.errors.first { throw BenchError("\(system): \(e)") }
-        let sorted = out.latencies.sorted()
-        func pct(_ p: Double) -> Double {
-            guard !sorted.isEmpty else { return 0 }
-            let k = min(sorted.count - 1, Int((p * Double(sorted.count)).rounded(.up)) - 1)
-            return Double(sorted[max(0, k)]) / 1000
+    }
+
+    /// All connections on the calling thread: every connection's first batch is written, then
+    /// `poll` waits for replies; a connection whose socket is readable has its whole batch read
+    /// (the rest of a batch follows its first reply closely) and its next batch written.
+    private static func drivePolled(_ clients: [ClientBox], count: Int, depth: Int, out: RunBuffers) {
+        let connections = clients.count
+        let mine = (0..<connections).map { t in Array(stride(from: t, to: count, by: connections)) }
+        var next = [Int](repeating: 0, count: connections)       // first query of the batch in flight
+        var sentAt = [UInt64](repeating: 0, count: connections)
+        var fds = clients.map { pollfd(fd: $0.client.pollFD, events: Int16(POLLIN), revents: 0) }
+        var active = 0
+        do {
+            func start(_ t: Int) throws {
+                guard next[t] < mine[t].count else { fds[t].fd = -1; return }
+                sentAt[t] = monotonicNanos()
+                try clients[t].client.send(mine[t][next[t]..<min(next[t] + depth, mine[t].count)])
+                active += 1
+            }
+            for t in 0..<connections { try start(t) }
+            while active > 0 {
+                let n = poll(&fds, nfds_t(connections), -1)
+                if n < 0 {
+                    if errno == EINTR { continue }
+                    throw BenchError("poll: \(String(cString: strerror(errno)))")
+                }
+                for t in 0..<connections where fds[t].fd >= 0 && fds[t].revents != 0 {
+                    fds[t].revents = 0
+                    let batch = mine[t][next[t]..<min(next[t] + depth, mine[t].count)]
+                    for q in batch {
+                        let (digest, _) = try clients[t].client.receive(collect: false)
+                        out.latencies[q] = monotonicNanos() - sentAt[t]
+                        out.digests[q] = digest
+                    }
+                    next[t] += batch.count
+                    active -= 1
+                    try start(t)
+                }
+            }
+        } catch {
+            out.errors.append("\(error)")
         }
-        let perQuery = { (n: Int) -> Double? in servers.isEmpty ? nil : Double(n) / Double(count) }
-        return RunResult(system: system, connections: connections, depth: depth, queries: count, seconds: seconds,
-                         p50: pct(0.5), p99: pct(0.99), p999: pct(0.999), clientCPU: cpu / (seconds * cores),
-                         digests: out.digests, serverCPU: serverCPU, serverSystemShare: systemShare,
-                         serverPreemptions: perQuery(switches1.involuntary - switches0.involuntary),
-                         serverSleeps: perQuery(switches1.voluntary - switches0.voluntary))
     }
 }

@@ -34,6 +34,9 @@ struct CamregBench: ParsableCommand {
     @Option(help: "Pipelining depths (requests in flight per connection), comma-separated.")
     var depths: String = "1,16"
 
+    @Option(help: "How the client drives its connections: poll (one thread for all, as redis-benchmark) or threads (one blocking thread per connection).")
+    var client: String = "poll"
+
     @Option(help: "Rounds per setting: the systems take turns, round after round, and the table shows each system's median round and camregd's median per-round ratio (a shared VM's speed drifts between runs).")
     var rounds: Int = 1
 
@@ -285,6 +288,7 @@ struct CamregBench: ParsableCommand {
             ("redis", { _ in try RedisClient(socket: redisSock, requests: redisReq) }),
             ("postgis", { _ in try PostGISClient(configuration: pgConfig, requests: pgReq) }),
         ]
+        guard let driver = Runner.Driver(rawValue: client) else { throw BenchError("--client must be poll or threads, not \(client)") }
         for (name, make) in systems {   // warm-up: caches, JIT-less plans, page cache
             _ = try Runner.run(system: name, count: min(list.count, 1000), connections: 1, depth: 1, makeClient: make)
         }
@@ -292,7 +296,7 @@ struct CamregBench: ParsableCommand {
             for depth in depthList {
                 for round in 1...max(1, rounds) {
                     for (name, make) in systems {
-                        var r = try Runner.run(system: name, count: list.count, connections: conns, depth: depth,
+                        var r = try Runner.run(system: name, count: list.count, connections: conns, depth: depth, driver: driver,
                                                serverPIDs: serverPIDs[name] ?? { [] }, makeClient: make)
                         r.round = round
                         log(String(format: "%-8@ c=%2d d=%2d  %9.0f q/s  p50 %8.1f µs  p99 %8.1f µs  p99.9 %8.1f µs  server CPU %6.1f µs/q  client CPU %4.1f %%%@",
