@@ -107,33 +107,56 @@ public struct JSONWriter: ~Copyable, @unchecked Sendable {
         return true
     }
 
-    /// Writes `n / 10^digits` (1 ≤ digits ≤ 9) as a decimal: trailing zeros of the fraction dropped.
-    /// The fraction is written at its full width, two digits at a time (``digitPairs``), and the
-    /// zeros are then trimmed off its end: no loop of divisions per digit.
+    /// Writes `n / 10^digits` (1 ≤ digits ≤ 9, |n| < 10¹⁵) as a decimal: trailing zeros of the
+    /// fraction dropped.
     private mutating func appendDecimal(_ n: Int, digits: Int) {
-        var unit: UInt = 1
-        for _ in 0..<digits { unit &*= 10 }
-        let magnitude = n.magnitude
-        let whole = magnitude / unit
-        var fraction = magnitude - whole * unit
-        if n < 0 { out.append(UInt8(ascii: "-")) }
-        appendUInt(whole)
-        guard fraction != 0 else { return }
-        var buf: (UInt64, UInt64) = (0, 0)  // "." and up to nine digits
-        withUnsafeMutableBytes(of: &buf) { b in
-            b[0] = UInt8(ascii: ".")
-            var i = digits
-            while i >= 2 {
-                let q = fraction / 100
-                Self.writePair(Int(fraction - q * 100), into: b, at: i - 1)
-                fraction = q
-                i -= 2
-            }
-            if i == 1 { b[1] = UInt8(truncatingIfNeeded: fraction) + 0x30 }
-            var end = digits + 1
-            while b[end - 1] == UInt8(ascii: "0") { end -= 1 }  // stops at a digit: the fraction is not 0
-            out.append(contentsOf: UnsafeRawBufferPointer(rebasing: b[0..<end]))
+        let p = out.tail(reserving: Self.maximumDecimalBytes)
+        out.advance(by: Self.writeDecimal(n, digits: digits, at: p))
+    }
+
+    /// The most bytes ``writeDecimal(_:digits:at:)`` writes: a sign, 16 digits, a point, and
+    /// room for the leading zeros of a small fraction.
+    static let maximumDecimalBytes = 24
+
+    /// Writes `n / 10^digits` (1 ≤ digits ≤ 9, |n| < 10¹⁵) at `p` as a decimal, trailing zeros
+    /// of the fraction dropped (none left: no point); returns the bytes written. The trailing
+    /// zeros go first, then the digits are written from the last, in place: one pass, no
+    /// buffer to copy (a search answer writes one or two per hit).
+    @inline(__always)
+    static func writeDecimal(_ n: Int, digits: Int, at p: UnsafeMutablePointer<UInt8>) -> Int {
+        var m = n.magnitude
+        var fraction = digits
+        while fraction > 0, m % 10 == 0 {
+            m /= 10
+            fraction -= 1
         }
+        // Digits to write: those of m, and at least one before the point.
+        var length = 1
+        var t = m
+        while t >= 10 {
+            t /= 10
+            length += 1
+        }
+        if length <= fraction { length = fraction + 1 }
+        let sign = n < 0 ? 1 : 0
+        let total = sign + length + (fraction > 0 ? 1 : 0)
+        var i = total
+        for _ in 0..<fraction {
+            i -= 1
+            p[i] = UInt8(truncatingIfNeeded: m % 10) &+ 0x30
+            m /= 10
+        }
+        if fraction > 0 {
+            i -= 1
+            p[i] = UInt8(ascii: ".")
+        }
+        repeat {
+            i -= 1
+            p[i] = UInt8(truncatingIfNeeded: m % 10) &+ 0x30
+            m /= 10
+        } while i > sign
+        if sign == 1 { p[0] = UInt8(ascii: "-") }
+        return total
     }
 
     /// Writes the two digits of `v` (0–99) at `at` and `at + 1`.
@@ -204,17 +227,60 @@ public struct JSONWriter: ~Copyable, @unchecked Sendable {
         withUnsafeBytes(of: key.bytes) { out.appendKey(UnsafeRawPointer($0.baseAddress! + skip), count: key.count - skip) }
     }
 
+    /// Writes a prepared member name with room for `room` bytes of its value after it, and
+    /// returns where the value goes: the caller writes it and calls `out.advance(by:)`. One
+    /// capacity check for the member, where a key and a value written apart made one per piece
+    /// (the members of a search hit are written here: some hundred per answer).
+    @inline(__always)
+    private mutating func member(_ key: Key, room: Int) -> UnsafeMutablePointer<UInt8> {
+        let skip = needsComma ? 0 : 1
+        needsComma = true
+        let p = out.tail(reserving: 32 + room)
+        withUnsafeBytes(of: key.bytes) { UnsafeMutableRawPointer(p).copyMemory(from: $0.baseAddress! + skip, byteCount: 32) }
+        out.advance(by: key.count - skip)
+        return p + (key.count - skip)
+    }
+
     /// `key: value` shorthands with a prepared member name (see ``Key``).
     public mutating func put(_ k: Key, _ v: String) { key(k); value(v) }
-    public mutating func put(_ k: Key, _ v: Bool) { key(k); value(v) }
+    public mutating func put(_ k: Key, _ v: Bool) {
+        let p = member(k, room: 8)
+        // "true" / "false" as one word (little-endian), stored whole: room was made for it.
+        UnsafeMutableRawPointer(p).storeBytes(of: v ? 0x6575_7274 : 0x65_736C_6166 as UInt64, as: UInt64.self)
+        out.advance(by: v ? 4 : 5)
+    }
     public mutating func put(_ k: Key, _ v: Int) { key(k); value(v) }
     public mutating func put(_ k: Key, _ v: Double) { key(k); value(v) }
     public mutating func put(_ k: Key, _ v: Double?) { key(k); if let v { value(v) } else { null() } }
-    public mutating func put(_ k: Key, _ v: Double, decimals: Int) { key(k); value(v, decimals: decimals) }
+    public mutating func put(_ k: Key, _ v: Double, decimals: Int) {
+        var scale = 1.0
+        for _ in 0..<decimals { scale *= 10 }
+        let scaled = (v * scale).rounded()
+        // As ``value(_:decimals:)``: the general path for what the integer one does not cover.
+        guard v.isFinite, decimals > 0, decimals <= 9, abs(scaled) < 1e15 else { key(k); value(v, decimals: decimals); return }
+        let p = member(k, room: Self.maximumDecimalBytes)
+        out.advance(by: Self.writeDecimal(Int(scaled), digits: decimals, at: p))
+    }
     /// `key: "text"` from UTF-8 bytes, or `key: null` (as with a literal name).
-    public mutating func put(_ k: Key, utf8 v: UnsafeBufferPointer<UInt8>?) { key(k); value(utf8: v) }
+    public mutating func put(_ k: Key, utf8 v: UnsafeBufferPointer<UInt8>?) {
+        guard let v, let from = v.baseAddress, !Self.needsEscaping(v) else { key(k); value(utf8: v); return }
+        quoted(k, from, count: v.count)
+    }
     /// `key: "text"` for a literal that needs no escaping (as with a literal name).
-    public mutating func put(_ k: Key, static text: StaticString) { key(k); value(static: text) }
+    public mutating func put(_ k: Key, static text: StaticString) {
+        guard text.hasPointerRepresentation else { key(k); value(static: text); return }
+        quoted(k, text.utf8Start, count: text.utf8CodeUnitCount)
+    }
+
+    /// `key: "…"` with `count` bytes from `from` that need no escaping.
+    @inline(__always)
+    private mutating func quoted(_ k: Key, _ from: UnsafePointer<UInt8>, count n: Int) {
+        let p = member(k, room: n + 2)
+        p[0] = UInt8(ascii: "\"")
+        Output.copy(UnsafeRawPointer(from), to: UnsafeMutableRawPointer(p + 1), count: n)
+        p[n + 1] = UInt8(ascii: "\"")
+        out.advance(by: n + 2)
+    }
     /// `key: "…"` written in place by `fill` (as with a literal name).
     @discardableResult
     public mutating func put(_ k: Key, ascii count: Int, _ fill: (UnsafeMutableBufferPointer<UInt8>) -> Bool) -> Bool {
@@ -410,12 +476,28 @@ struct Output: ~Copyable {
         count += 1
     }
 
+    /// Room for `n` more bytes, and where they go: the caller writes them, then calls
+    /// ``advance(by:)`` with the number written (at most `n`).
+    @inline(__always) mutating func tail(reserving n: Int) -> UnsafeMutablePointer<UInt8> {
+        reserve(n)
+        return base + count
+    }
+
+    /// Counts `n` bytes written at ``tail(reserving:)``.
+    @inline(__always) mutating func advance(by n: Int) {
+        count += n
+    }
+
     @inline(__always) mutating func append(contentsOf u: UnsafeBufferPointer<UInt8>) {
         guard let src = u.baseAddress, u.count > 0 else { return }
         let n = u.count
         reserve(n)
-        let dst = UnsafeMutableRawPointer(base + count)
-        let from = UnsafeRawPointer(src)
+        Self.copy(UnsafeRawPointer(src), to: UnsafeMutableRawPointer(base + count), count: n)
+        count += n
+    }
+
+    /// Copies `n` bytes (the regions do not overlap).
+    @inline(__always) static func copy(_ from: UnsafeRawPointer, to dst: UnsafeMutableRawPointer, count n: Int) {
         // Most appends are a few bytes: two overlapping word moves beat a call to memmove
         // (which the compiler makes of a byte loop).
         if n >= 8, n <= 16 {
@@ -429,13 +511,13 @@ struct Output: ~Copyable {
             dst.storeBytes(of: head, as: UInt32.self)
             dst.storeBytes(of: tail, toByteOffset: n - 4, as: UInt32.self)
         } else if n < 4 {
-            dst.storeBytes(of: src[0], as: UInt8.self)
-            if n > 1 { dst.storeBytes(of: src[1], toByteOffset: 1, as: UInt8.self) }
-            if n > 2 { dst.storeBytes(of: src[2], toByteOffset: 2, as: UInt8.self) }
+            guard n > 0 else { return }
+            dst.storeBytes(of: from.load(as: UInt8.self), as: UInt8.self)
+            if n > 1 { dst.storeBytes(of: from.load(fromByteOffset: 1, as: UInt8.self), toByteOffset: 1, as: UInt8.self) }
+            if n > 2 { dst.storeBytes(of: from.load(fromByteOffset: 2, as: UInt8.self), toByteOffset: 2, as: UInt8.self) }
         } else {
             dst.copyMemory(from: from, byteCount: n)
         }
-        count += n
     }
 
     mutating func append(contentsOf u: UnsafeRawBufferPointer) {

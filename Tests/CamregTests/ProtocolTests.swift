@@ -318,11 +318,14 @@ struct ProtocolTests {
             let k = JSONWriter.Key(name)
             var a = JSONWriter(capacity: 1), b = JSONWriter(capacity: 1)
             for w in [0, 1] {
-                let text = Array("Mỹ Phước \"x\"".utf8)
+                let text = Array("Mỹ Phước \"x\"".utf8), plain = Array("BC-000123".utf8)
                 if w == 0 {
                     a.object { o in
                         o.put(k, 1.5); o.put(k, 7); o.put(k, true); o.put(k, nil as Double?); o.put(k, 2.345678, decimals: 3)
-                        o.put(k, "s"); o.put(k, static: "lit")
+                        o.put(k, false); o.put(k, -0.05, decimals: 2); o.put(k, 120.5, decimals: 3); o.put(k, 7.0, decimals: 1)
+                        o.put(k, .nan, decimals: 2); o.put(k, 1e16, decimals: 1)
+                        o.put(k, "s"); o.put(k, static: "lit"); o.put(k, static: "not_recording")
+                        plain.withUnsafeBufferPointer { o.put(k, utf8: $0) }
                         text.withUnsafeBufferPointer { o.put(k, utf8: $0) }
                         o.put(k, utf8: nil)
                         o.put(k, ascii: 3) { $0[0] = 0x61; $0[1] = 0x62; $0[2] = 0x63; return true }
@@ -331,7 +334,10 @@ struct ProtocolTests {
                 } else {
                     b.object { o in
                         o.put(name, 1.5); o.put(name, 7); o.put(name, true); o.put(name, nil as Double?); o.put(name, 2.345678, decimals: 3)
-                        o.put(name, "s"); o.key(static: name); o.value(static: "lit")
+                        o.put(name, false); o.put(name, -0.05, decimals: 2); o.put(name, 120.5, decimals: 3); o.put(name, 7.0, decimals: 1)
+                        o.put(name, .nan, decimals: 2); o.put(name, 1e16, decimals: 1)
+                        o.put(name, "s"); o.key(static: name); o.value(static: "lit"); o.key(static: name); o.value(static: "not_recording")
+                        plain.withUnsafeBufferPointer { o.put(name, utf8: $0) }
                         text.withUnsafeBufferPointer { o.put(name, utf8: $0) }
                         o.put(name, utf8: nil)
                         o.put(name, ascii: 3) { $0[0] = 0x61; $0[1] = 0x62; $0[2] = 0x63; return true }
@@ -341,6 +347,8 @@ struct ProtocolTests {
             }
             #expect(a.string == b.string, "\(name)")
             #expect(a.string.hasPrefix("{\"\(name)\":1.5,\"\(name)\":7,"))
+            #expect(a.string.contains(":false,\"\(name)\":-0.05,\"\(name)\":120.5,\"\(name)\":7,\"\(name)\":null,\"\(name)\":1e+16,"), "\(a.string)")
+            #expect(a.string.contains(":\"not_recording\",\"\(name)\":\"BC-000123\","))
         }
     }
 
