@@ -393,7 +393,7 @@ public final class CameraIndex: @unchecked Sendable {
         /// Within the short-geodesic range its result decides, unless it lies within its error
         /// bound of the radius; then, and beyond that range, `geod_inverse` does.
         func measure(_ cLat: Double, _ cLon: Double) -> (distance: Double, bearing: Double)? {
-            let camera = GeocentricPoint(lat: cLat, lon: cLon, origin: lon)
+            let camera = GeocentricPoint(lat: cLat, lon: cLon, origin: lon, near: query, nearLat: lat)
             guard query.lowerBound(camera) <= radius else { return nil }
             var g: (distance: Double, azimuth: Double)
             if let short = camera.shortGeodesic(to: query), abs(short.distance - radius) > GeocentricPoint.shortGeodesicError {

@@ -414,7 +414,7 @@ struct SpatialQueryTests {
     /// and the antimeridian included), from a millimetre to past its 2 km limit.
     @Test func shortGeodesicAgreesWithGeodInverse() {
         var rng = SeededRandom(seed: 21)
-        var answered = 0, worstDistance = 0.0, worstSideways = 0.0
+        var answered = 0, worstDistance = 0.0, worstSideways = 0.0, worstSum = 0.0, worstSumULP = 0.0
         for i in 0..<200_000 {
             let lat = i % 10 == 0 ? Double.random(in: 89...90, using: &rng) * (i % 20 == 0 ? 1 : -1) : Double.random(in: -90...90, using: &rng)
             let lon = i % 7 == 0 ? 180 - Double.random(in: 0...0.01, using: &rng) : Double.random(in: -180...180, using: &rng)
@@ -428,6 +428,15 @@ struct SpatialQueryTests {
             }
             answered += 1
             #expect(exact.distance > 0.0009 && exact.distance < 2_001)
+            // As `near` makes its candidates: in the query's frame, latitude by the angle sum.
+            let query = GeocentricPoint(lat: lat, lon: 0)
+            let candidate = GeocentricPoint(lat: end.lat, lon: end.lon, origin: lon, near: query, nearLat: lat)
+            let direct = GeocentricPoint(lat: end.lat, lon: GeocentricPoint.longitudeDifference(from: lon, to: end.lon))
+            worstSumULP = max(worstSumULP, abs(candidate.sinLat - direct.sinLat) / max(direct.sinLat.magnitude.ulp, Double.ulpOfOne.ulp),
+                              abs(candidate.cosLat - direct.cosLat) / max(direct.cosLat.magnitude.ulp, Double.ulpOfOne.ulp))
+            if let viaSum = candidate.shortGeodesic(to: query) {
+                worstSum = max(worstSum, abs(viaSum.distance - exact.distance))
+            }
             var turn = (fast.azimuth - exact.azimuth1).truncatingRemainder(dividingBy: 360)
             if turn > 180 { turn -= 360 } else if turn < -180 { turn += 360 }
             worstDistance = max(worstDistance, abs(fast.distance - exact.distance))
@@ -456,6 +465,8 @@ struct SpatialQueryTests {
         #expect(worstULP <= 2, "worst \(worstULP) ulp")
         #expect(GeocentricPoint.sincos(degrees: 0) == (0, 1))
         #expect(worstDistance <= GeocentricPoint.shortGeodesicError / 10, "worst distance error \(worstDistance) m")
+        #expect(worstSum <= GeocentricPoint.shortGeodesicError / 10, "worst distance error via the angle sum \(worstSum) m")
+        #expect(worstSumULP <= 8, "latitude by the angle sum: worst \(worstSumULP) ulp")
         #expect(worstSideways <= 1e-6, "worst sideways error \(worstSideways) m")
     }
 
