@@ -298,8 +298,11 @@ public enum RequestParser {
     static func nearLine(_ b: UnsafeBufferPointer<UInt8>, limits: ProtocolLimits) -> Request? {
         let space: UInt8 = 0x20
         guard b.count > 5, b[0] == 0x4E, b[1] == 0x45, b[2] == 0x41, b[3] == 0x52, b[4] == space else { return nil }  // "NEAR "
-        var words: (String?, String?) = (nil, nil)
-        var radius: String?, limit: String?, at: String?, from: String?, to: String?
+        // The numbers are kept as byte ranges and read from the bytes (no `String` each); the
+        // other options, rarer, as text.
+        var words: (Range<Int>?, Range<Int>?) = (nil, nil)
+        var radius: Range<Int>?, limit: Range<Int>?
+        var at: String?, from: String?, to: String?
         var sees: String?, order: String?, offset: String?, fields: String?
         var i = 5
         while i < b.count {
@@ -317,12 +320,17 @@ public enum RequestParser {
                 // A positional word: only the two right after NEAR.
                 guard radius == nil, limit == nil, at == nil, from == nil, to == nil, sees == nil, order == nil, offset == nil, fields == nil
                 else { return nil }
-                if words.0 == nil { words.0 = text(start, i) } else if words.1 == nil { words.1 = text(start, i) } else { return nil }
+                if words.0 == nil { words.0 = start..<i } else if words.1 == nil { words.1 = start..<i } else { return nil }
                 continue
             }
-            let value = text(equals + 1, i)
+            let value = (equals + 1)..<i
             // Option names of NEAR, lower-case as written (others take the general path).
             func set(_ slot: inout String?) -> Bool {
+                guard slot == nil else { return false }
+                slot = text(value.lowerBound, value.upperBound)
+                return true
+            }
+            func set(_ slot: inout Range<Int>?) -> Bool {
                 guard slot == nil else { return false }
                 slot = value
                 return true
@@ -348,12 +356,36 @@ public enum RequestParser {
             else { ok = false }
             guard ok else { return nil }
         }
-        guard let latText = words.0, let lonText = words.1, let radiusText = radius else { return nil }
+        guard let latWord = words.0, let lonWord = words.1, let radiusWord = radius else { return nil }
+        func bytes(_ r: Range<Int>) -> UnsafeBufferPointer<UInt8> { UnsafeBufferPointer(rebasing: b[r]) }
+        func text(_ r: Range<Int>) -> String { String(decoding: bytes(r), as: UTF8.self) }
         do {
-            let lat = try Values.double(latText, field: "lat", range: -90...90)
-            let lon = try Values.double(lonText, field: "lon", range: -180...180)
-            let r = try Values.radius(radiusText, limits: limits)
-            let n = try limit.map { v throws(ProtocolError) in try Values.int(v, field: "limit", range: 1...limits.maxLimit) } ?? limits.defaultLimit
+            // Plain decimals in range straight from the bytes; anything else through `Values`,
+            // which reads every other form and names what is wrong.
+            let lat: Double, lon: Double, r: Double
+            if let v = Values.plainDecimal(bytes: bytes(latWord)), v >= -90, v <= 90 {
+                lat = v
+            } else {
+                lat = try Values.double(text(latWord), field: "lat", range: -90...90)
+            }
+            if let v = Values.plainDecimal(bytes: bytes(lonWord)), v >= -180, v <= 180 {
+                lon = v
+            } else {
+                lon = try Values.double(text(lonWord), field: "lon", range: -180...180)
+            }
+            if let v = Values.plainDecimal(bytes: bytes(radiusWord)), v > 0, v <= limits.maxRadius {
+                r = v
+            } else {
+                r = try Values.radius(text(radiusWord), limits: limits)
+            }
+            var n = limits.defaultLimit
+            if let w = limit {
+                if let v = Values.plainInt(bytes: bytes(w)), v >= 1, v <= limits.maxLimit {
+                    n = v
+                } else {
+                    n = try Values.int(text(w), field: "limit", range: 1...limits.maxLimit)
+                }
+            }
             let search = try SearchCommands.search(at: at, from: from, to: to, sees: sees, order: order, offset: offset, fields: fields)
             return Request(command: .near(NearQuery(lat: lat, lon: lon, radius: r, limit: n, search: search)), spec: nearSpec,
                            caseID: nil, purpose: nil)
@@ -497,7 +529,12 @@ public enum Values {
     /// Clinger's), without its locale-free string walk and checks (a third of a `NEAR` line's
     /// parse). `nil` for anything else, which then takes the general path.
     static func plainDecimal(_ s: String) -> Double? {
-        s.utf8.withContiguousStorageIfAvailable { b -> Double? in
+        s.utf8.withContiguousStorageIfAvailable { plainDecimal(bytes: $0) } ?? nil
+    }
+
+    /// ``plainDecimal(_:)`` of UTF-8 bytes.
+    static func plainDecimal(bytes b: UnsafeBufferPointer<UInt8>) -> Double? {
+        do {
             let n = b.count
             var i = 0
             var negative = false
@@ -526,7 +563,19 @@ public enum Values {
             guard i == n, significant <= 15, fractionDigits <= 22 else { return nil }
             let v = Double(m) / powersOfTen[fractionDigits]
             return negative ? -v : v
-        } ?? nil
+        }
+    }
+
+    /// `b` read as a whole number of 1 to 18 plain digits (no sign), or `nil` (then the general
+    /// path, ``int(_:field:range:)``, reads it or says what is wrong).
+    static func plainInt(bytes b: UnsafeBufferPointer<UInt8>) -> Int? {
+        guard b.count > 0, b.count <= 18 else { return nil }
+        var v = 0
+        for c in b {
+            guard c >= 0x30, c <= 0x39 else { return nil }
+            v = v &* 10 &+ Int(c &- 0x30)
+        }
+        return v
     }
 
     /// 10⁰ … 10²², each exactly a double.

@@ -255,12 +255,14 @@ struct ProtocolTests {
         var rng = SystemRandomNumberGenerator()
         func pick<T>(_ a: [T]) -> T { a[Int.random(in: 0..<a.count, using: &rng)] }
         let heads = ["NEAR", "NEAR", "NEAR", "near", "Near", " NEAR", "NEAR\t", "NEARX", "NEAREST"]
-        let numbers = ["11.1", "-11.25", "+106.6", "106.61234567", "0", "90", "-90.5", "180", "181", "1e2", "nan", "abc", "", "11,5", "\"11.1\""]
+        let numbers = ["11.1", "-11.25", "+106.6", "106.61234567", "0", "90", "-90.5", "180", "181", "1e2", "nan", "abc", "", "11,5", "\"11.1\"",
+                       "-0", "011.10", "1.23456789012345678", "89.9999999999999999999"]
         let options = ["radius=200", "radius=0", "radius=-5", "radius=60000", "radius=500.5", "RADIUS=200", "limit=5", "limit=0",
                        "limit=10000", "limit=x", "fields=distance_m,sees,footage", "fields=ID,Lat", "fields=nope", "fields=",
                        "sees=only", "sees=ALL", "sees=maybe", "order=urgency", "order=x", "offset=3", "offset=-1",
                        "at=2026-11-29T21:30+07:00", "from=2026-11-29T21:00Z", "to=2026-11-29T22:00Z", "case=BC-1",
-                       "purpose=\"a b\"", "color=red", "radius=200", "limit=5", "fields=a=b", "=5", "x"]
+                       "purpose=\"a b\"", "color=red", "radius=200", "limit=5", "fields=a=b", "=5", "x",
+                       "limit=007", "limit=+5", "limit=123456789012345678901", "limit=10001", "radius=0200", "radius=+300", "radius=1e2"]
         var taken = 0, plain = 0
         for n in 0..<30_000 {
             var parts = [pick(heads)]
