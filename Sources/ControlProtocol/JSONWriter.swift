@@ -118,8 +118,9 @@ public struct JSONWriter: ~Copyable, @unchecked Sendable {
     /// room for the leading zeros of a small fraction.
     static let maximumDecimalBytes = 24
 
-    /// Writes `n / 10^digits` (1 ≤ digits ≤ 9, |n| < 10¹⁵) at `p` as a decimal, trailing zeros
-    /// of the fraction dropped (none left: no point); returns the bytes written. The trailing
+    /// Writes `n / 10^digits` (0 ≤ digits ≤ 9; |n| < 10¹⁵ when digits > 0) at `p` as a
+    /// decimal, trailing zeros of the fraction dropped (none left, or digits 0: no point), in at
+    /// most ``maximumDecimalBytes``; returns the bytes written. The trailing
     /// zeros go first, then the digits are written from the last, in place: one pass, no
     /// buffer to copy (a search answer writes one or two per hit).
     @inline(__always)
@@ -249,9 +250,25 @@ public struct JSONWriter: ~Copyable, @unchecked Sendable {
         UnsafeMutableRawPointer(p).storeBytes(of: v ? 0x6575_7274 : 0x65_736C_6166 as UInt64, as: UInt64.self)
         out.advance(by: v ? 4 : 5)
     }
-    public mutating func put(_ k: Key, _ v: Int) { key(k); value(v) }
-    public mutating func put(_ k: Key, _ v: Double) { key(k); value(v) }
-    public mutating func put(_ k: Key, _ v: Double?) { key(k); if let v { value(v) } else { null() } }
+    public mutating func put(_ k: Key, _ v: Int) {
+        let p = member(k, room: Self.maximumDecimalBytes)
+        out.advance(by: Self.writeDecimal(v, digits: 0, at: p))
+    }
+    public mutating func put(_ k: Key, _ v: Double) {
+        // As ``value(_:)-(Double)``: whole numbers and short decimals from integers, in place;
+        // the rest (and non-finite numbers) by the general path.
+        guard v.isFinite else { key(k); value(v); return }
+        if v == v.rounded(), abs(v) < 1e15 {
+            let p = member(k, room: Self.maximumDecimalBytes)
+            out.advance(by: Self.writeDecimal(Int(v), digits: 0, at: p))
+            return
+        }
+        let m = abs(v), scaled = (v * 1e9).rounded()
+        guard m >= 1e-4, m < 1e5, scaled / 1e9 == v else { key(k); value(v); return }
+        let p = member(k, room: Self.maximumDecimalBytes)
+        out.advance(by: Self.writeDecimal(Int(scaled), digits: 9, at: p))
+    }
+    public mutating func put(_ k: Key, _ v: Double?) { if let v { put(k, v) } else { key(k); null() } }
     public mutating func put(_ k: Key, _ v: Double, decimals: Int) {
         var scale = 1.0
         for _ in 0..<decimals { scale *= 10 }

@@ -108,9 +108,10 @@ final class ClientBox: @unchecked Sendable {
 
 enum Runner {
     /// Sends queries `0..<count` over `connections` clients (query `i` goes to client
-    /// `i % connections`), each on its own thread with blocking I/O, `depth` requests in flight
-    /// per connection (written together, replies read in order). A query's latency runs from
-    /// the write of its batch to the end of its reply.
+    /// `i % connections`), all on the calling thread (`driver` `.poll`) or each on a thread of
+    /// its own with blocking I/O (`.threads`), `depth` requests in flight per connection
+    /// (written together, replies read in order). A query's latency runs from the write of its
+    /// batch to the end of its reply.
     /// `serverPIDs` gives the server's processes (read once the clients are connected): their CPU
     /// time over the run, per query, is reported as `serverCPU`.
     static func run(system: String, count: Int, connections: Int, depth: Int, driver: Driver = .poll,
@@ -195,7 +196,10 @@ enum Runner {
 
     /// All connections on the calling thread: every connection's first batch is written, then
     /// `poll` waits for replies; a connection whose socket is readable has its whole batch read
-    /// (the rest of a batch follows its first reply closely) and its next batch written.
+    /// (the rest of a batch follows its first reply closely) and its next batch written. Nothing
+    /// of a reply is read before `poll` sees it: a batch is written whole before its replies are
+    /// read (libpq, blocking, reads while it writes only when the socket's send buffer is full,
+    /// which a batch of sixteen statements never fills).
     private static func drivePolled(_ clients: [ClientBox], count: Int, depth: Int, out: RunBuffers) {
         let connections = clients.count
         let mine = (0..<connections).map { t in Array(stride(from: t, to: count, by: connections)) }

@@ -326,6 +326,8 @@ struct ProtocolTests {
                         o.put(k, 1.5); o.put(k, 7); o.put(k, true); o.put(k, nil as Double?); o.put(k, 2.345678, decimals: 3)
                         o.put(k, false); o.put(k, -0.05, decimals: 2); o.put(k, 120.5, decimals: 3); o.put(k, 7.0, decimals: 1)
                         o.put(k, .nan, decimals: 2); o.put(k, 1e16, decimals: 1)
+                        o.put(k, Int.min); o.put(k, -0.0); o.put(k, 123.456789); o.put(k, 1e-7); o.put(k, Double.infinity)
+                        o.put(k, 1e300); o.put(k, -99999.5); o.put(k, 2.5 as Double?)
                         o.put(k, "s"); o.put(k, static: "lit"); o.put(k, static: "not_recording")
                         plain.withUnsafeBufferPointer { o.put(k, utf8: $0) }
                         text.withUnsafeBufferPointer { o.put(k, utf8: $0) }
@@ -338,6 +340,8 @@ struct ProtocolTests {
                         o.put(name, 1.5); o.put(name, 7); o.put(name, true); o.put(name, nil as Double?); o.put(name, 2.345678, decimals: 3)
                         o.put(name, false); o.put(name, -0.05, decimals: 2); o.put(name, 120.5, decimals: 3); o.put(name, 7.0, decimals: 1)
                         o.put(name, .nan, decimals: 2); o.put(name, 1e16, decimals: 1)
+                        o.put(name, Int.min); o.put(name, -0.0); o.put(name, 123.456789); o.put(name, 1e-7); o.put(name, Double.infinity)
+                        o.put(name, 1e300); o.put(name, -99999.5); o.put(name, 2.5 as Double?)
                         o.put(name, "s"); o.key(static: name); o.value(static: "lit"); o.key(static: name); o.value(static: "not_recording")
                         plain.withUnsafeBufferPointer { o.put(name, utf8: $0) }
                         text.withUnsafeBufferPointer { o.put(name, utf8: $0) }
@@ -351,6 +355,7 @@ struct ProtocolTests {
             #expect(a.string.hasPrefix("{\"\(name)\":1.5,\"\(name)\":7,"))
             #expect(a.string.contains(":false,\"\(name)\":-0.05,\"\(name)\":120.5,\"\(name)\":7,\"\(name)\":null,\"\(name)\":1e+16,"), "\(a.string)")
             #expect(a.string.contains(":\"not_recording\",\"\(name)\":\"BC-000123\","))
+            #expect(a.string.contains(":-9223372036854775808,\"\(name)\":0,\"\(name)\":123.456789,\"\(name)\":1e-07,\"\(name)\":null,\"\(name)\":1e+300,\"\(name)\":-99999.5,\"\(name)\":2.5,"), "\(a.string)")
         }
     }
 
