@@ -304,6 +304,8 @@ public enum RequestParser {
         var radius: Range<Int>?, limit: Range<Int>?
         var at: String?, from: String?, to: String?
         var sees: String?, order: String?, offset: String?, fields: String?
+        func bytes(_ r: Range<Int>) -> UnsafeBufferPointer<UInt8> { UnsafeBufferPointer(rebasing: b[r]) }
+        func text(_ r: Range<Int>) -> String { String(decoding: bytes(r), as: UTF8.self) }
         var i = 5
         while i < b.count {
             if b[i] == space { i += 1; continue }
@@ -315,7 +317,6 @@ public enum RequestParser {
                 if c == 0x3D, equals < 0 { equals = i }
                 i += 1
             }
-            func text(_ from: Int, _ to: Int) -> String { String(decoding: UnsafeBufferPointer(rebasing: b[from..<to]), as: UTF8.self) }
             guard equals >= 0 else {
                 // A positional word: only the two right after NEAR.
                 guard radius == nil, limit == nil, at == nil, from == nil, to == nil, sees == nil, order == nil, offset == nil, fields == nil
@@ -327,7 +328,7 @@ public enum RequestParser {
             // Option names of NEAR, lower-case as written (others take the general path).
             func set(_ slot: inout String?) -> Bool {
                 guard slot == nil else { return false }
-                slot = text(value.lowerBound, value.upperBound)
+                slot = text(value)
                 return true
             }
             func set(_ slot: inout Range<Int>?) -> Bool {
@@ -357,8 +358,6 @@ public enum RequestParser {
             guard ok else { return nil }
         }
         guard let latWord = words.0, let lonWord = words.1, let radiusWord = radius else { return nil }
-        func bytes(_ r: Range<Int>) -> UnsafeBufferPointer<UInt8> { UnsafeBufferPointer(rebasing: b[r]) }
-        func text(_ r: Range<Int>) -> String { String(decoding: bytes(r), as: UTF8.self) }
         do {
             // Plain decimals in range straight from the bytes; anything else through `Values`,
             // which reads every other form and names what is wrong.

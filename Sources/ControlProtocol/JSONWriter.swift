@@ -69,10 +69,10 @@ public struct JSONWriter: ~Copyable, @unchecked Sendable {
     /// Writes a double value (`null` if not finite).
     public mutating func value(_ d: Double) {
         separator()
-        if d.isFinite {
-            if d == d.rounded(), abs(d) < 1e15 { appendInt(Int(d)) } else if !appendShortDecimal(d) {
-                out.append(contentsOf: d.description.utf8)
-            }
+        if let f = Self.shortForm(d) {
+            appendDecimal(f.n, digits: f.digits)
+        } else if d.isFinite {
+            out.append(contentsOf: d.description.utf8)
         } else {
             out.append(static: "null")
         }
@@ -83,32 +83,45 @@ public struct JSONWriter: ~Copyable, @unchecked Sendable {
     /// Writes a double rounded to `digits` decimals (used for distances and bearings).
     public mutating func value(_ d: Double, decimals digits: Int) {
         guard d.isFinite else { null(); return }
-        var scale = 1.0
-        for _ in 0..<digits { scale *= 10 }
-        let scaled = (d * scale).rounded()
-        // Up to 15 significant digits the shortest form of `scaled / scale` is the decimal
-        // itself: write it from integers (no `description`); larger values take the general path.
-        guard digits > 0, digits <= 9, abs(scaled) < 1e15 else { value(scaled / scale); return }
-        separator()
-        appendDecimal(Int(scaled), digits: digits)
+        if let f = Self.roundedForm(d, decimals: digits) {
+            separator()
+            appendDecimal(f.n, digits: f.digits)
+        } else {
+            var scale = 1.0
+            for _ in 0..<digits { scale *= 10 }
+            value((d * scale).rounded() / scale)
+        }
     }
 
-    /// Writes `d` from integers when it is a decimal of at most nine places (coordinates are
-    /// stored to seven): returns false, writing nothing, otherwise. For 10⁻⁴ ≤ |d| < 10⁵ the
-    /// double's spacing is under 10⁻¹⁰, so no other decimal of at most nine places (and none
-    /// shorter) reads back as `d`: the digits are those of Swift's shortest form,
+    /// `d` as `n / 10^digits` written from integers, when it is a whole number under 10¹⁵
+    /// (digits 0) or a decimal of at most nine places (coordinates are stored to seven) between
+    /// 10⁻⁴ and 10⁵; `nil` otherwise (the general path, `description`). For 10⁻⁴ ≤ |d| < 10⁵
+    /// the double's spacing is under 10⁻¹⁰, so no other decimal of at most nine places (and
+    /// none shorter) reads back as `d`: the digits are those of Swift's shortest form,
     /// `d.description`, which a test checks.
-    private mutating func appendShortDecimal(_ d: Double) -> Bool {
-        let m = abs(d)
-        guard m >= 1e-4, m < 1e5 else { return false }
-        let scaled = (d * 1e9).rounded()
-        guard scaled / 1e9 == d else { return false }
-        appendDecimal(Int(scaled), digits: 9)
-        return true
+    @inline(__always)
+    static func shortForm(_ d: Double) -> (n: Int, digits: Int)? {
+        guard d.isFinite else { return nil }
+        if d == d.rounded(), abs(d) < 1e15 { return (Int(d), 0) }
+        let m = abs(d), scaled = (d * 1e9).rounded()
+        guard m >= 1e-4, m < 1e5, scaled / 1e9 == d else { return nil }
+        return (Int(scaled), 9)
     }
 
-    /// Writes `n / 10^digits` (1 ≤ digits ≤ 9, |n| < 10¹⁵) as a decimal: trailing zeros of the
-    /// fraction dropped.
+    /// `d` rounded to `decimals` places as `n / 10^decimals`, when that has at most 15
+    /// significant digits (then the shortest form of the rounded double is that decimal
+    /// itself) and 1 ≤ decimals ≤ 9; `nil` otherwise (the general path).
+    @inline(__always)
+    static func roundedForm(_ d: Double, decimals: Int) -> (n: Int, digits: Int)? {
+        guard d.isFinite, decimals > 0, decimals <= 9 else { return nil }
+        var scale = 1.0
+        for _ in 0..<decimals { scale *= 10 }
+        let scaled = (d * scale).rounded()
+        guard abs(scaled) < 1e15 else { return nil }
+        return (Int(scaled), decimals)
+    }
+
+    /// Writes `n / 10^digits` (see ``writeDecimal(_:digits:at:)``).
     private mutating func appendDecimal(_ n: Int, digits: Int) {
         let p = out.tail(reserving: Self.maximumDecimalBytes)
         out.advance(by: Self.writeDecimal(n, digits: digits, at: p))
@@ -159,20 +172,6 @@ public struct JSONWriter: ~Copyable, @unchecked Sendable {
         if sign == 1 { p[0] = UInt8(ascii: "-") }
         return total
     }
-
-    /// Writes the two digits of `v` (0–99) at `at` and `at + 1`.
-    @inline(__always)
-    private static func writePair(_ v: Int, into b: UnsafeMutableRawBufferPointer, at: Int) {
-        b[at] = digitPairs.utf8Start[2 * v]
-        b[at + 1] = digitPairs.utf8Start[2 * v + 1]
-    }
-
-    /// "00" to "99": two decimal digits per division (a literal, so reading it retains nothing).
-    static let digitPairs: StaticString = """
-        00010203040506070809101112131415161718192021222324252627282930313233343536373839\
-        40414243444546474849505152535455565758596061626364656667686970717273747576777879\
-        8081828384858687888990919293949596979899
-        """
 
     /// `key: value` shorthands.
     public mutating func field(_ name: String, _ v: String) { key(name); value(v) }
@@ -255,28 +254,15 @@ public struct JSONWriter: ~Copyable, @unchecked Sendable {
         out.advance(by: Self.writeDecimal(v, digits: 0, at: p))
     }
     public mutating func put(_ k: Key, _ v: Double) {
-        // As ``value(_:)-(Double)``: whole numbers and short decimals from integers, in place;
-        // the rest (and non-finite numbers) by the general path.
-        guard v.isFinite else { key(k); value(v); return }
-        if v == v.rounded(), abs(v) < 1e15 {
-            let p = member(k, room: Self.maximumDecimalBytes)
-            out.advance(by: Self.writeDecimal(Int(v), digits: 0, at: p))
-            return
-        }
-        let m = abs(v), scaled = (v * 1e9).rounded()
-        guard m >= 1e-4, m < 1e5, scaled / 1e9 == v else { key(k); value(v); return }
+        guard let f = Self.shortForm(v) else { key(k); value(v); return }
         let p = member(k, room: Self.maximumDecimalBytes)
-        out.advance(by: Self.writeDecimal(Int(scaled), digits: 9, at: p))
+        out.advance(by: Self.writeDecimal(f.n, digits: f.digits, at: p))
     }
     public mutating func put(_ k: Key, _ v: Double?) { if let v { put(k, v) } else { key(k); null() } }
     public mutating func put(_ k: Key, _ v: Double, decimals: Int) {
-        var scale = 1.0
-        for _ in 0..<decimals { scale *= 10 }
-        let scaled = (v * scale).rounded()
-        // As ``value(_:decimals:)``: the general path for what the integer one does not cover.
-        guard v.isFinite, decimals > 0, decimals <= 9, abs(scaled) < 1e15 else { key(k); value(v, decimals: decimals); return }
+        guard let f = Self.roundedForm(v, decimals: decimals) else { key(k); value(v, decimals: decimals); return }
         let p = member(k, room: Self.maximumDecimalBytes)
-        out.advance(by: Self.writeDecimal(Int(scaled), digits: decimals, at: p))
+        out.advance(by: Self.writeDecimal(f.n, digits: f.digits, at: p))
     }
     /// `key: "text"` from UTF-8 bytes, or `key: null` (as with a literal name).
     public mutating func put(_ k: Key, utf8 v: UnsafeBufferPointer<UInt8>?) {
@@ -366,35 +352,7 @@ public struct JSONWriter: ~Copyable, @unchecked Sendable {
 
     /// Decimal digits of `i`, without making a `String`.
     private mutating func appendInt(_ i: Int) {
-        if i < 0 { out.append(UInt8(ascii: "-")) }
-        appendUInt(i.magnitude)
-    }
-
-    /// Decimal digits of `v`, two at a time from the end (``digitPairs``).
-    private mutating func appendUInt(_ value: UInt) {
-        if value < 10 {
-            out.append(UInt8(truncatingIfNeeded: value) + 0x30)
-            return
-        }
-        var v = value
-        var digits: (UInt64, UInt64, UInt64) = (0, 0, 0)  // 24 bytes: room for 20 digits
-        var n = 24
-        withUnsafeMutableBytes(of: &digits) { d in
-            while v >= 100 {
-                let q = v / 100
-                n -= 2
-                Self.writePair(Int(v - q * 100), into: d, at: n)
-                v = q
-            }
-            if v >= 10 {
-                n -= 2
-                Self.writePair(Int(v), into: d, at: n)
-            } else {
-                n -= 1
-                d[n] = UInt8(truncatingIfNeeded: v) + 0x30
-            }
-            out.append(contentsOf: UnsafeRawBufferPointer(rebasing: d[n...]))
-        }
+        appendDecimal(i, digits: 0)
     }
 
     private mutating func appendString(_ s: String) {
