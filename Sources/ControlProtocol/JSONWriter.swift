@@ -222,9 +222,8 @@ public struct JSONWriter: ~Copyable, @unchecked Sendable {
     /// Writes a prepared member name (see ``Key``).
     @inline(__always)
     public mutating func key(_ key: Key) {
-        let skip = needsComma ? 0 : 1
-        needsComma = false
-        withUnsafeBytes(of: key.bytes) { out.appendKey(UnsafeRawPointer($0.baseAddress! + skip), count: key.count - skip) }
+        _ = member(key, room: 0)
+        needsComma = false  // the value follows without a comma
     }
 
     /// Writes a prepared member name with room for `room` bytes of its value after it, and
@@ -510,13 +509,6 @@ struct Output: ~Copyable {
 
     mutating func append(static text: StaticString) {
         text.withUTF8Buffer { append(contentsOf: $0) }
-    }
-
-    /// Appends `count` (≤ 32) bytes of a prepared key: one capacity check, one 32-byte copy.
-    @inline(__always) mutating func appendKey(_ bytes: UnsafeRawPointer, count n: Int) {
-        reserve(32)
-        UnsafeMutableRawPointer(base + count).copyMemory(from: bytes, byteCount: 32)
-        count += n
     }
 
     /// Appends `"name":`, after a comma if `comma`: one capacity check.
