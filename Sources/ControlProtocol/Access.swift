@@ -14,6 +14,17 @@ public enum Role: String, CaseIterable, Sendable, Comparable {
     case admin
 
     private var rank: Int { Role.allCases.firstIndex(of: self)! }
+
+    /// The role's bit in ``Access``'s bit sets.
+    var bit: UInt8 {
+        switch self {
+        case .owner: 1
+        case .analyst: 2
+        case .investigator: 4
+        case .registrar: 8
+        case .admin: 16
+        }
+    }
     public static func < (a: Role, b: Role) -> Bool { a.rank < b.rank }
 }
 
@@ -35,18 +46,29 @@ public struct Access: Sendable, Equatable {
     public let caseRequired: Set<Role>
     /// When the command is written to the audit log.
     public let audit: AuditClass
+    /// ``roles`` and ``caseRequired`` as bit sets (``Role/bit``): every request is checked
+    /// against them, and a bit test costs nothing where a `Set` lookup hashes.
+    private let allowedBits: UInt8
+    private let caseBits: UInt8
 
     public init(roles: Set<Role>?, caseRequired: Set<Role> = [], audit: AuditClass) {
         self.roles = roles
         self.caseRequired = caseRequired
         self.audit = audit
+        allowedBits = roles?.reduce(0) { $0 | $1.bit } ?? 0
+        caseBits = caseRequired.reduce(0) { $0 | $1.bit }
     }
 
     /// Whether `role` (nil: not authenticated) may run the command.
     public func allows(_ role: Role?) -> Bool {
-        guard let roles else { return true }
+        guard roles != nil else { return true }
         guard let role else { return false }
-        return roles.contains(role)
+        return allowedBits & role.bit != 0
+    }
+
+    /// Whether `role` must give `case=<id>` for the command (``caseRequired``).
+    public func requiresCase(_ role: Role) -> Bool {
+        caseBits & role.bit != 0
     }
 
     /// PING, HELP, AUTH, WHOAMI, QUIT: anyone, never audited.

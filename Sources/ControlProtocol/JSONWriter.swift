@@ -10,8 +10,8 @@ public struct JSONWriter: ~Copyable, @unchecked Sendable {
     public var bytes: [UInt8] { out.array }
     /// How many bytes are written so far.
     public var count: Int { out.count }
-    private var out: Output
-    private var needsComma = false
+    @usableFromInline var out: Output
+    @usableFromInline var needsComma = false
 
     public init(capacity: Int = 256) {
         out = Output(capacity: capacity)
@@ -27,12 +27,14 @@ public struct JSONWriter: ~Copyable, @unchecked Sendable {
     /// The text written so far.
     public var string: String { String(decoding: bytes, as: UTF8.self) }
 
-    private mutating func separator() {
+    @inlinable @inline(__always)
+    mutating func separator() {
         if needsComma { out.append(UInt8(ascii: ",")) }
         needsComma = true
     }
 
     /// Writes `{…}` with members written by `body`.
+    @inlinable
     public mutating func object(_ body: (inout JSONWriter) -> Void) {
         separator()
         out.append(UInt8(ascii: "{"))
@@ -111,7 +113,7 @@ public struct JSONWriter: ~Copyable, @unchecked Sendable {
     /// `d` rounded to `decimals` places as `n / 10^decimals`, when that has at most 15
     /// significant digits (then the shortest form of the rounded double is that decimal
     /// itself) and 1 ≤ decimals ≤ 9; `nil` otherwise (the general path).
-    @inline(__always)
+    @inlinable @inline(__always)
     static func roundedForm(_ d: Double, decimals: Int) -> (n: Int, digits: Int)? {
         guard d.isFinite, decimals > 0, decimals <= 9 else { return nil }
         var scale = 1.0
@@ -129,14 +131,15 @@ public struct JSONWriter: ~Copyable, @unchecked Sendable {
 
     /// The most bytes ``writeDecimal(_:digits:at:)`` writes: a sign, 16 digits, a point, and
     /// room for the leading zeros of a small fraction.
-    static let maximumDecimalBytes = 24
+    @usableFromInline static let maximumDecimalBytes = 24
 
     /// Writes `n / 10^digits` (0 ≤ digits ≤ 9; |n| < 10¹⁵ when digits > 0) at `p` as a
     /// decimal, trailing zeros of the fraction dropped (none left, or digits 0: no point), in at
     /// most ``maximumDecimalBytes``; returns the bytes written. The trailing
-    /// zeros go first, then the digits are written from the last, in place: one pass, no
+    /// zeros go first, then the digits are written from the last, in place, two at a time from
+    /// ``digitPairs`` (one division by 100 where a digit at a time made two by 10): one pass, no
     /// buffer to copy (a search answer writes one or two per hit).
-    @inline(__always)
+    @inlinable @inline(__always)
     static func writeDecimal(_ n: Int, digits: Int, at p: UnsafeMutablePointer<UInt8>) -> Int {
         var m = n.magnitude
         var fraction = digits
@@ -147,15 +150,30 @@ public struct JSONWriter: ~Copyable, @unchecked Sendable {
         // Digits to write: those of m, and at least one before the point.
         var length = 1
         var t = m
-        while t >= 10 {
-            t /= 10
-            length += 1
+        while t >= 100 {
+            t /= 100
+            length += 2
         }
+        if t >= 10 { length += 1 }
         if length <= fraction { length = fraction + 1 }
         let sign = n < 0 ? 1 : 0
         let total = sign + length + (fraction > 0 ? 1 : 0)
+        let pairs = digitPairs.utf8Start
         var i = total
-        for _ in 0..<fraction {
+        @inline(__always) func pair() {
+            let q = m / 100
+            let r = Int(truncatingIfNeeded: m &- q &* 100) &* 2
+            i -= 2
+            p[i] = pairs[r]
+            p[i + 1] = pairs[r + 1]
+            m = q
+        }
+        var f = fraction
+        while f >= 2 {
+            pair()
+            f -= 2
+        }
+        if f == 1 {
             i -= 1
             p[i] = UInt8(truncatingIfNeeded: m % 10) &+ 0x30
             m /= 10
@@ -164,14 +182,18 @@ public struct JSONWriter: ~Copyable, @unchecked Sendable {
             i -= 1
             p[i] = UInt8(ascii: ".")
         }
-        repeat {
+        while i - sign >= 2 { pair() }
+        if i > sign {
             i -= 1
-            p[i] = UInt8(truncatingIfNeeded: m % 10) &+ 0x30
-            m /= 10
-        } while i > sign
+            p[i] = UInt8(truncatingIfNeeded: m) &+ 0x30
+        }
         if sign == 1 { p[0] = UInt8(ascii: "-") }
         return total
     }
+
+    /// "00", "01", … "99": the two digits of every number under 100, for ``writeDecimal(_:digits:at:)``.
+    @usableFromInline static let digitPairs: StaticString =
+        "00010203040506070809101112131415161718192021222324252627282930313233343536373839404142434445464748495051525354555657585960616263646566676869707172737475767778798081828384858687888990919293949596979899"
 
     /// `key: value` shorthands.
     public mutating func field(_ name: String, _ v: String) { key(name); value(v) }
@@ -197,9 +219,9 @@ public struct JSONWriter: ~Copyable, @unchecked Sendable {
     /// search answer writes some twenty of them per hit, hundreds per answer.
     public struct Key: Sendable {
         /// `,"name":`, then zeros: room to copy 32 bytes from offset 0 or 1.
-        fileprivate var bytes: (UInt64, UInt64, UInt64, UInt64, UInt64) = (0, 0, 0, 0, 0)
+        @usableFromInline var bytes: (UInt64, UInt64, UInt64, UInt64, UInt64) = (0, 0, 0, 0, 0)
         /// Bytes of `,"name":`.
-        fileprivate let count: Int
+        @usableFromInline let count: Int
 
         /// The longest name a key holds, in bytes.
         public static let maximumNameBytes = 28
@@ -220,7 +242,7 @@ public struct JSONWriter: ~Copyable, @unchecked Sendable {
     }
 
     /// Writes a prepared member name (see ``Key``).
-    @inline(__always)
+    @inlinable @inline(__always)
     public mutating func key(_ key: Key) {
         _ = member(key, room: 0)
         needsComma = false  // the value follows without a comma
@@ -230,8 +252,8 @@ public struct JSONWriter: ~Copyable, @unchecked Sendable {
     /// returns where the value goes: the caller writes it and calls `out.advance(by:)`. One
     /// capacity check for the member, where a key and a value written apart made one per piece
     /// (the members of a search hit are written here: some hundred per answer).
-    @inline(__always)
-    private mutating func member(_ key: Key, room: Int) -> UnsafeMutablePointer<UInt8> {
+    @inlinable @inline(__always)
+    mutating func member(_ key: Key, room: Int) -> UnsafeMutablePointer<UInt8> {
         let skip = needsComma ? 0 : 1
         needsComma = true
         let p = out.tail(reserving: 32 + room)
@@ -242,6 +264,7 @@ public struct JSONWriter: ~Copyable, @unchecked Sendable {
 
     /// `key: value` shorthands with a prepared member name (see ``Key``).
     public mutating func put(_ k: Key, _ v: String) { key(k); value(v) }
+    @inlinable @inline(__always)
     public mutating func put(_ k: Key, _ v: Bool) {
         let p = member(k, room: 8)
         // "true" / "false" as one word (little-endian), stored whole: room was made for it.
@@ -258,25 +281,28 @@ public struct JSONWriter: ~Copyable, @unchecked Sendable {
         out.advance(by: Self.writeDecimal(f.n, digits: f.digits, at: p))
     }
     public mutating func put(_ k: Key, _ v: Double?) { if let v { put(k, v) } else { key(k); null() } }
+    @inlinable @inline(__always)
     public mutating func put(_ k: Key, _ v: Double, decimals: Int) {
         guard let f = Self.roundedForm(v, decimals: decimals) else { key(k); value(v, decimals: decimals); return }
         let p = member(k, room: Self.maximumDecimalBytes)
         out.advance(by: Self.writeDecimal(f.n, digits: f.digits, at: p))
     }
     /// `key: "text"` from UTF-8 bytes, or `key: null` (as with a literal name).
+    @inlinable @inline(__always)
     public mutating func put(_ k: Key, utf8 v: UnsafeBufferPointer<UInt8>?) {
         guard let v, let from = v.baseAddress, !Self.needsEscaping(v) else { key(k); value(utf8: v); return }
         quoted(k, from, count: v.count)
     }
     /// `key: "text"` for a literal that needs no escaping (as with a literal name).
+    @inlinable @inline(__always)
     public mutating func put(_ k: Key, static text: StaticString) {
         guard text.hasPointerRepresentation else { key(k); value(static: text); return }
         quoted(k, text.utf8Start, count: text.utf8CodeUnitCount)
     }
 
     /// `key: "…"` with `count` bytes from `from` that need no escaping.
-    @inline(__always)
-    private mutating func quoted(_ k: Key, _ from: UnsafePointer<UInt8>, count n: Int) {
+    @inlinable @inline(__always)
+    mutating func quoted(_ k: Key, _ from: UnsafePointer<UInt8>, count n: Int) {
         let p = member(k, room: n + 2)
         p[0] = UInt8(ascii: "\"")
         Output.copy(UnsafeRawPointer(from), to: UnsafeMutableRawPointer(p + 1), count: n)
@@ -360,7 +386,7 @@ public struct JSONWriter: ~Copyable, @unchecked Sendable {
     }
 
     /// Whether any byte of `u` is a control character, `"`, `\\` or DEL: eight bytes at a time.
-    @inline(__always)
+    @inlinable @inline(__always)
     static func needsEscaping(_ u: UnsafeBufferPointer<UInt8>) -> Bool {
         guard let p = u.baseAddress else { return false }
         let ones: UInt64 = 0x0101_0101_0101_0101, highs: UInt64 = 0x8080_8080_8080_8080
@@ -415,26 +441,27 @@ public struct JSONWriter: ~Copyable, @unchecked Sendable {
 /// (noncopyable, so no copy-on-write check per append) and freed in `deinit` (the one place).
 /// Small appends (a comma, a quote, a member name) cost a capacity check and a store; an answer
 /// of twenty hits makes about a thousand of them.
+@usableFromInline
 struct Output: ~Copyable {
-    private var base: UnsafeMutablePointer<UInt8>
-    private(set) var count = 0
-    private var capacity: Int
+    @usableFromInline var base: UnsafeMutablePointer<UInt8>
+    @usableFromInline var count = 0
+    @usableFromInline var capacity: Int
 
     init(capacity: Int) {
         self.capacity = max(16, capacity)
         base = .allocate(capacity: self.capacity)
     }
 
-    deinit { base.deallocate() }
+    @inlinable deinit { base.deallocate() }
 
     var array: [UInt8] { Array(UnsafeBufferPointer(start: base, count: count)) }
 
     /// Room for `n` more bytes.
-    @inline(__always) private mutating func reserve(_ n: Int) {
+    @inlinable @inline(__always) mutating func reserve(_ n: Int) {
         if count + n > capacity { grow(toAtLeast: count + n) }
     }
 
-    private mutating func grow(toAtLeast needed: Int) {
+    @usableFromInline mutating func grow(toAtLeast needed: Int) {
         var c = capacity
         while c < needed { c *= 2 }
         let b = UnsafeMutablePointer<UInt8>.allocate(capacity: c)
@@ -444,7 +471,7 @@ struct Output: ~Copyable {
         capacity = c
     }
 
-    @inline(__always) mutating func append(_ b: UInt8) {
+    @inlinable @inline(__always) mutating func append(_ b: UInt8) {
         reserve(1)
         base[count] = b
         count += 1
@@ -452,13 +479,13 @@ struct Output: ~Copyable {
 
     /// Room for `n` more bytes, and where they go: the caller writes them, then calls
     /// ``advance(by:)`` with the number written (at most `n`).
-    @inline(__always) mutating func tail(reserving n: Int) -> UnsafeMutablePointer<UInt8> {
+    @inlinable @inline(__always) mutating func tail(reserving n: Int) -> UnsafeMutablePointer<UInt8> {
         reserve(n)
         return base + count
     }
 
     /// Counts `n` bytes written at ``tail(reserving:)``.
-    @inline(__always) mutating func advance(by n: Int) {
+    @inlinable @inline(__always) mutating func advance(by n: Int) {
         count += n
     }
 
@@ -471,7 +498,7 @@ struct Output: ~Copyable {
     }
 
     /// Copies `n` bytes (the regions do not overlap).
-    @inline(__always) static func copy(_ from: UnsafeRawPointer, to dst: UnsafeMutableRawPointer, count n: Int) {
+    @inlinable @inline(__always) static func copy(_ from: UnsafeRawPointer, to dst: UnsafeMutableRawPointer, count n: Int) {
         // Most appends are a few bytes: two overlapping word moves beat a call to memmove
         // (which the compiler makes of a byte loop).
         if n >= 8, n <= 16 {

@@ -35,7 +35,7 @@ public struct ControlServerOptions: Sendable {
 /// The control socket: a line-based protocol over a Unix domain socket, served with SwiftNIO.
 ///
 /// Each connection is served by a ``ConnectionHandler`` on its event loop: in-memory queries are
-/// answered there, the rest in a task, always in request order (pipelining is allowed). Lines are capped (`LineBasedFrameDecoder` behind `maximumBufferSize`). It is a
+/// answered there, the rest in a task, always in request order (pipelining is allowed). Lines are cut by `LineBasedFrameDecoder` and capped at `maxLineBytes`. It is a
 /// `Service`: on graceful shutdown it stops accepting, lets every connection finish the
 /// requests it has received, then closes them.
 public final class ControlServer: Service, Sendable {
@@ -173,11 +173,10 @@ public final class ControlServer: Service, Sendable {
         logger.info("control socket closed")
     }
 
-    /// The pipeline of a connection: the capped line decoder, then the request handler (which
-    /// also keeps the idle and slow-reader timers).
+    /// The pipeline of a connection: one handler, which cuts the lines (NIOExtras'
+    /// `LineBasedFrameDecoder`, capped), answers them and keeps the idle and slow-reader timers.
     private func setUp(_ channel: Channel, tcp: Bool) throws {
         let sync = channel.pipeline.syncOperations
-        try sync.addHandler(ByteToMessageHandler(LineBasedFrameDecoder(), maximumBufferSize: service.limits.maxLineBytes + 2))
         try sync.addHandler(ConnectionHandler(server: self, service: service, tcp: tcp,
                                               idleTimeout: options.idleTimeout > .zero ? options.idleTimeout : nil,
                                               writeStallTimeout: options.writeStallTimeout))

@@ -306,18 +306,18 @@ public final class RegistryService: Sendable {
                 : ProtocolError(.forbidden, "role \(identity.role!.rawValue) may not run \(request.spec.name); allowed: \(access.roles!.sorted().map(\.rawValue).joined(separator: ", "))")
             return finish(step, reply: .error(e), outcome: e.code.rawValue, refused: true, session: session)
         }
-        if let role = identity.role, access.caseRequired.contains(role), request.caseID == nil {
+        if let role = identity.role, access.requiresCase(role), request.caseID == nil {
             let e = ProtocolError(.caseRequired, "an \(role.rawValue) must give the case this request is for: case=<id> (and purpose=\"…\")", field: "case")
             return finish(step, reply: .error(e), outcome: e.code.rawValue, refused: true, session: session)
         }
         if let (reply, outcome) = RequestContext.$current.withValue(ctx, operation: { runNow(command, name: name, session: session) }) {
-            return finish(step, reply: reply, outcome: outcome, refused: Self.refusalCodes.contains(outcome), session: session)
+            return finish(step, reply: reply, outcome: outcome, refused: Self.isRefusal(outcome), session: session)
         }
         return .later {
             let (reply, outcome) = await RequestContext.$current.withValue(ctx) {
                 await self.run(command, name: name, session: session)
             }
-            switch self.finish(step, reply: reply, outcome: outcome, refused: Self.refusalCodes.contains(outcome), session: session) {
+            switch self.finish(step, reply: reply, outcome: outcome, refused: Self.isRefusal(outcome), session: session) {
             case .now(let r): return r
             case .later(let audit): return await audit()
             }
@@ -372,6 +372,11 @@ public final class RegistryService: Sendable {
 
     private func recordLatency(_ step: Step) {
         reliability.metrics.record(step.name, seconds: Double((ContinuousClock.now - step.started) / .microseconds(1)) / 1e6)
+    }
+
+    /// Whether an outcome is a refusal by policy (a string comparison for `ok`, no hashing).
+    static func isRefusal(_ outcome: String) -> Bool {
+        outcome != "ok" && refusalCodes.contains(outcome)
     }
 
     /// Error codes that mean "refused by policy"; such requests are always audited.

@@ -134,6 +134,45 @@ struct EndToEndTests {
         }
     }
 
+    /// Lines cut across reads, CRLF endings, and a large answer between small ones: the handler's
+    /// own line cutting (NIOExtras' decoder, single-step) and its reused reply buffer.
+    @Test func linesSplitAcrossReadsAndReusedReplyBuffer() async throws {
+        let cameras = try await DemoDatabase.shared.get().cameras
+        let c = try #require(cameras.first { $0.status != .retired })
+        let (lat, lon) = (String(format: "%.5f", c.lat), String(format: "%.5f", c.lon))
+        try await withTestServer(index: try CameraIndex(cameras: cameras)) { path, _ in
+            let client = try await TestClient(path: path)
+            // The big answer's size, asked on a connection of its own.
+            let other = try await TestClient(path: path)
+            let bigLine = "NEAR \(lat) \(lon) radius=3000 limit=400"
+            let bigCount = try #require(try await other.request(bigLine)["count"] as? Int)
+            let cut = lat.index(lat.startIndex, offsetBy: 3)
+            let fragments = ["PI", "NG\r\nNEAR \(lat[..<cut])", "\(lat[cut...]) \(lon)", " radius=300 limit=2\nPING\n", bigLine + "\n"]
+            for f in fragments {
+                try await client.sendRaw(Array(f.utf8))
+                try await Task.sleep(for: .milliseconds(30))  // each fragment its own read
+            }
+            let ping = try decodeJSON(try #require(try await client.readLine()))
+            #expect(ping["ok"] as? Bool == true && ping["pong"] != nil)
+            let near = try decodeJSON(try #require(try await client.readLine()))
+            #expect((near["cameras"] as? [[String: Any]])?.first?["id"] as? String == c.id)
+            #expect(try decodeJSON(try #require(try await client.readLine()))["ok"] as? Bool == true)
+            let big = try #require(try await client.readLine())
+            #expect(big.utf8.count > 64 * 1024)   // past the buffer a connection keeps
+            #expect(try decodeJSON(big)["count"] as? Int == bigCount)
+            // Many small answers after it, pipelined: each one whole and in order.
+            let small = (0..<50).map { "NEAR \(lat) \(lon) radius=\(200 + 40 * ($0 % 10)) limit=3" }
+            try await client.sendRaw(Array(small.map { $0 + "\n" }.joined().utf8))
+            var answers: [[String: Any]] = []
+            for _ in small { answers.append(try decodeJSON(try #require(try await client.readLine()))) }
+            for (line, r) in zip(small, answers) {
+                let expected = try await other.request(line)
+                #expect(r["ok"] as? Bool == true)
+                #expect((r["cameras"] as? [[String: Any]])?.map { $0["id"] as? String } == (expected["cameras"] as? [[String: Any]])?.map { $0["id"] as? String })
+            }
+        }
+    }
+
     @Test func manyConcurrentConnections() async throws {
         let cameras = try await DemoDatabase.shared.get().cameras
         try await withTestServer(index: try CameraIndex(cameras: cameras)) { path, _ in
