@@ -103,11 +103,25 @@ public struct JSONWriter: ~Copyable, @unchecked Sendable {
     /// `d.description`, which a test checks.
     @inline(__always)
     static func shortForm(_ d: Double) -> (n: Int, digits: Int)? {
-        guard d.isFinite else { return nil }
-        if d == d.rounded(), abs(d) < 1e15 { return (Int(d), 0) }
-        let m = abs(d), scaled = (d * 1e9).rounded()
-        guard m >= 1e-4, m < 1e5, scaled / 1e9 == d else { return nil }
-        return (Int(scaled), 9)
+        let m = abs(d)
+        guard m < 1e15 else { return nil }  // also NaN
+        let whole = Int(d)
+        if Double(whole) == d { return (whole, 0) }
+        guard m >= 1e-4, m < 1e5 else { return nil }
+        let scaled = roundedHalfAway(d * 1e9)
+        guard Double(scaled) / 1e9 == d else { return nil }
+        return (scaled, 9)
+    }
+
+    /// `x.rounded()` (half away from zero) as an integer, for |x| < 10¹⁵: the truncation is a
+    /// conversion instruction and the fraction `x − trunc(x)` is exact, where `rounded()` is a
+    /// call to libm's `round` (the generic x86-64 target has no rounding instruction), one or
+    /// two a hit member.
+    @inlinable @inline(__always)
+    static func roundedHalfAway(_ x: Double) -> Int {
+        let t = Int(x)
+        let f = x - Double(t)
+        return f >= 0.5 ? t + 1 : f <= -0.5 ? t - 1 : t
     }
 
     /// `d` rounded to `decimals` places as `n / 10^decimals`, when that has at most 15
@@ -115,12 +129,12 @@ public struct JSONWriter: ~Copyable, @unchecked Sendable {
     /// itself) and 1 ≤ decimals ≤ 9; `nil` otherwise (the general path).
     @inlinable @inline(__always)
     static func roundedForm(_ d: Double, decimals: Int) -> (n: Int, digits: Int)? {
-        guard d.isFinite, decimals > 0, decimals <= 9 else { return nil }
+        guard decimals > 0, decimals <= 9 else { return nil }
         var scale = 1.0
         for _ in 0..<decimals { scale *= 10 }
-        let scaled = (d * scale).rounded()
-        guard abs(scaled) < 1e15 else { return nil }
-        return (Int(scaled), decimals)
+        let x = d * scale
+        guard abs(x) < 1e15 - 1 else { return nil }  // also NaN and infinities
+        return (roundedHalfAway(x), decimals)
     }
 
     /// Writes `n / 10^digits` (see ``writeDecimal(_:digits:at:)``).

@@ -201,7 +201,10 @@ struct ProtocolTests {
     @Test func jsonWriterDecimalsMatchTheGeneralPath() {
         var rng = SystemRandomNumberGenerator()
         var values: [Double] = [0, -0.0, 0.0004, 0.0005, -0.0004, -0.5, 12, 12.5, 123.456789, 359.96, 359.94, 1e12 + 0.5,
-                                9.99e14, 1e15, 1e16, -1e16, 0.1, 0.2, 0.3, 1.005, 2.675]
+                                9.99e14, 1e15, 1e16, -1e16, 0.1, 0.2, 0.3, 1.005, 2.675,
+                                // exact ties at 1, 2 and 3 decimals: half away from zero, as `rounded()`
+                                0.25, -0.25, 12.25, 359.75, 0.125, -0.125, 0.0625, 1.0625, -1.0625, 999_999_999_999.5,
+                                .nan, .infinity, -.infinity, 1e15 - 1, 1e15 - 0.5, 999_999_999_999.9995]
         for _ in 0..<20_000 {
             let magnitude = [1.0, 10, 500, 1e4, 1e7, 1e12][Int.random(in: 0..<6, using: &rng)]
             values.append(Double.random(in: -magnitude...magnitude, using: &rng))
