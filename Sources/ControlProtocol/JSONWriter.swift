@@ -149,19 +149,31 @@ public struct JSONWriter: ~Copyable, @unchecked Sendable {
 
     /// Writes `n / 10^digits` (0 ≤ digits ≤ 9; |n| < 10¹⁵ when digits > 0) at `p` as a
     /// decimal, trailing zeros of the fraction dropped (none left, or digits 0: no point), in at
-    /// most ``maximumDecimalBytes``; returns the bytes written. The trailing
-    /// zeros go first, then the digits are written from the last, in place, two at a time from
-    /// ``digitPairs`` (one division by 100 where a digit at a time made two by 10): one pass, no
-    /// buffer to copy (a search answer writes one or two per hit).
+    /// most ``maximumDecimalBytes``; returns the bytes written. One division splits the whole
+    /// part from the fraction; the fraction is written zero-padded to `digits` places and its
+    /// trailing zeros are then cut off the end, and both parts are written from their last digit,
+    /// two at a time from ``digitPairs``: no loop over the number's digits but the writing itself
+    /// (a search answer writes one to four per hit; coordinates have nine places).
     @inlinable @inline(__always)
     static func writeDecimal(_ n: Int, digits: Int, at p: UnsafeMutablePointer<UInt8>) -> Int {
-        var m = n.magnitude
-        var fraction = digits
-        while fraction > 0, m % 10 == 0 {
-            m /= 10
-            fraction -= 1
-        }
-        // Digits to write: those of m, and at least one before the point.
+        assert(digits >= 0 && digits <= 9, "writeDecimal: 0 ≤ digits ≤ 9")
+        let sign = n < 0 ? 1 : 0
+        if sign == 1 { p[0] = UInt8(ascii: "-") }
+        guard digits > 0 else { return sign + writeWhole(n.magnitude, at: p + sign) }
+        let scale = withUnsafeBytes(of: powersOfTen) { $0.load(fromByteOffset: digits &* 8, as: UInt.self) }
+        let whole = n.magnitude / scale, fraction = n.magnitude - whole * scale
+        var end = sign + writeWhole(whole, at: p + sign)
+        guard fraction != 0 else { return end }
+        p[end] = UInt8(ascii: ".")
+        end += 1 + digits
+        writeDigits(fraction, count: digits, endingAt: p + end)
+        while p[end - 1] == UInt8(ascii: "0") { end -= 1 }  // the fraction is not zero: stops at a digit
+        return end
+    }
+
+    /// Writes `m` in decimal at `p`; returns the number of digits (at least one).
+    @inlinable @inline(__always)
+    static func writeWhole(_ m: UInt, at p: UnsafeMutablePointer<UInt8>) -> Int {
         var length = 1
         var t = m
         while t >= 100 {
@@ -169,41 +181,30 @@ public struct JSONWriter: ~Copyable, @unchecked Sendable {
             length += 2
         }
         if t >= 10 { length += 1 }
-        if length <= fraction { length = fraction + 1 }
-        let sign = n < 0 ? 1 : 0
-        let total = sign + length + (fraction > 0 ? 1 : 0)
+        writeDigits(m, count: length, endingAt: p + length)
+        return length
+    }
+
+    /// Writes the last `count` decimal digits of `m` (zero-padded) just before `end`.
+    @inlinable @inline(__always)
+    static func writeDigits(_ m: UInt, count: Int, endingAt end: UnsafeMutablePointer<UInt8>) {
         let pairs = digitPairs.utf8Start
-        var i = total
-        @inline(__always) func pair() {
+        var m = m, i = 0, left = count
+        while left >= 2 {
             let q = m / 100
             let r = Int(truncatingIfNeeded: m &- q &* 100) &* 2
             i -= 2
-            p[i] = pairs[r]
-            p[i + 1] = pairs[r + 1]
+            end[i] = pairs[r]
+            end[i + 1] = pairs[r + 1]
             m = q
+            left -= 2
         }
-        var f = fraction
-        while f >= 2 {
-            pair()
-            f -= 2
-        }
-        if f == 1 {
-            i -= 1
-            p[i] = UInt8(truncatingIfNeeded: m % 10) &+ 0x30
-            m /= 10
-        }
-        if fraction > 0 {
-            i -= 1
-            p[i] = UInt8(ascii: ".")
-        }
-        while i - sign >= 2 { pair() }
-        if i > sign {
-            i -= 1
-            p[i] = UInt8(truncatingIfNeeded: m) &+ 0x30
-        }
-        if sign == 1 { p[0] = UInt8(ascii: "-") }
-        return total
+        if left == 1 { end[i - 1] = UInt8(truncatingIfNeeded: m % 10) &+ 0x30 }
     }
+
+    /// 10⁰ … 10⁹.
+    @usableFromInline static let powersOfTen: (UInt, UInt, UInt, UInt, UInt, UInt, UInt, UInt, UInt, UInt) =
+        (1, 10, 100, 1_000, 10_000, 100_000, 1_000_000, 10_000_000, 100_000_000, 1_000_000_000)
 
     /// "00", "01", … "99": the two digits of every number under 100, for ``writeDecimal(_:digits:at:)``.
     @usableFromInline static let digitPairs: StaticString =
