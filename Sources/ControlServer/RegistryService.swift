@@ -289,6 +289,9 @@ public final class RegistryService: Sendable {
             counters.withLocalValue { $0.requests += 1; $0.errors += 1 }
             return .now(.error(error, close: error.code == .lineTooLong))
         }
+        // The closures below capture the command, not the whole request; the request goes to
+        // `finish` as an argument (a copy retains every string and array in it and releases them
+        // again: ~500 instructions a request, and a step used to hold one).
         let command = request.command
         let name = Self.name(of: command)
         counters.withLocalValue { $0.requests += 1; $0.perCommand[name, default: 0] += 1 }
@@ -299,35 +302,35 @@ public final class RegistryService: Sendable {
         let identity = session.identity
         let access = request.spec.access
         let ctx = RequestContext(identity: identity)
-        let step = Step(line: line, request: request, name: name, ctx: ctx, started: started)
+        let step = Step(line: line, name: name, ctx: ctx, started: started)
         if !access.allows(identity.role) {
             let e = identity.role == nil
                 ? ProtocolError(.unauthenticated, "\(request.spec.name) needs an authenticated connection: send AUTH <token> first")
                 : ProtocolError(.forbidden, "role \(identity.role!.rawValue) may not run \(request.spec.name); allowed: \(access.roles!.sorted().map(\.rawValue).joined(separator: ", "))")
-            return finish(step, reply: .error(e), outcome: e.code.rawValue, refused: true, session: session)
+            return finish(step, request, reply: .error(e), outcome: e.code.rawValue, refused: true, session: session)
         }
         if let role = identity.role, access.requiresCase(role), request.caseID == nil {
             let e = ProtocolError(.caseRequired, "an \(role.rawValue) must give the case this request is for: case=<id> (and purpose=\"…\")", field: "case")
-            return finish(step, reply: .error(e), outcome: e.code.rawValue, refused: true, session: session)
+            return finish(step, request, reply: .error(e), outcome: e.code.rawValue, refused: true, session: session)
         }
         if let (reply, outcome) = RequestContext.$current.withValue(ctx, operation: { runNow(command, name: name, session: session) }) {
-            return finish(step, reply: reply, outcome: outcome, refused: Self.isRefusal(outcome), session: session)
+            return finish(step, request, reply: reply, outcome: outcome, refused: Self.isRefusal(outcome), session: session)
         }
         return .later {
             let (reply, outcome) = await RequestContext.$current.withValue(ctx) {
                 await self.run(command, name: name, session: session)
             }
-            switch self.finish(step, reply: reply, outcome: outcome, refused: Self.isRefusal(outcome), session: session) {
+            switch self.finish(step, request, reply: reply, outcome: outcome, refused: Self.isRefusal(outcome), session: session) {
             case .now(let r): return r
             case .later(let audit): return await audit()
             }
         }
     }
 
-    /// What ``answer(_:session:)`` carries from the parse to the audit entry.
+    /// What ``answer(_:session:)`` carries from the parse to the audit entry (with the request,
+    /// passed beside it: a step holding its own copy cost a copy of the request each time).
     private struct Step: Sendable {
         let line: [UInt8]
-        let request: Request
         let name: String
         let ctx: RequestContext
         let started: ContinuousClock.Instant
@@ -335,9 +338,9 @@ public final class RegistryService: Sendable {
 
     /// After the handler: counts the outcome, and writes the audit entry when the request is
     /// audited (its reply then waits for the commit); records the latency.
-    private func finish(_ step: Step, reply: Reply, outcome: String, refused: Bool, session: ConnectionSession) -> Answer {
+    private func finish(_ step: Step, _ request: Request, reply: Reply, outcome: String, refused: Bool, session: ConnectionSession) -> Answer {
         if outcome != "ok" { counters.withLocalValue { $0.errors += 1 } }
-        let access = step.request.spec.access
+        let access = request.spec.access
         let audited = refused || access.audit == .always || (access.audit == .ownerData && step.ctx.disclosed > 0)
         guard audited else {
             recordLatency(step)
@@ -353,8 +356,8 @@ public final class RegistryService: Sendable {
         }
         let identity = step.ctx.identity
         let entry = AuditEntry(at: Date(), identity: identity.name, role: identity.role?.rawValue ?? "none", peer: session.peer,
-                               command: Request.redacted(step.line, command: step.request.command), caseID: step.request.caseID,
-                               purpose: step.request.purpose, resultCount: step.ctx.resultCount, outcome: outcome)
+                               command: Request.redacted(step.line, command: request.command), caseID: request.caseID,
+                               purpose: request.purpose, resultCount: step.ctx.resultCount, outcome: outcome)
         return .later {
             defer { self.recordLatency(step) }
             do {
