@@ -419,9 +419,12 @@ public final class CameraIndex: @unchecked Sendable {
         try withExtendedLifetime(snap) {
             let records = table.records, positions = table.positions
             @inline(__always) func consider(_ i: Int) {
-                guard let m = measure(positions[i].lat, positions[i].lon) else { return }
+                // The record first: at a million cameras it is a cache miss, and read before the
+                // geodesic (whose work the processor does while the load is outstanding, the
+                // status test being predicted) it costs little; read after it, the search waited.
                 let r = records[i]
                 guard r.status != .retired else { return }
+                guard let m = measure(positions[i].lat, positions[i].lon) else { return }
                 if !s.delta.isEmpty, s.delta[table.id(at: i)] != nil { return }
                 found.append(FoundHit(distance: m.distance, bearing: m.bearing, source: i,
                                       sees: Sector.sees(distance: m.distance, azimuth: m.bearing, heading: r.heading.isNaN ? nil : r.heading,
@@ -432,6 +435,11 @@ public final class CameraIndex: @unchecked Sendable {
             if let blocks = snap.blocks {
                 let read = withUnsafeTemporaryAllocation(of: BlockDirectory.Run.self, capacity: BlockDirectory.maxBlocks) { runs in
                     guard let count = blocks.runs(covering: disc, into: runs) else { return false }
+                    // The first coordinates of every run, touched together: each run starts a
+                    // cache miss, and issued at once they overlap instead of coming one by one.
+                    var touch = 0.0
+                    for run in runs[..<count] where run.start < run.end { touch += positions[run.start].lat }
+                    cameraTableSink(touch.bitPattern)
                     for run in runs[..<count] {
                         let box = disc.boxes[run.box]
                         for i in run.start..<run.end where GeodesicDisc.box(box, contains: positions[i].lat, positions[i].lon) {
