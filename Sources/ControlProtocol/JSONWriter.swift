@@ -163,19 +163,18 @@ public struct JSONWriter: ~Copyable, @unchecked Sendable {
         // A constant divisor per case: the compiler multiplies and shifts, where a divisor read
         // from a table took a hardware division (tens of cycles, one to four a hit).
         let m = n.magnitude
-        let whole: UInt
+        let (whole, fraction): (UInt, UInt)
         switch digits {
-        case 1: whole = m / 10
-        case 2: whole = m / 100
-        case 3: whole = m / 1_000
-        case 4: whole = m / 10_000
-        case 5: whole = m / 100_000
-        case 6: whole = m / 1_000_000
-        case 7: whole = m / 10_000_000
-        case 8: whole = m / 100_000_000
-        default: whole = m / 1_000_000_000
+        case 1: (whole, fraction) = m.quotientAndRemainder(dividingBy: 10)
+        case 2: (whole, fraction) = m.quotientAndRemainder(dividingBy: 100)
+        case 3: (whole, fraction) = m.quotientAndRemainder(dividingBy: 1_000)
+        case 4: (whole, fraction) = m.quotientAndRemainder(dividingBy: 10_000)
+        case 5: (whole, fraction) = m.quotientAndRemainder(dividingBy: 100_000)
+        case 6: (whole, fraction) = m.quotientAndRemainder(dividingBy: 1_000_000)
+        case 7: (whole, fraction) = m.quotientAndRemainder(dividingBy: 10_000_000)
+        case 8: (whole, fraction) = m.quotientAndRemainder(dividingBy: 100_000_000)
+        default: (whole, fraction) = m.quotientAndRemainder(dividingBy: 1_000_000_000)
         }
-        let fraction = m - whole * withUnsafeBytes(of: powersOfTen) { $0.load(fromByteOffset: digits &* 8, as: UInt.self) }
         var end = sign + writeWhole(whole, at: p + sign)
         guard fraction != 0 else { return end }
         p[end] = UInt8(ascii: ".")
@@ -215,10 +214,6 @@ public struct JSONWriter: ~Copyable, @unchecked Sendable {
         }
         if left == 1 { end[i - 1] = UInt8(truncatingIfNeeded: m % 10) &+ 0x30 }
     }
-
-    /// 10⁰ … 10⁹.
-    @usableFromInline static let powersOfTen: (UInt, UInt, UInt, UInt, UInt, UInt, UInt, UInt, UInt, UInt) =
-        (1, 10, 100, 1_000, 10_000, 100_000, 1_000_000, 10_000_000, 100_000_000, 1_000_000_000)
 
     /// "00", "01", … "99": the two digits of every number under 100, for ``writeDecimal(_:digits:at:)``.
     @usableFromInline static let digitPairs: StaticString =

@@ -388,15 +388,12 @@ final class ConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler {
     private func flushIfNeeded() {
         guard unflushed, let context else { return }
         unflushed = false
-        if let buffer = pending {
-            pending = nil
-            context.write(wrapOutboundOut(buffer), promise: nil)
-            context.flush()
-            // Kept for the next replies: by now the socket has usually taken all of it, and the
-            // buffer is ours alone again.
-            if buffer.capacity <= Self.keptBufferBytes { replyBuffer = buffer }
-        } else {
-            context.flush()
-        }
+        let buffer = pending
+        pending = nil
+        if let buffer { context.write(wrapOutboundOut(buffer), promise: nil) }
+        context.flush()
+        // Kept for the next replies: by now the socket has usually taken all of it, and the
+        // buffer is ours alone again.
+        if let buffer, buffer.capacity <= Self.keptBufferBytes { replyBuffer = buffer }
     }
 }
