@@ -6,8 +6,9 @@ import Registry
 /// One camera in an investigator's answer: where it is relative to the incident, whether it
 /// sees it, and whether its footage still exists.
 struct SearchHit {
-    /// The camera, read in place from the index (no `Camera` value is built for an answer).
-    var camera: CameraRef
+    /// The camera, read in place from the index (no `Camera` value is built for an answer): a
+    /// slot of the answer's table (``render(_:table:search:window:limit:inOrder:)``) or a reference.
+    var camera: HitCamera
     var distance: Double
     var bearing: Double
     var sees: Bool
@@ -55,12 +56,21 @@ extension RegistryService {
         let w = try incidentWindow(q.search)
         let now = Date()
         // With sees=only, look past the limit: the nearest cameras may not see the point.
-        let found = try index.near(lat: q.lat, lon: q.lon, radius: q.radius, limit: q.search.seesOnly ? limits.maxLimit * 10 : q.limit)
-        return render(pointHits(found, lat: q.lat, lon: q.lon, window: w, now: now), search: q.search, window: w, limit: q.limit, inOrder: true)
+        // Read in place: the hits are slots of the searched table, held once for the answer.
+        let found = try index.nearInPlace(lat: q.lat, lon: q.lon, radius: q.radius, limit: q.search.seesOnly ? limits.maxLimit * 10 : q.limit)
+        let table = found.table
+        let hits = [SearchHit](unsafeUninitializedCapacity: found.hits.count) { buffer, count in
+            for (i, h) in found.hits.enumerated() {
+                let footage = w.map { h.camera.footage(in: table, during: $0, now: now) }
+                (buffer.baseAddress! + i).initialize(to: SearchHit(camera: h.camera, distance: h.distance, bearing: h.bearing, sees: h.sees, footage: footage))
+            }
+            count = found.hits.count
+        }
+        return render(hits, table: table, search: q.search, window: w, limit: q.limit, inOrder: true)
     }
 
     /// Search hits for a point incident: `sees` by the exact sector test, footage for the window;
-    /// in the search's order (nearest first, ties by id), which ``render(_:search:window:limit:inOrder:)``
+    /// in the search's order (nearest first, ties by id), which ``render(_:table:search:window:limit:inOrder:)``
     /// then keeps.
     func pointHits(_ input: consuming [NearHit], lat: Double, lon: Double, window w: IncidentWindow?, now: Date) -> [SearchHit] {
         var found = input
@@ -74,7 +84,7 @@ extension RegistryService {
                 i -= 1
                 // `sees`: the sector test on the hit's camera → point geodesic, made by the search.
                 let footage = footage(h.ref, w, now: now)
-                (buffer.baseAddress! + i).initialize(to: SearchHit(camera: h.ref, distance: h.distance, bearing: h.bearing, sees: h.sees, footage: footage))
+                (buffer.baseAddress! + i).initialize(to: SearchHit(camera: .ref(h.ref), distance: h.distance, bearing: h.bearing, sees: h.sees, footage: footage))
             }
             count = n
         }
@@ -147,7 +157,7 @@ extension RegistryService {
             let g = Geodesic.wgs84.inverse(lat1: h.camera.lat, lon1: h.camera.lon, lat2: h.closestLat, lon2: h.closestLon)
             let sees = (try? h.camera.sector().intersects(line)) ?? false
             let ref = CameraRef(h.camera)
-            hits.append(SearchHit(camera: ref, distance: h.distance, bearing: (g.azimuth1 + 360).truncatingRemainder(dividingBy: 360),
+            hits.append(SearchHit(camera: .ref(ref), distance: h.distance, bearing: (g.azimuth1 + 360).truncatingRemainder(dividingBy: 360),
                                   sees: sees, footage: footage(ref, own, now: now), window: vertexTimes == nil ? nil : own,
                                   alongMetres: h.alongMetres))
         }
@@ -182,7 +192,7 @@ extension RegistryService {
             let sees = (try? c.sector().intersects(polygon)) ?? false
             // Inside the area: distance 0; the bearing points to the area's centroid.
             let ref = CameraRef(c)
-            hits.append(SearchHit(camera: ref, distance: 0, bearing: (g.azimuth1 + 360).truncatingRemainder(dividingBy: 360),
+            hits.append(SearchHit(camera: .ref(ref), distance: 0, bearing: (g.azimuth1 + 360).truncatingRemainder(dividingBy: 360),
                                   sees: sees, footage: footage(ref, w, now: now)))
         }
         return render(hits, search: q.search, window: w, limit: q.limit, inOrder: true)
@@ -202,7 +212,7 @@ extension RegistryService {
     /// the hits come in the answer's order already (NEAR and NEAREST nearest first, ties by id,
     /// as the index returns them; ALONG by route position; WITHIN by id), so only `order=urgency`
     /// sorts them.
-    func render(_ input: consuming [SearchHit], search: SearchOptions, window: IncidentWindow?, limit: Int, inOrder: Bool = false) -> Reply {
+    func render(_ input: consuming [SearchHit], table: AnswerTable? = nil, search: SearchOptions, window: IncidentWindow?, limit: Int, inOrder: Bool = false) -> Reply {
         // Taken over, not copied: sorting a shared array would copy every hit (and retain its camera).
         var hits = input
         if search.seesOnly { hits.removeAll { !$0.sees } }
@@ -215,10 +225,10 @@ extension RegistryService {
                 let ka = key(a), kb = key(b)
                 if ka != kb { return ka < kb }
                 if a.distance != b.distance { return a.distance < b.distance }
-                return a.camera.id.utf8.lexicographicallyPrecedes(b.camera.id.utf8)
+                return a.camera.id(in: table).utf8.lexicographicallyPrecedes(b.camera.id(in: table).utf8)
             }
         } else if !inOrder {
-            hits.sort { $0.distance != $1.distance ? $0.distance < $1.distance : $0.camera.id.utf8.lexicographicallyPrecedes($1.camera.id.utf8) }
+            hits.sort { $0.distance != $1.distance ? $0.distance < $1.distance : $0.camera.id(in: table).utf8.lexicographicallyPrecedes($1.camera.id(in: table).utf8) }
         }
         if hits.count > limit { hits.removeSubrange(limit...) }
         // Paging through an answer that was cut at the size limit.
@@ -251,7 +261,7 @@ extension RegistryService {
                     let mark = a.count
                     var pii = false
                     // One view per hit: the camera's text is found in one walk, not one per member.
-                    h.pointee.camera.withView(through: lastText) { c in a.object { o in
+                    h.pointee.camera.withView(in: table, through: lastText) { c in a.object { o in
                         o.put(k.id, utf8: c.id)
                         if f.contains(.lat) { o.put(k.lat, c.lat) }
                         if f.contains(.lon) { o.put(k.lon, c.lon) }

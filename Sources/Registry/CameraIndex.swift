@@ -381,6 +381,35 @@ public final class CameraIndex: @unchecked Sendable {
     /// Cameras within `radius` metres of (lat, lon), nearest first (ties by id), at most `limit`;
     /// retired cameras are never returned.
     public func near(lat: Double, lon: Double, radius: Double, limit: Int) throws -> [NearHit] {
+        let (snap, hold, found, deltaHits) = try nearFound(lat: lat, lon: lon, radius: radius, limit: limit)
+        return found.map { f in
+            NearHit(ref: f.source >= 0 ? snap.ref(f.source, hold: hold) : CameraRef(deltaHits[-1 - f.source]),
+                    distance: f.distance, bearing: f.bearing, sees: f.sees)
+        }
+    }
+
+    /// ``near(lat:lon:radius:limit:)``'s answer read in place: the hits name slots of the table
+    /// searched, held once in the answer's ``AnswerTable``, instead of a reference each (four
+    /// atomic counts a hit, as it was made, read and freed: 3.6 % of the daemon's time at a
+    /// million cameras). The search behind both is the same.
+    public func nearInPlace(lat: Double, lon: Double, radius: Double, limit: Int) throws -> NearAnswer {
+        let (_, hold, found, deltaHits) = try nearFound(lat: lat, lon: lon, radius: radius, limit: limit)
+        let hits = [NearAnswer.Hit](unsafeUninitializedCapacity: found.count) { buffer, count in
+            for (i, f) in found.enumerated() {
+                (buffer.baseAddress! + i).initialize(to: NearAnswer.Hit(
+                    camera: f.source >= 0 ? .slot(f.source) : .ref(CameraRef(deltaHits[-1 - f.source])),
+                    distance: f.distance, bearing: f.bearing, sees: f.sees))
+            }
+            count = found.count
+        }
+        return NearAnswer(table: AnswerTable(hold: hold), hits: hits)
+    }
+
+    /// The search of ``near(lat:lon:radius:limit:)``: the kept hits, nearest first, as slots of
+    /// `snapshot`'s table (source ≥ 0) or of `delta` (source < 0: `delta[-1 - source]`), their
+    /// records and text prefetched; and the calling thread's hold of the table.
+    private func nearFound(lat: Double, lon: Double, radius: Double, limit: Int) throws
+        -> (snapshot: IndexSnapshot, hold: TableHold, found: ArraySlice<FoundHit>, delta: [Camera]) {
         let s = readView
         // Boxes that provably hold the geodesic disc (no geodesic calls; split at ±180°, whole
         // longitude bands over a pole), see `GeodesicDisc`.
@@ -470,11 +499,7 @@ public final class CameraIndex: @unchecked Sendable {
         FoundHit.sort(&found) { a, b in id(a).utf8.lexicographicallyPrecedes(id(b).utf8) }
         let kept = found.prefix(limit)
         table.prefetch(kept.lazy.compactMap { $0.source >= 0 ? $0.source : nil })
-        let hold = s.hold
-        return kept.map { f in
-            NearHit(ref: f.source >= 0 ? snap.ref(f.source, hold: hold) : CameraRef(deltaHits[-1 - f.source]),
-                    distance: f.distance, bearing: f.bearing, sees: f.sees)
-        }
+        return (snap, s.hold, kept, deltaHits)
     }
 
     /// Adds or replaces many cameras at once (a bulk import). A large batch goes straight into a

@@ -862,6 +862,98 @@ extension CameraRef {
     }
 }
 
+/// The table an answer's hits were found in, held once for the whole answer, so that a hit can
+/// name its camera by slot (``HitCamera/slot(_:)``) without a reference of its own. Valid for as
+/// long as it is kept, whatever rebuilds the index meanwhile.
+public struct AnswerTable: Sendable {
+    /// Keeps the table alive.
+    @usableFromInline let hold: TableHold
+    /// The same table, read without counting a reference (a plain word, which a hit's read
+    /// takes out of an optional `AnswerTable` without copying the hold).
+    @usableFromInline let unretained: Unmanaged<CameraTable>
+    init(hold: TableHold) {
+        self.hold = hold
+        unretained = Unmanaged.passUnretained(hold.table)
+    }
+}
+
+/// A hit's camera: a slot of its answer's ``AnswerTable`` (no reference counted: copying,
+/// reading and freeing such a hit touch no shared count), or a camera held by reference (a
+/// recent change not yet in the table, or a search answered without a table). A `.slot` is
+/// only ever read with the table of the answer that made it.
+public enum HitCamera: Sendable {
+    case slot(Int)
+    case ref(CameraRef)
+
+    /// Calls `body` with the table of a `.slot`, not counting a reference to it (the answer's
+    /// table holds it meanwhile: a reference counted here was one atomic increment and one
+    /// decrement a hit). A `.slot` without a table is a programming error.
+    @inlinable @inline(__always)
+    static func withTable<R>(_ table: AnswerTable?, _ body: (CameraTable) -> R) -> R {
+        guard let t = table?.unretained else { preconditionFailure("a hit's slot read without its answer's table") }
+        return t._withUnsafeGuaranteedRef(body)
+    }
+
+    /// Calls `body` with the camera's members, as ``CameraRef/withView(through:_:)``.
+    @inlinable
+    public func withView<R>(in table: AnswerTable?, through last: CameraText = .ownerPhone, _ body: (CameraView) -> R) -> R {
+        switch self {
+        case .slot(let s): return body(Self.withTable(table) { $0.view(slot: s, through: last) })
+        case .ref(let r): return r.withView(through: last, body)
+        }
+    }
+
+    /// The camera's id.
+    public func id(in table: AnswerTable?) -> String {
+        switch self {
+        case .slot(let s): return Self.withTable(table) { $0.id(at: s) }
+        case .ref(let r): return r.id
+        }
+    }
+
+    /// The camera as a reference that stands alone (one reference counted).
+    public func ref(in table: AnswerTable?) -> CameraRef {
+        switch self {
+        case .slot(let s):
+            guard let table else { preconditionFailure("a hit's slot read without its answer's table") }
+            return CameraRef(hold: table.hold, slot: s)
+        case .ref(let r): return r
+        }
+    }
+
+    /// The footage state for an incident window (see ``Camera/footage(during:now:timeZone:)``).
+    public func footage(in table: AnswerTable?, during window: IncidentWindow?, now: Date,
+                        timeZone: ScheduleTimeZone = .hoChiMinh) -> FootageStatus {
+        switch self {
+        case .slot(let s):
+            return Self.withTable(table) { t in
+                let r = t.records[s]
+                return FootageStatus.of(status: r.status, retentionDays: Int(r.retentionDays), schedule: t.schedule(s),
+                                        during: window, now: now, timeZone: timeZone)
+            }
+        case .ref(let r): return r.footage(during: window, now: now, timeZone: timeZone)
+        }
+    }
+}
+
+/// A radius search's answer read in place (``CameraIndex/nearInPlace(lat:lon:radius:limit:)``):
+/// its hits, nearest first, and the table their slots are in.
+public struct NearAnswer: Sendable {
+    /// One camera found, with its ellipsoidal distance, the bearing from the camera to the
+    /// searched point, and whether its field of view covers the point (as ``NearHit``).
+    public struct Hit: Sendable {
+        public let camera: HitCamera
+        public let distance: Double
+        public let bearing: Double
+        public let sees: Bool
+    }
+
+    /// The table the hits' slots are in.
+    public let table: AnswerTable
+    /// The hits, nearest first (ties by id).
+    public var hits: [Hit]
+}
+
 /// Keeps ``CameraTable/prefetch(_:)``'s loads from being optimised away.
 @inline(never) @_optimize(none)
 func cameraTableSink(_ value: UInt64) {}

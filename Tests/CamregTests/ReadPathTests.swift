@@ -141,11 +141,54 @@ struct ReadPathTests {
         #expect(found.count == 43)
         let expected = found.map { ($0.ref.id, $0.distance, $0.bearing, $0.sees) }
         let hits = service.pointHits(found, lat: 11.0015, lon: 106.6001, window: nil, now: Date())
-        #expect(hits.map(\.camera.id) == expected.map(\.0), "the search's order, not reversed")
+        #expect(hits.map { $0.camera.id(in: nil) } == expected.map(\.0), "the search's order, not reversed")
         #expect(hits.map(\.distance) == expected.map(\.1))
         #expect(hits.map(\.bearing) == expected.map(\.2))
         #expect(hits.map(\.sees) == expected.map(\.3))
         #expect(zip(hits, hits.dropFirst()).allSatisfy { $0.distance <= $1.distance })
+    }
+
+    @Test("a search read in place answers as the search with a reference per hit")
+    func nearInPlaceMatchesNear() throws {
+        // A tie in distance, a retired camera, and delta cameras beside the snapshot's (one of
+        // them replacing a snapshot camera, moved out of the radius).
+        var base = (0..<60).map { SpatialQueryTests.camera(SpatialQueryTests.id($0), 11.0 + Double(($0 * 7) % 60) * 1e-4, 106.6 + Double($0 % 5) * 1e-4) }
+        base.append(SpatialQueryTests.camera("TIE-B", 11.001, 106.6))
+        base.append(SpatialQueryTests.camera("TIE-A", 11.001, 106.6))
+        base.append(SpatialQueryTests.camera("GONE", 11.0012, 106.6, status: .retired))
+        let index = try CameraIndex(cameras: base)
+        index.upsert(SpatialQueryTests.camera("DELTA", 11.002, 106.6002))
+        var moved = base[3]
+        moved.lat = 12.5
+        moved.version += 1
+        index.upsert(moved)
+        for (radius, limit) in [(500.0, 100), (80.0, 100), (500.0, 7)] {
+            let near = try index.near(lat: 11.0015, lon: 106.6001, radius: radius, limit: limit)
+            let inPlace = try index.nearInPlace(lat: 11.0015, lon: 106.6001, radius: radius, limit: limit)
+            #expect(!near.isEmpty)
+            #expect(inPlace.hits.map { $0.camera.id(in: inPlace.table) } == near.map(\.ref.id))
+            #expect(inPlace.hits.map(\.distance) == near.map(\.distance))
+            #expect(inPlace.hits.map(\.bearing) == near.map(\.bearing))
+            #expect(inPlace.hits.map(\.sees) == near.map(\.sees))
+            #expect(!inPlace.hits.contains { $0.camera.id(in: inPlace.table) == "GONE" || $0.camera.id(in: inPlace.table) == base[3].id })
+            // Every member read through the view is the camera's own.
+            for (h, n) in zip(inPlace.hits, near) {
+                let c = n.camera
+                h.camera.withView(in: inPlace.table) { v in
+                    #expect(String(decoding: v.id, as: UTF8.self) == c.id)
+                    #expect(v.lat == c.lat && v.lon == c.lon && v.status == c.status && v.retentionDays == c.retentionDays)
+                    #expect(v.address.map { String(decoding: $0, as: UTF8.self) } == c.address)
+                }
+                #expect(h.camera.ref(in: inPlace.table).camera == c)
+                let now = Date()
+                let w = try #require(IncidentWindow(from: now.addingTimeInterval(-3600), to: now.addingTimeInterval(-1800)))
+                #expect(h.camera.footage(in: inPlace.table, during: w, now: now) == c.footage(during: w, now: now))
+            }
+            // DELTA lies 56 m from the point; the seven nearest are table cameras.
+            let deltaHit = inPlace.hits.first { $0.camera.id(in: inPlace.table) == "DELTA" }
+            #expect((deltaHit != nil) == (limit == 100), "radius \(radius), limit \(limit)")
+            if let deltaHit, case .slot = deltaHit.camera { Issue.record("a delta camera is held by reference") }
+        }
     }
 
     @Test("the literal names in search answers are the enums' raw values")
