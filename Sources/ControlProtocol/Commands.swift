@@ -1,3 +1,5 @@
+import Synchronization
+
 /// Limits a server applies while parsing requests (configurable; defaults as documented).
 public struct ProtocolLimits: Sendable, Equatable {
     /// Longest accepted request line, in bytes (without the newline).
@@ -159,6 +161,11 @@ public final class CommandSpec: Sendable {
     let build: @Sendable (_ args: [String], _ options: [String: String], _ limits: ProtocolLimits) throws(ProtocolError) -> Command
     /// The command's name (`CAMERA GET`).
     public let name: String
+    /// A small number of its own: rows are numbered from 0 as they are made, so that a
+    /// per-command count or latency ring is an array element (hashing the name cost a request
+    /// some 600 instructions, twice).
+    public let index: Int
+    private static let made = Atomic<Int>(0)
 
     init(words: [String], access: Access, arguments: [String], optionalArguments: Int, options: [OptionSpec], summary: String,
          build: @escaping @Sendable (_ args: [String], _ options: [String: String], _ limits: ProtocolLimits) throws(ProtocolError) -> Command) {
@@ -170,6 +177,7 @@ public final class CommandSpec: Sendable {
         self.summary = summary
         self.build = build
         name = words.joined(separator: " ")
+        index = Self.made.add(1, ordering: .relaxed).oldValue
     }
 
     /// The usage line (`NEAR <lat> <lon> radius=<m> [limit=<n>]`).
@@ -303,7 +311,7 @@ public enum RequestParser {
         var words: (Range<Int>?, Range<Int>?) = (nil, nil)
         var radius: Range<Int>?, limit: Range<Int>?
         var at: String?, from: String?, to: String?
-        var sees: String?, order: String?, offset: String?, fields: String?
+        var sees: String?, order: String?, offset: String?, fields: Range<Int>?
         func bytes(_ r: Range<Int>) -> UnsafeBufferPointer<UInt8> { UnsafeBufferPointer(rebasing: b[r]) }
         func text(_ r: Range<Int>) -> String { String(decoding: bytes(r), as: UTF8.self) }
         var i = 5
@@ -385,7 +393,9 @@ public enum RequestParser {
                     n = try Values.int(text(w), field: "limit", range: 1...limits.maxLimit)
                 }
             }
-            let search = try SearchCommands.search(at: at, from: from, to: to, sees: sees, order: order, offset: offset, fields: fields)
+            var search = try SearchCommands.search(at: at, from: from, to: to, sees: sees, order: order, offset: offset, fields: nil)
+            // `fields=` read from the line's bytes (no `String` of it).
+            if let w = fields { search.fields = try HitFields.parse(bytes: bytes(w)) }
             return Request(command: .near(NearQuery(lat: lat, lon: lon, radius: r, limit: n, search: search)), spec: nearSpec,
                            caseID: nil, purpose: nil)
         } catch {

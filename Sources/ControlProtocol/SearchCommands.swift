@@ -59,30 +59,32 @@ public struct HitFields: OptionSet, Sendable, Equatable {
     /// `id,distance_m,…`: known names, comma-separated; `id` is added.
     public static func parse(_ text: String) throws(ProtocolError) -> HitFields {
         var text = text
+        let result = text.withUTF8 { b in Result { () throws(ProtocolError) in try parse(bytes: b) } }
+        return try result.get()
+    }
+
+    /// ``parse(_:)`` of the value's UTF-8 bytes, read in place (a `NEAR` line's `fields=`,
+    /// without making a `String` of it).
+    public static func parse(bytes b: UnsafeBufferPointer<UInt8>) throws(ProtocolError) -> HitFields {
         var set: HitFields = .id
         let keys = nameKeys
         // The parts between commas, walked as bytes in place (through the string's UTF-8 view
         // and its indices this was 3k instructions a request; a `split` allocated its list).
-        let unknown: String? = text.withUTF8 { b in
-            var start = 0
-            while true {
-                var end = start
-                while end < b.count, b[end] != UInt8(ascii: ",") { end += 1 }
-                let part = UnsafeBufferPointer(rebasing: b[start..<end])
-                // Names are lower-case ASCII of at most 16 bytes: a part is matched by its key
-                // (two integers), not by comparing it with each name's bytes.
-                guard let k = key(part), let index = keys.firstIndex(where: { $0.0 == k.0 && $0.1 == k.1 }) else {
-                    return String(decoding: part, as: UTF8.self)
-                }
-                set.insert(HitFields(rawValue: 1 << UInt32(index)))
-                guard end < b.count else { return nil }
-                start = end + 1
+        var start = 0
+        while true {
+            var end = start
+            while end < b.count, b[end] != UInt8(ascii: ",") { end += 1 }
+            let part = UnsafeBufferPointer(rebasing: b[start..<end])
+            // Names are lower-case ASCII of at most 16 bytes: a part is matched by its key
+            // (two integers), not by comparing it with each name's bytes.
+            guard let k = key(part), let index = keys.firstIndex(where: { $0.0 == k.0 && $0.1 == k.1 }) else {
+                let unknown = String(decoding: part, as: UTF8.self)
+                throw ProtocolError(.invalidValue, "fields has no member \(Values.clip(unknown)); known: \(names.joined(separator: ","))", field: "fields")
             }
+            set.insert(HitFields(rawValue: 1 << UInt32(index)))
+            guard end < b.count else { return set }
+            start = end + 1
         }
-        if let unknown {
-            throw ProtocolError(.invalidValue, "fields has no member \(Values.clip(unknown)); known: \(names.joined(separator: ","))", field: "fields")
-        }
-        return set
     }
 
     /// ``names`` as ``key(_:)`` gives them, in the same order.

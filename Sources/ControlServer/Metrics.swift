@@ -18,6 +18,8 @@ public final class RequestMetrics: Sendable {
         var next = 0
         var count = 0
         var total = 0
+        /// The command's name (empty: no sample yet).
+        var name = ""
         mutating func add(_ v: Double) {
             if samples.count < RequestMetrics.window { samples.append(v) } else { samples[next] = v }
             next = (next + 1) % RequestMetrics.window
@@ -26,8 +28,9 @@ public final class RequestMetrics: Sendable {
     }
 
     /// Per thread stripe: every request records into its own thread's rings, so that the
-    /// event loops do not queue for one lock (``summaries()`` merges them).
-    private let rings = Striped { [String: Ring]() }
+    /// event loops do not queue for one lock (``summaries()`` merges them). A command's ring is
+    /// at its number (``ControlProtocol/CommandSpec/index``): an array element, no name hashed.
+    private let rings = Striped { [Ring]() }
     private let exporting = ManagedAtomic(false)
 
     public init() {}
@@ -39,9 +42,14 @@ public final class RequestMetrics: Sendable {
         exporting.store(true, ordering: .releasing)
     }
 
-    /// Records one request of `command` that took `seconds`.
-    public func record(_ command: String, seconds: Double) {
-        rings.withLocalValue { $0[command, default: Ring()].add(seconds * 1000) }
+    /// Records one request of the command numbered `index` (a small number, one per command:
+    /// ``ControlProtocol/CommandSpec/index``), named `command`, that took `seconds`.
+    public func record(index: Int, _ command: String, seconds: Double) {
+        rings.withLocalValue { rings in
+            if index >= rings.count { rings.append(contentsOf: repeatElement(Ring(), count: index + 1 - rings.count)) }
+            if rings[index].total == 0 { rings[index].name = command }
+            rings[index].add(seconds * 1000)
+        }
         if exporting.load(ordering: .acquiring) {
             let dimensions = [("command", command)]
             Counter(label: "camreg_requests_total", dimensions: dimensions).increment()
@@ -73,9 +81,9 @@ public final class RequestMetrics: Sendable {
         // `window`), and their totals added up.
         var merged: [String: (samples: [Double], total: Int)] = [:]
         for stripe in rings.values {
-            for (command, r) in stripe {
-                merged[command, default: ([], 0)].samples += r.samples
-                merged[command, default: ([], 0)].total += r.total
+            for r in stripe where r.total > 0 {
+                merged[r.name, default: ([], 0)].samples += r.samples
+                merged[r.name, default: ([], 0)].total += r.total
             }
         }
         return merged.mapValues { r in

@@ -13,7 +13,8 @@ struct ServerCounters: Sendable {
     var connectionsTotal = 0
     var requests = 0
     var errors = 0
-    var perCommand: [String: Int] = [:]
+    /// Requests by command, at the command's number (``ControlProtocol/CommandSpec/index``).
+    var perCommand = CommandCounts()
     var rateLimited = 0
     var refusedConnections = 0
     var idleClosed = 0
@@ -30,9 +31,34 @@ struct ServerCounters: Sendable {
             t.rateLimited += c.rateLimited
             t.refusedConnections += c.refusedConnections
             t.idleClosed += c.idleClosed
-            t.perCommand.merge(c.perCommand, uniquingKeysWith: +)
+            for (i, n) in c.perCommand.counts.enumerated() where n > 0 {
+                t.perCommand.add(index: i, c.perCommand.names[i], n)
+            }
         }
         return t
+    }
+}
+
+/// Counts by command, kept at each command's number (an array element: no name hashed per
+/// request), with the commands' names for `STATS`.
+struct CommandCounts: Sendable {
+    var counts: [Int] = []
+    var names: [String] = []
+
+    mutating func add(index: Int, _ name: String, _ n: Int = 1) {
+        if index >= counts.count {
+            counts.append(contentsOf: repeatElement(0, count: index + 1 - counts.count))
+            names.append(contentsOf: repeatElement("", count: index + 1 - names.count))
+        }
+        if counts[index] == 0 { names[index] = name }
+        counts[index] += n
+    }
+
+    /// The counts by name.
+    var byName: [String: Int] {
+        var d: [String: Int] = [:]
+        for (i, n) in counts.enumerated() where n > 0 { d[names[i], default: 0] += n }
+        return d
     }
 }
 
@@ -294,7 +320,8 @@ public final class RegistryService: Sendable {
         // again: ~500 instructions a request, and a step used to hold one).
         let command = request.command
         let name = Self.name(of: command)
-        counters.withLocalValue { $0.requests += 1; $0.perCommand[name, default: 0] += 1 }
+        let commandIndex = request.spec.index
+        counters.withLocalValue { $0.requests += 1; $0.perCommand.add(index: commandIndex, name) }
         let started = ContinuousClock.now
         if let token = session.identity.tokenID, revokedTokens.withLocalValue({ $0.contains(token) }) {
             session.identity = .anonymous
@@ -302,7 +329,7 @@ public final class RegistryService: Sendable {
         let identity = session.identity
         let access = request.spec.access
         let ctx = RequestContext(identity: identity)
-        let step = Step(line: line, name: name, ctx: ctx, started: started)
+        let step = Step(line: line, name: name, index: commandIndex, ctx: ctx, started: started)
         if !access.allows(identity.role) {
             let e = identity.role == nil
                 ? ProtocolError(.unauthenticated, "\(request.spec.name) needs an authenticated connection: send AUTH <token> first")
@@ -332,6 +359,8 @@ public final class RegistryService: Sendable {
     private struct Step: Sendable {
         let line: [UInt8]
         let name: String
+        /// The command's number (``ControlProtocol/CommandSpec/index``).
+        let index: Int
         let ctx: RequestContext
         let started: ContinuousClock.Instant
     }
@@ -374,7 +403,7 @@ public final class RegistryService: Sendable {
     }
 
     private func recordLatency(_ step: Step) {
-        reliability.metrics.record(step.name, seconds: Double((ContinuousClock.now - step.started) / .microseconds(1)) / 1e6)
+        reliability.metrics.record(index: step.index, step.name, seconds: Double((ContinuousClock.now - step.started) / .microseconds(1)) / 1e6)
     }
 
     /// Whether an outcome is a refusal by policy (a string comparison for `ok`, no hashing).
@@ -1018,7 +1047,7 @@ public final class RegistryService: Sendable {
             w.field("idle_closed", c.idleClosed)
             w.key("commands")
             w.object { o in
-                for (k, v) in c.perCommand.sorted(by: { $0.key < $1.key }) { o.field(k, v) }
+                for (k, v) in c.perCommand.byName.sorted(by: { $0.key < $1.key }) { o.field(k, v) }
             }
             reliability.write(into: &w)
         }

@@ -61,9 +61,9 @@ struct ReadPathTests {
     func latenciesFromSeveralThreads() throws {
         let m = RequestMetrics()
         _ = try Self.onThreads(4) { i in
-            for k in 0..<1000 { m.record("NEAR", seconds: Double(i * 1000 + k + 1) / 1e6) }
+            for k in 0..<1000 { m.record(index: 0, "NEAR", seconds: Double(i * 1000 + k + 1) / 1e6) }
         }
-        m.record("STATS", seconds: 0.5)
+        m.record(index: 1, "STATS", seconds: 0.5)
         let near = try #require(m.summaries()["NEAR"])
         #expect(near.count == 4000)
         #expect(abs(near.max - 4.0) < 1e-9, "the slowest of all threads, in ms: \(near.max)")

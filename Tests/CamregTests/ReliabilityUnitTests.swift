@@ -75,13 +75,13 @@ struct ReliabilityUnitTests {
         #expect(RequestMetrics.percentile([7], 0.99) == 7)
 
         let m = RequestMetrics()
-        for i in 1...10 { m.record("NEAR", seconds: Double(i) / 1000) }
-        m.record("PING", seconds: 0.0005)
+        for i in 1...10 { m.record(index: 0, "NEAR", seconds: Double(i) / 1000) }
+        m.record(index: 2, "PING", seconds: 0.0005)
         let s = m.summaries()
         #expect(s["NEAR"] == .init(count: 10, p50: 5, p90: 9, p99: 10, max: 10))
         #expect(s["PING"]?.count == 1 && s["PING"]?.max == 0.5)
         // The ring keeps the last `window` samples; the count keeps counting.
-        for _ in 0..<(RequestMetrics.window + 10) { m.record("STATS", seconds: 0.002) }
+        for _ in 0..<(RequestMetrics.window + 10) { m.record(index: 1, "STATS", seconds: 0.002) }
         #expect(m.summaries()["STATS"]?.count == RequestMetrics.window + 10)
         #expect(m.summaries()["STATS"]?.p99 == 2)
     }
