@@ -57,7 +57,8 @@ extension RegistryService {
         let now = Date()
         // With sees=only, look past the limit: the nearest cameras may not see the point.
         // Read in place: the hits are slots of the searched table, held once for the answer.
-        let found = try index.nearInPlace(lat: q.lat, lon: q.lon, radius: q.radius, limit: q.search.seesOnly ? limits.maxLimit * 10 : q.limit)
+        let found = try index.nearInPlace(lat: q.lat, lon: q.lon, radius: q.radius, limit: q.search.seesOnly ? limits.maxLimit * 10 : q.limit,
+                                          readsText: Self.lastText(q.search.fields) != .id)
         let table = found.table
         let hits = [SearchHit](unsafeUninitializedCapacity: found.hits.count) { buffer, count in
             for (i, h) in found.hits.enumerated() {
@@ -245,8 +246,7 @@ extension RegistryService {
         var written = 0
         let k = AnswerKeys.shared
         // The last text member the hits' fields read: a camera's text is walked no further.
-        let lastText: CameraText = f.contains(.ownerPhone) ? .ownerPhone : f.contains(.ownerName) ? .ownerName
-            : f.contains(.ward) ? .ward : f.contains(.address) ? .address : .id
+        let lastText = Self.lastText(f)
         let reply = ok(capacity: 64 + hits.count * (search.fields == .all ? 480 : 160)) { w in
             if let window {
                 w.put(k.from, time: window.from)
@@ -310,6 +310,13 @@ extension RegistryService {
         context?.noteDisclosed(disclosed)
         RequestContext.noteResults(written)
         return reply
+    }
+
+    /// The last text member an answer with `fields` reads of each hit: its text is walked no
+    /// further (`.id`: the text is not read, a short id being in the camera's record).
+    static func lastText(_ f: HitFields) -> CameraText {
+        f.contains(.ownerPhone) ? .ownerPhone : f.contains(.ownerName) ? .ownerName
+            : f.contains(.ward) ? .ward : f.contains(.address) ? .address : .id
     }
 
     /// `granted`, `lapsed` (granted but past its date), `withdrawn` (not granted) or `unknown`

@@ -341,7 +341,7 @@ public final class CameraIndex: @unchecked Sendable {
             if let held = st.delta[camera.id] {
                 if held.version > camera.version || held == camera { return false }
             } else if let slot = table.slot(of: camera.id) {
-                let version = Int(table.records[slot].version)
+                let version = Int(table.extras[slot].version)
                 if version > camera.version || (version == camera.version && table.camera(at: slot) == camera) { return false }
             }
             st.delta[camera.id] = camera
@@ -381,7 +381,7 @@ public final class CameraIndex: @unchecked Sendable {
     /// Cameras within `radius` metres of (lat, lon), nearest first (ties by id), at most `limit`;
     /// retired cameras are never returned.
     public func near(lat: Double, lon: Double, radius: Double, limit: Int) throws -> [NearHit] {
-        let (snap, hold, found, deltaHits) = try nearFound(lat: lat, lon: lon, radius: radius, limit: limit)
+        let (snap, hold, found, deltaHits) = try nearFound(lat: lat, lon: lon, radius: radius, limit: limit, prefetchText: true)
         return found.map { f in
             NearHit(ref: f.source >= 0 ? snap.ref(f.source, hold: hold) : CameraRef(deltaHits[-1 - f.source]),
                     distance: f.distance, bearing: f.bearing, sees: f.sees)
@@ -391,9 +391,11 @@ public final class CameraIndex: @unchecked Sendable {
     /// ``near(lat:lon:radius:limit:)``'s answer read in place: the hits name slots of the table
     /// searched, held once in the answer's ``AnswerTable``, instead of a reference each (four
     /// atomic counts a hit, as it was made, read and freed: 3.6 % of the daemon's time at a
-    /// million cameras). The search behind both is the same.
-    public func nearInPlace(lat: Double, lon: Double, radius: Double, limit: Int) throws -> NearAnswer {
-        let (_, hold, found, deltaHits) = try nearFound(lat: lat, lon: lon, radius: radius, limit: limit)
+    /// million cameras). The search behind both is the same. `readsText`: the caller reads more
+    /// of the hits' text than their ids (an address, an owner), which is then fetched for all
+    /// the hits at once; a short id is in the record the search has read already.
+    public func nearInPlace(lat: Double, lon: Double, radius: Double, limit: Int, readsText: Bool = true) throws -> NearAnswer {
+        let (_, hold, found, deltaHits) = try nearFound(lat: lat, lon: lon, radius: radius, limit: limit, prefetchText: readsText)
         let hits = [NearAnswer.Hit](unsafeUninitializedCapacity: found.count) { buffer, count in
             for (i, f) in found.enumerated() {
                 (buffer.baseAddress! + i).initialize(to: NearAnswer.Hit(
@@ -407,8 +409,8 @@ public final class CameraIndex: @unchecked Sendable {
 
     /// The search of ``near(lat:lon:radius:limit:)``: the kept hits, nearest first, as slots of
     /// `snapshot`'s table (source ≥ 0) or of `delta` (source < 0: `delta[-1 - source]`), their
-    /// records and text prefetched; and the calling thread's hold of the table.
-    private func nearFound(lat: Double, lon: Double, radius: Double, limit: Int) throws
+    /// text prefetched when `prefetchText`; and the calling thread's hold of the table.
+    private func nearFound(lat: Double, lon: Double, radius: Double, limit: Int, prefetchText: Bool) throws
         -> (snapshot: IndexSnapshot, hold: TableHold, found: ArraySlice<FoundHit>, delta: [Camera]) {
         let s = readView
         // Boxes that provably hold the geodesic disc (no geodesic calls; split at ±180°, whole
@@ -498,7 +500,7 @@ public final class CameraIndex: @unchecked Sendable {
         func id(_ f: FoundHit) -> String { f.source >= 0 ? table.id(at: f.source) : deltaHits[-1 - f.source].id }
         FoundHit.sort(&found) { a, b in id(a).utf8.lexicographicallyPrecedes(id(b).utf8) }
         let kept = found.prefix(limit)
-        table.prefetch(kept.lazy.compactMap { $0.source >= 0 ? $0.source : nil })
+        if prefetchText { table.prefetch(kept.lazy.compactMap { $0.source >= 0 ? $0.source : nil }) }
         return (snap, s.hold, kept, deltaHits)
     }
 

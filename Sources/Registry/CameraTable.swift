@@ -17,8 +17,9 @@ public enum CameraText: Int, Sendable, CaseIterable {
 ///
 /// A million `Camera` values cost about 280 bytes each, plus a heap object for every string
 /// longer than 15 bytes, plus a dictionary from id to position; copying one for a search hit
-/// retains each of its strings. Here a camera is 16 bytes of coordinates, an 88-byte record and
-/// its text bytes (wards and registrars stored once per distinct value), a search reads
+/// retains each of its strings. Here a camera is 16 bytes of coordinates, a 64-byte record (what
+/// a search and a short answer read: one cache line), 40 bytes of ``Extra`` members and its text
+/// bytes (wards and registrars stored once per distinct value), a search reads
 /// coordinates and status straight from those arrays, and ``CameraRef`` reads any other member
 /// in place. Space order puts a search's candidates, which are neighbours, in
 /// neighbouring records and text (a few cache lines and pages instead of one or two each,
@@ -31,8 +32,12 @@ public enum CameraText: Int, Sendable, CaseIterable {
 /// pointers into them that are valid while they hold the table. `@unchecked Sendable`: nothing
 /// is written after `init`.
 public final class CameraTable: @unchecked Sendable {
-    /// One camera's fixed-size members. Optional numbers use a sentinel (`NaN`, `Int64.min`),
-    /// which a valid camera never holds (``Camera/validate()`` refuses non-finite numbers).
+    /// One camera's fixed-size members that a search and a short answer read: 64 bytes, one
+    /// cache line (the records start on a 64-byte boundary), the id included when it is short
+    /// (nearly always): at a million cameras a search's candidates are cache misses, and with
+    /// 88-byte records, the id read from the text arena, a hit cost two or three lines where it
+    /// now costs one. Optional numbers use a sentinel (`NaN`, `Int64.min`), which a valid camera
+    /// never holds (``Camera/validate()`` refuses non-finite numbers).
     struct Record: Sendable {
         /// Offset in the arena of the camera's text: for each ``CameraText`` in order, a LEB128
         /// varint `length + 1` (0 = nil) then the UTF-8 bytes, or for a shared member
@@ -41,6 +46,8 @@ public final class CameraTable: @unchecked Sendable {
         var status: CameraStatus
         var siteKind: SiteKind
         var ownerKind: OwnerKind
+        /// Bytes of the id held in ``id`` (1…16), or 0 when it is longer: then only the text has it.
+        var idCount: UInt8
         /// Minutes after midnight; `scheduleStart < 0` means 24/7.
         var scheduleStart: Int16
         var scheduleEnd: Int16
@@ -48,16 +55,32 @@ public final class CameraTable: @unchecked Sendable {
         var heading: Double      // NaN = none
         var fov: Double
         var range: Double
+        var ownerID: Int64       // Int64.min = none
+        /// The id's UTF-8 bytes when `idCount > 0`, zero-padded (also in the text: this is a copy
+        /// beside the members an answer reads with it). The last member: see ``idOffset``.
+        var id: (UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8,
+                 UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8)
+    }
+
+    /// The longest id a record holds.
+    static let inlineIDBytes = 16
+    /// Where ``Record/id`` starts in a record (it is the last member).
+    @inline(__always) static var idOffset: Int { MemoryLayout<Record>.size - 16 }
+
+    /// A camera's members that only the whole camera reads (`CAMERA GET`, exports, rebuilds),
+    /// apart from the records so that a record stays one cache line.
+    struct Extra: Sendable {
         var mountHeight: Double  // NaN = none
         var createdAt: Double    // Date.timeIntervalSinceReferenceDate
         var updatedAt: Double
         var verifiedAt: Double   // NaN = none
         var version: Int64
-        var ownerID: Int64       // Int64.min = none
     }
 
     /// The records, `count` of them (the allocation may be larger), in space order.
     let records: UnsafeMutableBufferPointer<Record>
+    /// The rest of each camera's fixed-size members, slot by slot as the records.
+    let extras: UnsafeMutableBufferPointer<Extra>
 
     /// A camera's coordinates (degrees, WGS84).
     struct Position {
@@ -87,10 +110,11 @@ public final class CameraTable: @unchecked Sendable {
     let sharedStarts: UnsafeMutableBufferPointer<Int>
 
     /// Bytes held by the records and the text (for statistics).
-    public var bytes: Int { count * (MemoryLayout<Record>.stride + MemoryLayout<Position>.stride + 4) + textCount + sharedText.count + sharedStarts.count * 8 }
+    public var bytes: Int { count * (MemoryLayout<Record>.stride + MemoryLayout<Extra>.stride + MemoryLayout<Position>.stride + 4) + textCount + sharedText.count + sharedStarts.count * 8 }
 
     private init(_ b: Builder) {
         records = b.records
+        extras = b.extras
         positions = b.positions
         byID = b.byID
         text = b.text
@@ -105,6 +129,7 @@ public final class CameraTable: @unchecked Sendable {
 
     deinit {
         free(records.baseAddress)
+        free(extras.baseAddress)
         free(positions.baseAddress)
         free(byID.baseAddress)
         free(text.baseAddress)
@@ -112,9 +137,10 @@ public final class CameraTable: @unchecked Sendable {
         free(sharedStarts.baseAddress)
     }
 
-    /// Room for `count` values of `T`, from `malloc`, or for 4 MiB and more 2 MiB-aligned and
-    /// advised as transparent huge pages: a search touches records and text at random over
-    /// hundreds of MiB, and with 4 KiB pages nearly every such touch also misses the TLB.
+    /// Room for `count` values of `T`, 64-byte aligned (a cache line: a record is one), or for
+    /// 4 MiB and more 2 MiB-aligned and advised as transparent huge pages: a search touches
+    /// records and text at random over hundreds of MiB, and with 4 KiB pages nearly every such
+    /// touch also misses the TLB. Freed with `free`.
     static func allocate<T>(_ type: T.Type, count: Int) -> UnsafeMutableBufferPointer<T> {
         let bytes = max(1, count) * MemoryLayout<T>.stride
         var raw: UnsafeMutableRawPointer?
@@ -125,7 +151,7 @@ public final class CameraTable: @unchecked Sendable {
                 _ = madvise(raw, rounded, 14 /* MADV_HUGEPAGE */)
             }
         }
-        if raw == nil { raw = malloc(bytes) }
+        if raw == nil, posix_memalign(&raw, 64, bytes) != 0 { raw = nil }
         guard let raw else { fatalError("out of memory allocating \(bytes) bytes for the camera table") }
         return UnsafeMutableBufferPointer(start: raw.bindMemory(to: T.self, capacity: max(1, count)), count: max(1, count))
     }
@@ -254,7 +280,7 @@ public final class CameraTable: @unchecked Sendable {
                 }
                 if rank < count, cmp == 0 {
                     let slot = Int(byID[rank])
-                    take(records[slot].version > Int64(changes[Int(i)].version) ? Int32(slot) : -1 - i)
+                    take(extras[slot].version > Int64(changes[Int(i)].version) ? Int32(slot) : -1 - i)
                     rank += 1
                 } else {
                     take(-1 - i)
@@ -366,7 +392,14 @@ public final class CameraTable: @unchecked Sendable {
     /// while the caller holds this table.
     @usableFromInline
     func view(slot: Int, through last: CameraText) -> CameraView {
-        var v = CameraView(record: records[slot], position: positions[slot])
+        let r = records.baseAddress! + slot
+        var v = CameraView(record: r.pointee, position: positions[slot])
+        // An answer of ids and numbers reads the id from the record: the text is not touched.
+        let n = Int(r.pointee.idCount)
+        if last == .id, n > 0 {
+            v.id = UnsafeBufferPointer(start: UnsafeRawPointer(r).advanced(by: Self.idOffset).assumingMemoryBound(to: UInt8.self), count: n)
+            return v
+        }
         var cursor = TextCursor(table: self, slot: slot)
         v.id = cursor.next(.id) ?? UnsafeBufferPointer(start: nil, count: 0)
         guard last.rawValue >= CameraText.address.rawValue else { return v }
@@ -380,15 +413,15 @@ public final class CameraTable: @unchecked Sendable {
         return v
     }
 
-    /// Touches the records and the start of the text of `slots` in one loop of independent
-    /// loads. At a million cameras nearly every one is a cache miss; taken here together they
-    /// overlap, instead of one by one while an answer is written.
+    /// Touches the start of the text of `slots` in one loop of independent loads (their records,
+    /// which say where it is, a search has read already). At a million cameras nearly every one
+    /// is a cache miss; taken here together they overlap, instead of one by one while an answer
+    /// is written.
     func prefetch<S: Sequence>(_ slots: S) where S.Element == Int {
         var sum: UInt64 = 0
         for slot in slots {
-            let r = records[slot]
-            let at = Int(r.text)
-            sum &+= r.ownerID.magnitude &+ UInt64(text[at])
+            let at = Int(records[slot].text)
+            sum &+= UInt64(text[at])
             if at + 64 < textCount { sum &+= UInt64(text[at + 64]) }
         }
         cameraTableSink(sum)
@@ -409,18 +442,18 @@ public final class CameraTable: @unchecked Sendable {
 
     /// The camera in `slot`, as a value.
     public func camera(at slot: Int) -> Camera {
-        let r = records[slot]
+        let r = records[slot], x = extras[slot]
         var c = Camera(id: id(at: slot), lat: positions[slot].lat, lon: positions[slot].lon, siteKind: r.siteKind,
                        address: string(slot: slot, .address) ?? "", ward: string(slot: slot, .ward) ?? "",
                        heading: r.heading.isNaN ? nil : r.heading, fov: r.fov, range: r.range,
-                       mountHeight: r.mountHeight.isNaN ? nil : r.mountHeight, ownerKind: r.ownerKind,
+                       mountHeight: x.mountHeight.isNaN ? nil : x.mountHeight, ownerKind: r.ownerKind,
                        ownerName: string(slot: slot, .ownerName), ownerPhone: string(slot: slot, .ownerPhone),
                        schedule: schedule(slot), retentionDays: Int(r.retentionDays), status: r.status,
-                       createdAt: Date(timeIntervalSinceReferenceDate: r.createdAt),
-                       updatedAt: Date(timeIntervalSinceReferenceDate: r.updatedAt), version: Int(r.version))
+                       createdAt: Date(timeIntervalSinceReferenceDate: x.createdAt),
+                       updatedAt: Date(timeIntervalSinceReferenceDate: x.updatedAt), version: Int(x.version))
         c.ownerID = r.ownerID == .min ? nil : r.ownerID
         c.verifiedBy = string(slot: slot, .verifiedBy)
-        c.verifiedAt = r.verifiedAt.isNaN ? nil : Date(timeIntervalSinceReferenceDate: r.verifiedAt)
+        c.verifiedAt = x.verifiedAt.isNaN ? nil : Date(timeIntervalSinceReferenceDate: x.verifiedAt)
         c.statusReason = string(slot: slot, .statusReason)
         return c
     }
@@ -485,6 +518,7 @@ public final class CameraTable: @unchecked Sendable {
     /// `textBytes` bytes of text); the table takes them over.
     struct Builder {
         let records: UnsafeMutableBufferPointer<Record>
+        let extras: UnsafeMutableBufferPointer<Extra>
         let positions: UnsafeMutableBufferPointer<Position>
         /// The id index; the builder's user sets each camera's entry (``CameraTable/byID``).
         let byID: UnsafeMutableBufferPointer<UInt32>
@@ -501,6 +535,7 @@ public final class CameraTable: @unchecked Sendable {
                 throw RegistryError(.capacity, "the cameras' text (\(textBytes >> 20) MiB) exceeds the index's limit of 4 GiB")
             }
             records = CameraTable.allocate(Record.self, count: capacity)
+            extras = CameraTable.allocate(Extra.self, count: capacity)
             positions = CameraTable.allocate(Position.self, count: capacity)
             byID = CameraTable.allocate(UInt32.self, count: capacity)
             text = CameraTable.allocate(UInt8.self, count: textBytes)
@@ -584,13 +619,23 @@ public final class CameraTable: @unchecked Sendable {
             case .daily(let s, let e): schedule = (Int16(s), Int16(e))
             }
             (positions.baseAddress! + count).initialize(to: Position(lat: c.lat, lon: c.lon))
-            (records.baseAddress! + count).initialize(to: Record(
+            // The id as just written to the text (the first member), copied into the record.
+            var at = start
+            let idBytes = CameraTable.readVarint(UnsafeBufferPointer(text), &at) - 1
+            let inline = idBytes >= 1 && idBytes <= CameraTable.inlineIDBytes
+            var record = Record(
                 text: UInt32(start),
-                status: c.status, siteKind: c.siteKind, ownerKind: c.ownerKind,
+                status: c.status, siteKind: c.siteKind, ownerKind: c.ownerKind, idCount: inline ? UInt8(idBytes) : 0,
                 scheduleStart: schedule.0, scheduleEnd: schedule.1, retentionDays: Int32(clamping: c.retentionDays),
-                heading: c.heading ?? .nan, fov: c.fov, range: c.range, mountHeight: c.mountHeight ?? .nan,
-                createdAt: c.createdAt, updatedAt: c.updatedAt, verifiedAt: c.verifiedAt ?? .nan,
-                version: c.version, ownerID: c.ownerID ?? .min))
+                heading: c.heading ?? .nan, fov: c.fov, range: c.range, ownerID: c.ownerID ?? .min,
+                id: (0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0))
+            if inline {
+                withUnsafeMutableBytes(of: &record.id) { $0.copyMemory(from: UnsafeRawBufferPointer(rebasing: UnsafeRawBufferPointer(text)[at..<(at + idBytes)])) }
+            }
+            (records.baseAddress! + count).initialize(to: record)
+            (extras.baseAddress! + count).initialize(to: Extra(
+                mountHeight: c.mountHeight ?? .nan, createdAt: c.createdAt, updatedAt: c.updatedAt,
+                verifiedAt: c.verifiedAt ?? .nan, version: c.version))
             count += 1
         }
 
@@ -608,6 +653,7 @@ public final class CameraTable: @unchecked Sendable {
             UnsafeMutableRawPointer(text.baseAddress! + textCount).copyMemory(from: t.baseAddress! + from, byteCount: end - from)
             textCount += end - from
             (records.baseAddress! + count).initialize(to: r)
+            (extras.baseAddress! + count).initialize(to: table.extras[slot])
             (positions.baseAddress! + count).initialize(to: table.positions[slot])
             count += 1
         }

@@ -34,6 +34,8 @@ struct CameraTableTests {
     static func ids() -> [String] {
         var ids = (0..<300).map { "BC-\(String(format: "%05d", ($0 * 7919) % 300))" }
         ids += ["LONG-ID-PREFIX-0000-B", "LONG-ID-PREFIX-0000-A", "LONG-ID-PREFIX-0000", "A", "Z_9", "BC-"]
+        // The longest id a record holds (16 bytes) and one byte more.
+        ids += ["SIXTEEN-BYTES-ID", "SEVENTEEN-BYTES-I"]
         return ids
     }
 
@@ -48,6 +50,8 @@ struct CameraTableTests {
             #expect(table.camera(at: slot) == c)
             #expect(table.id(at: slot) == c.id)
             #expect(table.slot(of: c.id) == slot)
+            // A short id is also in the record, a long one only in the text.
+            #expect(Int(table.records[slot].idCount) == (c.id.utf8.count <= 16 ? c.id.utf8.count : 0), "\(c.id)")
             let ref = CameraRef(table: table, slot: slot)
             #expect(ref.camera == c)
             #expect(ref.id == c.id && ref.lat == c.lat && ref.lon == c.lon && ref.heading == c.heading)
@@ -110,10 +114,19 @@ struct CameraTableTests {
         #expect(table.camera(at: table.slot(of: "BC-2")!).address == "second")
     }
 
-    @Test("a record is 88 bytes and a position 16 (coordinates apart), and text beyond the 32-bit offsets is refused with a typed error")
-    func layoutAndCapacity() {
-        #expect(MemoryLayout<CameraTable.Record>.stride == 88)
+    @Test("a record is one 64-byte cache line (the id last), the rest 40 bytes, a position 16, and text beyond the 32-bit offsets is refused with a typed error")
+    func layoutAndCapacity() throws {
+        #expect(MemoryLayout<CameraTable.Record>.stride == 64)
+        #expect(MemoryLayout<CameraTable.Record>.offset(of: \CameraTable.Record.id) == CameraTable.idOffset)
+        #expect(CameraTable.idOffset + CameraTable.inlineIDBytes == MemoryLayout<CameraTable.Record>.size)
+        #expect(MemoryLayout<CameraTable.Extra>.stride == 40)
         #expect(MemoryLayout<CameraTable.Position>.stride == 16)
+        // The records start on a cache line, small table or large.
+        for n in [1, 3, 100_000] {
+            let records = CameraTable.allocate(CameraTable.Record.self, count: n)
+            defer { free(records.baseAddress) }
+            #expect(Int(bitPattern: records.baseAddress) % 64 == 0, "\(n)")
+        }
         #expect(throws: RegistryError.self) {
             _ = try CameraTable.Builder(capacity: 1, textBytes: CameraTable.maximumTextBytes + 1)
         }
