@@ -191,6 +191,29 @@ struct ReadPathTests {
         }
     }
 
+    @Test("a request answered at once is the current request on its thread only, nested calls put the outer one back, and a task sees its own")
+    func synchronousRequestContext() async throws {
+        let a = RequestContext(identity: Identity(name: "a", label: "a", role: .investigator))
+        let b = RequestContext(identity: Identity(name: "b", label: "b", role: .analyst))
+        #expect(RequestContext.current == nil)
+        RequestContext.withSynchronous(a) {
+            #expect(RequestContext.current === a)
+            RequestContext.withSynchronous(b) { #expect(RequestContext.current === b) }
+            #expect(RequestContext.current === a, "the outer request is current again")
+            // Another thread meanwhile sees none.
+            let other = try? Self.onThreads(1) { _ in RequestContext.current == nil }
+            #expect(other == [true])
+            RequestContext.noteResults(3)
+        }
+        #expect(a.resultCount == 3)
+        #expect(RequestContext.current == nil, "put back after the call")
+        // A waiting handler's task sees the task's request.
+        await RequestContext.$task.withValue(b) {
+            await Task.yield()
+            #expect(RequestContext.current === b)
+        }
+    }
+
     @Test("the literal names in search answers are the enums' raw values")
     func jsonTextsAreRawValues() {
         for s in FootageState.allCases { #expect(s.jsonText.description == s.rawValue) }
