@@ -305,7 +305,10 @@ public struct JSONWriter: ~Copyable, @unchecked Sendable {
         out.advance(by: Self.writeDecimal(f.n, digits: f.digits, at: p))
     }
     public mutating func put(_ k: Key, _ v: Double?) { if let v { put(k, v) } else { key(k); null() } }
-    @inlinable @inline(__always)
+    /// Transparent: inlined at every call, where `decimals` is a literal and the cases of the
+    /// other place counts fold away (as `@inline(__always)` the optimiser kept it a call from
+    /// `render`'s per-hit closure, ~240 instructions for a distance).
+    @_transparent
     public mutating func put(_ k: Key, _ v: Double, decimals: Int) {
         guard let f = Self.roundedForm(v, decimals: decimals) else { key(k); value(v, decimals: decimals); return }
         let p = member(k, room: Self.maximumDecimalBytes)
