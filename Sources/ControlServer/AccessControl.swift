@@ -59,10 +59,11 @@ public final class RequestContext: Sendable {
         return task
     }
 
-    /// Runs `body`, a handler that answers without waiting and starts no task that reads the
-    /// request, with `context` as ``current`` on this thread: a thread-specific pointer set and
-    /// put back, where binding the task local cost a request some 850 instructions (its push,
-    /// its pop, and a lookup for each read). The context outlives the call (it is held here).
+    /// Runs `body`, a handler that answers without waiting, with `context` as ``current`` on
+    /// this thread: a thread-specific pointer set and put back, where binding the task local cost
+    /// a request some 850 instructions (its push, its pop, and a lookup for each read). A task the
+    /// handler starts does not see it (`IMPORT BEGIN`'s import task is given what it needs, the
+    /// actor, as an argument). The context outlives the call (it is held here).
     static func withSynchronous<R>(_ context: RequestContext, _ body: () -> R) -> R {
         let previous = pthread_getspecific(threadKey)
         _ = pthread_setspecific(threadKey, Unmanaged.passUnretained(context).toOpaque())

@@ -340,15 +340,7 @@ public final class RegistryService: Sendable {
             let e = ProtocolError(.caseRequired, "an \(role.rawValue) must give the case this request is for: case=<id> (and purpose=\"…\")", field: "case")
             return finish(step, request, reply: .error(e), outcome: e.code.rawValue, refused: true, session: session)
         }
-        // A handler that answers at once sees the request through a thread-specific pointer;
-        // `IMPORT BEGIN` starts the import's task, which must inherit it: a task local.
-        let now: (Reply, String)?
-        if case .importBegin = command {
-            now = RequestContext.$task.withValue(ctx, operation: { runNow(command, name: name, session: session) })
-        } else {
-            now = RequestContext.withSynchronous(ctx) { runNow(command, name: name, session: session) }
-        }
-        if let (reply, outcome) = now {
+        if let (reply, outcome) = RequestContext.withSynchronous(ctx, { runNow(command, name: name, session: session) }) {
             return finish(step, request, reply: reply, outcome: outcome, refused: Self.isRefusal(outcome), session: session)
         }
         return .later {
