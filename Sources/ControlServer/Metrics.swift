@@ -6,6 +6,35 @@ import NIOConcurrencyHelpers
 import Registry
 import RegistryStore
 
+/// Values kept per command at the command's number (``ControlProtocol/CommandSpec/index``): an
+/// array element, so that a request hashes no name; each command's name is kept beside its value
+/// for reading (`STATS`). The request counts and the latency rings are kept so.
+struct PerCommand<Value: Sendable>: Sendable {
+    /// `nil`: no request of that command yet.
+    private var values: [Value?] = []
+    private var names: [String] = []
+
+    /// Calls `body` with the value of the command numbered `index`, named `name`, made by
+    /// `initial` on its first use.
+    @inline(__always)
+    mutating func with<R>(index: Int, name: String, initial: @autoclosure () -> Value, _ body: (inout Value) -> R) -> R {
+        if index >= values.count {
+            values.append(contentsOf: repeatElement(nil, count: index + 1 - values.count))
+            names.append(contentsOf: repeatElement("", count: index + 1 - names.count))
+        }
+        if values[index] == nil {
+            values[index] = initial()
+            names[index] = name
+        }
+        return body(&values[index]!)
+    }
+
+    /// Every command seen: its number, name and value.
+    var entries: [(index: Int, name: String, value: Value)] {
+        values.indices.compactMap { i in values[i].map { (i, names[i], $0) } }
+    }
+}
+
 /// Request latencies per command: the last ``window`` samples of each command on each thread
 /// stripe (``Striped``), kept in rings, summarised together as percentiles in `STATS`
 /// (`latency_ms`). Cheap to record (the thread's own lock, one store).
@@ -18,8 +47,6 @@ public final class RequestMetrics: Sendable {
         var next = 0
         var count = 0
         var total = 0
-        /// The command's name (empty: no sample yet).
-        var name = ""
         mutating func add(_ v: Double) {
             if samples.count < RequestMetrics.window { samples.append(v) } else { samples[next] = v }
             next = (next + 1) % RequestMetrics.window
@@ -30,7 +57,7 @@ public final class RequestMetrics: Sendable {
     /// Per thread stripe: every request records into its own thread's rings, so that the
     /// event loops do not queue for one lock (``summaries()`` merges them). A command's ring is
     /// at its number (``ControlProtocol/CommandSpec/index``): an array element, no name hashed.
-    private let rings = Striped { [Ring]() }
+    private let rings = Striped { PerCommand<Ring>() }
     private let exporting = ManagedAtomic(false)
 
     public init() {}
@@ -45,11 +72,7 @@ public final class RequestMetrics: Sendable {
     /// Records one request of the command numbered `index` (a small number, one per command:
     /// ``ControlProtocol/CommandSpec/index``), named `command`, that took `seconds`.
     public func record(index: Int, _ command: String, seconds: Double) {
-        rings.withLocalValue { rings in
-            if index >= rings.count { rings.append(contentsOf: repeatElement(Ring(), count: index + 1 - rings.count)) }
-            if rings[index].total == 0 { rings[index].name = command }
-            rings[index].add(seconds * 1000)
-        }
+        rings.withLocalValue { $0.with(index: index, name: command, initial: Ring()) { $0.add(seconds * 1000) } }
         if exporting.load(ordering: .acquiring) {
             let dimensions = [("command", command)]
             Counter(label: "camreg_requests_total", dimensions: dimensions).increment()
@@ -81,9 +104,9 @@ public final class RequestMetrics: Sendable {
         // `window`), and their totals added up.
         var merged: [String: (samples: [Double], total: Int)] = [:]
         for stripe in rings.values {
-            for r in stripe where r.total > 0 {
-                merged[r.name, default: ([], 0)].samples += r.samples
-                merged[r.name, default: ([], 0)].total += r.total
+            for e in stripe.entries {
+                merged[e.name, default: ([], 0)].samples += e.value.samples
+                merged[e.name, default: ([], 0)].total += e.value.total
             }
         }
         return merged.mapValues { r in

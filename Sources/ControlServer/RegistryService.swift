@@ -14,7 +14,7 @@ struct ServerCounters: Sendable {
     var requests = 0
     var errors = 0
     /// Requests by command, at the command's number (``ControlProtocol/CommandSpec/index``).
-    var perCommand = CommandCounts()
+    var perCommand = PerCommand<Int>()
     var rateLimited = 0
     var refusedConnections = 0
     var idleClosed = 0
@@ -31,34 +31,11 @@ struct ServerCounters: Sendable {
             t.rateLimited += c.rateLimited
             t.refusedConnections += c.refusedConnections
             t.idleClosed += c.idleClosed
-            for (i, n) in c.perCommand.counts.enumerated() where n > 0 {
-                t.perCommand.add(index: i, c.perCommand.names[i], n)
+            for e in c.perCommand.entries {
+                t.perCommand.with(index: e.index, name: e.name, initial: 0) { $0 += e.value }
             }
         }
         return t
-    }
-}
-
-/// Counts by command, kept at each command's number (an array element: no name hashed per
-/// request), with the commands' names for `STATS`.
-struct CommandCounts: Sendable {
-    var counts: [Int] = []
-    var names: [String] = []
-
-    mutating func add(index: Int, _ name: String, _ n: Int = 1) {
-        if index >= counts.count {
-            counts.append(contentsOf: repeatElement(0, count: index + 1 - counts.count))
-            names.append(contentsOf: repeatElement("", count: index + 1 - names.count))
-        }
-        if counts[index] == 0 { names[index] = name }
-        counts[index] += n
-    }
-
-    /// The counts by name.
-    var byName: [String: Int] {
-        var d: [String: Int] = [:]
-        for (i, n) in counts.enumerated() where n > 0 { d[names[i], default: 0] += n }
-        return d
     }
 }
 
@@ -321,7 +298,7 @@ public final class RegistryService: Sendable {
         let command = request.command
         let name = Self.name(of: command)
         let commandIndex = request.spec.index
-        counters.withLocalValue { $0.requests += 1; $0.perCommand.add(index: commandIndex, name) }
+        counters.withLocalValue { $0.requests += 1; $0.perCommand.with(index: commandIndex, name: name, initial: 0) { $0 += 1 } }
         let started = ContinuousClock.now
         if let token = session.identity.tokenID, revokedTokens.withLocalValue({ $0.contains(token) }) {
             session.identity = .anonymous
@@ -1047,7 +1024,8 @@ public final class RegistryService: Sendable {
             w.field("idle_closed", c.idleClosed)
             w.key("commands")
             w.object { o in
-                for (k, v) in c.perCommand.byName.sorted(by: { $0.key < $1.key }) { o.field(k, v) }
+                let byName = Dictionary(c.perCommand.entries.map { ($0.name, $0.value) }, uniquingKeysWith: +)
+                for (k, v) in byName.sorted(by: { $0.key < $1.key }) { o.field(k, v) }
             }
             reliability.write(into: &w)
         }
