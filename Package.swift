@@ -91,6 +91,9 @@ let package = Package(
         .executableTarget(name: "camreg-bench", dependencies: [
             "Postgres", "Registry", "RegistryStore", "Geo", "ControlProtocol", "ControlServer",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            .product(name: "NIOPosix", package: "swift-nio"),
+            .product(name: "Logging", package: "swift-log"),
+            .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
         ]),
 
         // Benchmark of the coverage-gap analysis (issue 4).

@@ -2,6 +2,9 @@ import ControlProtocol
 import ControlServer
 import Foundation
 import Geo
+import Logging
+import NIOPosix
+import ServiceLifecycle
 import Registry
 import RegistryStore
 
@@ -71,6 +74,9 @@ enum MicroBench {
             }
             parallel = min(parallel, Double(monotonicNanos() - start) / 1000 / Double(lines.count))
         }
+        // The same answers through a real control socket (one event loop, one connection, one
+        // request in flight): what the event loop, the channel pipeline and the kernel add.
+        let socket = try throughSocket(service: service, lines: lines, rounds: rounds)
         // The same lines about an incident (`at=`): each hit then also carries its footage state,
         // when the footage expires and the window it must cover (three timestamps).
         let incidentLines = lines.map { $0 + Array(" at=2026-11-29T21:30+07:00".utf8) }
@@ -92,9 +98,50 @@ enum MicroBench {
               = %.0f answers/s per core
               on %d threads    %7.2f µs/query per thread (the whole answer, each thread all lines at once)
               with at=<time>   %7.2f µs/query (the same about an incident: footage state and times; %.0f bytes/answer)
+              through a socket %7.2f µs/query (one connection to a control server on one event loop, one request in flight)
             """, lines.count, fields.map { ", fields=\($0)" as NSString } ?? "" as NSString, rounds, parse, search, whole,
                       Double(bytes) / Double(lines.count * rounds), 1e6 / whole, threads, parallel,
-                      incident, Double(incidentBytes) / Double(incidentLines.count * rounds))
+                      incident, Double(incidentBytes) / Double(incidentLines.count * rounds), socket)
+    }
+
+    /// The lines sent one at a time over a Unix socket to a ``ControlServer`` on one event-loop
+    /// thread (the connection is the daemon's own user: admin by peer credentials, no token);
+    /// the fastest round, per query. Under callgrind the server thread's instructions (from
+    /// `SelectableEventLoop.run`) divided by the queries are the whole serve path's cost in user
+    /// space: the answer, SwiftNIO and the connection handler.
+    static func throughSocket(service: RegistryService, lines: [[UInt8]], rounds: Int) throws -> Double {
+        let dir = "/tmp/cmb.\(getpid())"
+        guard mkdir(dir, 0o700) == 0 || errno == EEXIST else { throw BenchError("mkdir \(dir): \(String(cString: strerror(errno)))") }
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let path = dir + "/m.sock"
+        let loop = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        defer { try? loop.syncShutdownGracefully() }
+        var logger = Logger(label: "camreg-bench.micro")
+        logger.logLevel = .warning
+        let server = ControlServer(socketPath: path, service: service, group: loop, logger: logger)
+        let group = ServiceGroup(configuration: .init(services: [.init(service: server)], logger: logger))
+        let running = Task { try await group.run() }
+        let ready = DispatchSemaphore(value: 0)
+        Task { await server.waitUntilReady(); ready.signal() }
+        ready.wait()
+        defer {
+            let stopped = DispatchSemaphore(value: 0)
+            Task { await group.triggerGracefulShutdown(); _ = try? await running.value; stopped.signal() }
+            stopped.wait()
+        }
+        let client = try CamregClient(socket: path, requests: lines.map { $0 + [UInt8(ascii: "\n")] })
+        var best = Double.infinity
+        for _ in 0..<rounds {
+            let start = monotonicNanos()
+            let order = Array(lines.indices)
+            for i in lines.indices {
+                try client.send(order[i...i])
+                _ = try client.receive(collect: false)
+            }
+            best = min(best, Double(monotonicNanos() - start) / 1000 / Double(lines.count))
+        }
+        close(client.stream.fd)
+        return best
     }
 
     /// The start from an index cache file, both ways: decoded into `Camera` values and indexed
