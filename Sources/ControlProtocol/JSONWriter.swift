@@ -279,9 +279,21 @@ public struct JSONWriter: ~Copyable, @unchecked Sendable {
     @inlinable @inline(__always)
     mutating func member(_ key: Key, room: Int) -> UnsafeMutablePointer<UInt8> {
         let skip = needsComma ? 0 : 1
-        needsComma = true
         let p = out.tail(reserving: 32 + room)
-        withUnsafeBytes(of: key.bytes) { UnsafeMutableRawPointer(p).copyMemory(from: $0.baseAddress! + skip, byteCount: 32) }
+        // The 32 bytes from offset `skip` as four words, shifted in registers. Copied through
+        // memory (`withUnsafeBytes(of:)` then a load at offset 1) the key went onto the stack
+        // and was read back at once across its two halves: a store-forwarding stall on each
+        // load, 27 % of the per-hit render's samples at a million cameras.
+        let (a, b, c, d, e) = key.bytes
+        let words: (UInt64, UInt64, UInt64, UInt64) = needsComma
+            ? (a, b, c, d)
+            : (a >> 8 | b << 56, b >> 8 | c << 56, c >> 8 | d << 56, d >> 8 | e << 56)
+        needsComma = true
+        let raw = UnsafeMutableRawPointer(p)
+        raw.storeBytes(of: words.0, as: UInt64.self)
+        raw.storeBytes(of: words.1, toByteOffset: 8, as: UInt64.self)
+        raw.storeBytes(of: words.2, toByteOffset: 16, as: UInt64.self)
+        raw.storeBytes(of: words.3, toByteOffset: 24, as: UInt64.self)
         out.advance(by: key.count - skip)
         return p + (key.count - skip)
     }
