@@ -78,6 +78,12 @@ struct BlockDirectoryTests {
             cams.append(SpatialQueryTests.camera("Z-\(i)", 11.07 + Double.random(in: -0.0004...0.0004, using: &rng),
                                                  106.62 + Double.random(in: -0.0004...0.0004, using: &rng)))
         }
+        // A smaller crowd, 600 cameras within about 35 m: few enough to be read in blocks, more
+        // than the search gathers at once (256), so its candidates are measured in batches.
+        for i in 0..<600 {
+            cams.append(SpatialQueryTests.camera("Y-\(i)", 11.03 + Double.random(in: -0.0003...0.0003, using: &rng),
+                                                 106.58 + Double.random(in: -0.0003...0.0003, using: &rng)))
+        }
         // Exact ties: ten cameras on each of twelve spots, four of them added after the build
         // (the search finds the delta's last; their ids sort first).
         var late: [Camera] = []
@@ -104,6 +110,7 @@ struct BlockDirectoryTests {
             let c = cams[Int.random(in: 0..<cams.count, using: &rng)]
             queries.append((c.lat, c.lon, radius))
             queries.append((11.07, 106.62, radius))
+            queries.append((11.03, 106.58, radius))
         }
         for (lat, lon, radius) in queries {
             if Self.readsBlocks(directory, lat, lon, radius) { byBlocks += 1 } else { byTree += 1 }
@@ -116,6 +123,9 @@ struct BlockDirectoryTests {
         #expect(!Self.readsBlocks(directory, 11.07, 106.62, 30))
         #expect(!Self.readsBlocks(directory, 11.05, 106.6, 3_000))
         #expect(Self.readsBlocks(directory, 11.02, 106.56, 200))
+        // The smaller crowd is read in blocks, all 600 (and more) candidates of it.
+        #expect(Self.readsBlocks(directory, 11.03, 106.58, 200))
+        #expect(try index.near(lat: 11.03, lon: 106.58, radius: 200, limit: 100_000).count > 600)
     }
 
     @Test("NEAR through blocks sees the delta: moved, retired and new cameras")
