@@ -236,9 +236,12 @@ extension RegistryService {
         let total = hits.count
         if search.offset > 0 { hits.removeSubrange(..<min(search.offset, hits.count)) }
         let now = Date()
-        let consents = self.consents
         let maxBytes = limits.maxResponseBytes
         let f = search.fields
+        // The consent cache only when `consent` is asked for: reading it takes a lock and a
+        // reference to the dictionary that every event loop shares (their cache lines moved
+        // between the cores on every answer).
+        let consents = f.contains(.consent) ? self.consents : [:]
         // The request's context once per answer (a task-local lookup), its disclosures counted
         // once at the end: only those of the hits the answer kept.
         let context = f.isDisjoint(with: .ownerData) ? nil : RequestContext.current
