@@ -1,3 +1,9 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
 /// A small, allocation-light JSON writer for response lines: no Foundation, no reflection.
 ///
 /// Numbers are written in Swift's shortest round-trip form; non-finite doubles become `null`.
@@ -8,6 +14,8 @@
 public struct JSONWriter: ~Copyable, @unchecked Sendable {
     /// The bytes written so far (UTF-8), as an array (a copy: read it once, at the end).
     public var bytes: [UInt8] { out.array }
+    /// Ends the writer and hands its bytes over without a copy (see ``JSONBytes``).
+    public consuming func finish() -> JSONBytes { out.finish() }
     /// How many bytes are written so far.
     public var count: Int { out.count }
     @usableFromInline var out: Output
@@ -477,7 +485,9 @@ public struct JSONWriter: ~Copyable, @unchecked Sendable {
 }
 
 /// The writer's byte buffer: one `malloc`ed block, grown by doubling, owned by one writer
-/// (noncopyable, so no copy-on-write check per append) and freed in `deinit` (the one place).
+/// (noncopyable, so no copy-on-write check per append), taken from and given back to the
+/// thread's spare (``SpareBlock``) in `init` and `deinit` (the one place), unless
+/// ``finish()`` hands it to a ``JSONBytes``.
 /// Small appends (a comma, a quote, a member name) cost a capacity check and a store; an answer
 /// of twenty hits makes about a thousand of them.
 @usableFromInline
@@ -486,14 +496,22 @@ struct Output: ~Copyable {
     @usableFromInline var count = 0
     @usableFromInline var capacity: Int
 
+    /// A block of at least `capacity` bytes: the thread's spare block when it is big enough
+    /// (see ``SpareBlock``), so that answering a request takes no `malloc` for its text.
     init(capacity: Int) {
-        self.capacity = max(16, capacity)
-        base = .allocate(capacity: self.capacity)
+        (base, self.capacity) = SpareBlock.take(max(16, capacity))
     }
 
-    @inlinable deinit { base.deallocate() }
+    @inlinable deinit { SpareBlock.give(base, capacity: capacity) }
 
     var array: [UInt8] { Array(UnsafeBufferPointer(start: base, count: count)) }
+
+    /// The block, handed to a ``JSONBytes`` (which gives it back in its `deinit`).
+    consuming func finish() -> JSONBytes {
+        let bytes = JSONBytes(base: base, count: count, capacity: capacity)
+        discard self
+        return bytes
+    }
 
     /// Room for `n` more bytes.
     @inlinable @inline(__always) mutating func reserve(_ n: Int) {
@@ -503,9 +521,9 @@ struct Output: ~Copyable {
     @usableFromInline mutating func grow(toAtLeast needed: Int) {
         var c = capacity
         while c < needed { c *= 2 }
-        let b = UnsafeMutablePointer<UInt8>.allocate(capacity: c)
+        guard let b = malloc(c)?.assumingMemoryBound(to: UInt8.self) else { fatalError("JSONWriter: out of memory for \(c) bytes") }
         b.update(from: base, count: count)
-        base.deallocate()
+        free(base)
         base = b
         capacity = c
     }
@@ -601,5 +619,76 @@ struct Output: ~Copyable {
 
     mutating func truncate(to mark: Int) {
         count = min(count, max(0, mark))
+    }
+}
+
+/// A finished JSON text, in the block its writer wrote it into (``JSONWriter/finish()``): handed
+/// over without a copy. The block is this object's alone and is released in `deinit`, the one
+/// place: kept as the thread's spare block, or freed.
+///
+/// `@unchecked Sendable`: immutable after it is made, and the block is reachable only through it.
+public final class JSONBytes: @unchecked Sendable {
+    private let base: UnsafeMutablePointer<UInt8>
+    private let capacity: Int
+    /// The number of bytes.
+    public let count: Int
+
+    init(base: UnsafeMutablePointer<UInt8>, count: Int, capacity: Int) {
+        self.base = base
+        self.count = count
+        self.capacity = capacity
+    }
+
+    deinit { SpareBlock.give(base, capacity: capacity) }
+
+    /// Reads the bytes in place.
+    public func withUnsafeBytes<R>(_ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R {
+        try body(UnsafeRawBufferPointer(start: base, count: count))
+    }
+
+    /// The bytes, copied into an array.
+    public var array: [UInt8] { Array(UnsafeBufferPointer(start: base, count: count)) }
+}
+
+/// One spare output block per thread, for the next writer on that thread.
+///
+/// An answer's text (a few KiB) is bigger than what glibc serves from its per-thread cache
+/// (1 KiB), so each one took the malloc arena's lock to allocate and again to free. camregd keeps
+/// one arena for all its threads (memory), and its event loops contended for that lock: `strace`
+/// counted 0.3 `futex` calls a request at a million cameras, 4 connections. A writer now takes
+/// its thread's spare block (``take(_:)``) and gives its block back when it is done
+/// (``give(_:capacity:)``): in steady state an event loop answers without allocating its text.
+/// A block is kept up to 64 KiB; the spare of a thread that ends is freed by the key's destructor.
+/// While a block is a spare, its first eight bytes hold its capacity.
+@usableFromInline
+enum SpareBlock {
+    private static let key: pthread_key_t = {
+        var key = pthread_key_t()
+        let rc = pthread_key_create(&key) { block in free(block) }
+        precondition(rc == 0, "pthread_key_create failed: \(rc)")
+        return key
+    }()
+
+    /// A block of at least `capacity` bytes and its capacity: the thread's spare when it is big
+    /// enough, else a new one (a spare too small is freed).
+    @usableFromInline
+    static func take(_ capacity: Int) -> (UnsafeMutablePointer<UInt8>, Int) {
+        if let spare = pthread_getspecific(key) {
+            pthread_setspecific(key, nil)
+            let kept = spare.load(as: Int.self)
+            if kept >= capacity { return (spare.assumingMemoryBound(to: UInt8.self), kept) }
+            free(spare)
+        }
+        guard let block = malloc(capacity) else { fatalError("JSONWriter: out of memory for \(capacity) bytes") }
+        return (block.assumingMemoryBound(to: UInt8.self), capacity)
+    }
+
+    /// Keeps `block` as the thread's spare when it has none and the block is at most 64 KiB;
+    /// frees it otherwise.
+    @usableFromInline
+    static func give(_ block: UnsafeMutablePointer<UInt8>, capacity: Int) {
+        guard capacity <= 64 * 1024, pthread_getspecific(key) == nil else { return free(block) }
+        UnsafeMutableRawPointer(block).storeBytes(of: capacity, as: Int.self)
+        pthread_setspecific(key, block)
     }
 }

@@ -271,10 +271,10 @@ final class ConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler {
                 kept.clear()  // a fresh allocation only if the socket still holds the last flush
                 pending = kept
             } else {
-                pending = context.channel.allocator.buffer(capacity: max(4096, reply.json.count + 1))
+                pending = context.channel.allocator.buffer(capacity: max(4096, reply.count + 1))
             }
         }
-        pending!.writeBytes(reply.json)
+        reply.withUnsafeBytes { pending!.writeBytes($0) }
         pending!.writeInteger(UInt8(ascii: "\n"))
         unflushed = true
         if reply.close {

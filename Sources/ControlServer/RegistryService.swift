@@ -41,10 +41,50 @@ struct ServerCounters: Sendable {
 
 /// What a handler produced for one request line: the JSON line and whether to close afterwards.
 public struct Reply: Sendable {
-    /// The response, one JSON object, without the newline.
-    public var json: [UInt8]
+    private enum Body: Sendable {
+        case array([UInt8])
+        /// A writer's block, taken over without a copy (``ControlProtocol/JSONBytes``).
+        case written(JSONBytes)
+    }
+    private let body: Body
     /// Close the connection after sending it.
     public var close: Bool
+
+    /// A reply of `json` (one JSON object, without the newline).
+    public init(json: [UInt8], close: Bool) {
+        body = .array(json)
+        self.close = close
+    }
+
+    /// A reply of what a writer wrote (no copy).
+    init(written: JSONBytes, close: Bool) {
+        body = .written(written)
+        self.close = close
+    }
+
+    /// The response, one JSON object, without the newline (a copy when it was written by a writer).
+    public var json: [UInt8] {
+        switch body {
+        case .array(let a): return a
+        case .written(let w): return w.array
+        }
+    }
+
+    /// The response's length in bytes.
+    public var count: Int {
+        switch body {
+        case .array(let a): return a.count
+        case .written(let w): return w.count
+        }
+    }
+
+    /// Reads the response's bytes in place.
+    public func withUnsafeBytes<R>(_ read: (UnsafeRawBufferPointer) throws -> R) rethrows -> R {
+        switch body {
+        case .array(let a): return try a.withUnsafeBytes(read)
+        case .written(let w): return try w.withUnsafeBytes(read)
+        }
+    }
 
     static func error(_ e: ProtocolError, close: Bool = false) -> Reply {
         Reply(json: Array(e.json.utf8), close: close)
@@ -956,7 +996,7 @@ public final class RegistryService: Sendable {
             o.field("ok", true)
             body(&o)
         }
-        return Reply(json: w.bytes, close: false)
+        return Reply(written: w.finish(), close: false)
     }
 
     /// The commands the caller may run (all of them, from the same table that dispatches).

@@ -43,7 +43,7 @@ enum MicroBench {
             return best
         }
         // Warm-up: caches and lazily built tables.
-        for line in lines.prefix(2000) { if case .now(let r) = service.answer(line, session: session) { sink &+= r.json.count } }
+        for line in lines.prefix(2000) { if case .now(let r) = service.answer(line, session: session) { sink &+= r.count } }
 
         let parse = try perQuery { for line in lines { _ = try RequestParser.parseRequest(line) } }
         var hits = 0
@@ -65,7 +65,7 @@ enum MicroBench {
             var start = monotonicNanos()
             for line in lines {
                 guard case .now(let r) = service.answer(line, session: session) else { continue }
-                bytes += r.json.count + 1
+                bytes += r.count + 1
             }
             whole = min(whole, Double(monotonicNanos() - start) / 1000 / Double(lines.count))
             start = monotonicNanos()
@@ -84,7 +84,7 @@ enum MicroBench {
         let incident = perQuery {
             for line in incidentLines {
                 guard case .now(let r) = service.answer(line, session: session) else { continue }
-                incidentBytes += r.json.count + 1
+                incidentBytes += r.count + 1
             }
         }
         // The import path's parse and validation (what IMPORT COMMIT does before PostgreSQL).

@@ -14,6 +14,38 @@ struct ProtocolTests {
     }
 
     /// `IMPORT DATA` chunks skip the tokenizer only when it would give the same command.
+    /// A writer's block is taken from and given back to its thread's spare (``SpareBlock``), and
+    /// ``JSONWriter/finish()`` hands it over without a copy: texts of growing and shrinking sizes
+    /// (a spare too small, a block grown past it, one over the 64 KiB kept), on four threads at
+    /// once, each finished text kept alive while later writers run, must come out exactly.
+    @Test func finishedWritersKeepTheirBytesWhileBlocksAreReused() async {
+        func text(_ n: Int, _ seed: Int) -> String { String(repeating: Character(UnicodeScalar(UInt8(97 + seed % 26))), count: n) }
+        let sizes = [10, 300, 5_000, 40, 70_000, 2_000, 100_000, 1, 9_000, 600]
+        let failures = await withTaskGroup(of: Int.self) { group in
+            for t in 0..<4 {
+                group.addTask {
+                    var bad = 0
+                    var kept: [(JSONBytes, String)] = []
+                    for round in 0..<20 {
+                        for (i, n) in sizes.enumerated() {
+                            var w = JSONWriter(capacity: (i * 37 + round) % 3 == 0 ? 16 : n)
+                            let expected = "{\"s\":\"\(text(n, t + i))\"}"
+                            w.object { $0.put("s", text(n, t + i)) }
+                            let bytes = w.finish()
+                            if bytes.count != expected.utf8.count || bytes.array != Array(expected.utf8) { bad += 1 }
+                            kept.append((bytes, expected))
+                            if kept.count > 3 { kept.removeFirst() }
+                        }
+                    }
+                    for (bytes, expected) in kept where bytes.withUnsafeBytes({ Array($0) }) != Array(expected.utf8) { bad += 1 }
+                    return bad
+                }
+            }
+            return await group.reduce(0, +)
+        }
+        #expect(failures == 0)
+    }
+
     @Test func importDataChunksParseAsTheTokenizerWould() throws {
         let b64 = Data((0..<3000).map { UInt8(truncatingIfNeeded: $0 * 7) }).base64EncodedString()
         for line in ["IMPORT DATA data=" + b64, "IMPORT DATA data=QUJD", "IMPORT DATA data=QQ==", "import data data=QUJD",
