@@ -37,6 +37,30 @@ public struct NearHit: Sendable {
 /// A point search's hit before it becomes a ``NearHit``: plain values, sorted without reference
 /// counting. `source` ≥ 0 is a slot of the snapshot's table; < 0 is the delta camera `-1 − source`
 /// of the search's own list.
+/// A search's working array of hits, one per thread, kept from one search to the next
+/// (``CameraIndex``'s `nearFound`), so that a search allocates no array of its own. Reached
+/// through a thread-specific pointer; the thread's end releases it.
+final class SearchScratch {
+    /// The largest array kept (in hits).
+    static var keptHits: Int { 4096 }
+    var found: [FoundHit] = []
+
+    private static let key: pthread_key_t = {
+        var key = pthread_key_t()
+        let rc = pthread_key_create(&key) { p in if let p { Unmanaged<SearchScratch>.fromOpaque(p).release() } }
+        precondition(rc == 0, "pthread_key_create failed: \(rc)")
+        return key
+    }()
+
+    /// The calling thread's scratch (made on first use).
+    static var current: SearchScratch {
+        if let p = pthread_getspecific(key) { return Unmanaged<SearchScratch>.fromOpaque(p).takeUnretainedValue() }
+        let made = SearchScratch()
+        pthread_setspecific(key, Unmanaged.passRetained(made).toOpaque())
+        return made
+    }
+}
+
 struct FoundHit {
     var distance: Double
     var bearing: Double
@@ -381,10 +405,11 @@ public final class CameraIndex: @unchecked Sendable {
     /// Cameras within `radius` metres of (lat, lon), nearest first (ties by id), at most `limit`;
     /// retired cameras are never returned.
     public func near(lat: Double, lon: Double, radius: Double, limit: Int) throws -> [NearHit] {
-        let (snap, hold, found, deltaHits) = try nearFound(lat: lat, lon: lon, radius: radius, limit: limit, prefetchText: true)
-        return found.map { f in
-            NearHit(ref: f.source >= 0 ? snap.ref(f.source, hold: hold) : CameraRef(deltaHits[-1 - f.source]),
-                    distance: f.distance, bearing: f.bearing, sees: f.sees)
+        try nearFound(lat: lat, lon: lon, radius: radius, limit: limit, prefetchText: true) { snap, hold, found, deltaHits in
+            found.map { f in
+                NearHit(ref: f.source >= 0 ? snap.ref(f.source, hold: hold) : CameraRef(deltaHits[-1 - f.source]),
+                        distance: f.distance, bearing: f.bearing, sees: f.sees)
+            }
         }
     }
 
@@ -395,23 +420,26 @@ public final class CameraIndex: @unchecked Sendable {
     /// of the hits' text than their ids (an address, an owner), which is then fetched for all
     /// the hits at once; a short id is in the record the search has read already.
     public func nearInPlace(lat: Double, lon: Double, radius: Double, limit: Int, readsText: Bool = true) throws -> NearAnswer {
-        let (_, hold, found, deltaHits) = try nearFound(lat: lat, lon: lon, radius: radius, limit: limit, prefetchText: readsText)
-        let hits = [NearAnswer.Hit](unsafeUninitializedCapacity: found.count) { buffer, count in
-            for (i, f) in found.enumerated() {
-                (buffer.baseAddress! + i).initialize(to: NearAnswer.Hit(
-                    camera: f.source >= 0 ? .slot(f.source) : .ref(CameraRef(deltaHits[-1 - f.source])),
-                    distance: f.distance, bearing: f.bearing, sees: f.sees))
+        try nearFound(lat: lat, lon: lon, radius: radius, limit: limit, prefetchText: readsText) { _, hold, found, deltaHits in
+            let hits = [NearAnswer.Hit](unsafeUninitializedCapacity: found.count) { buffer, count in
+                for (i, f) in found.enumerated() {
+                    (buffer.baseAddress! + i).initialize(to: NearAnswer.Hit(
+                        camera: f.source >= 0 ? .slot(f.source) : .ref(CameraRef(deltaHits[-1 - f.source])),
+                        distance: f.distance, bearing: f.bearing, sees: f.sees))
+                }
+                count = found.count
             }
-            count = found.count
+            return NearAnswer(table: AnswerTable(hold: hold), hits: hits)
         }
-        return NearAnswer(table: AnswerTable(hold: hold), hits: hits)
     }
 
-    /// The search of ``near(lat:lon:radius:limit:)``: the kept hits, nearest first, as slots of
-    /// `snapshot`'s table (source ≥ 0) or of `delta` (source < 0: `delta[-1 - source]`), their
-    /// text prefetched when `prefetchText`; and the calling thread's hold of the table.
-    private func nearFound(lat: Double, lon: Double, radius: Double, limit: Int, prefetchText: Bool) throws
-        -> (snapshot: IndexSnapshot, hold: TableHold, found: ArraySlice<FoundHit>, delta: [Camera]) {
+    /// The search of ``near(lat:lon:radius:limit:)``: hands `body` the snapshot searched, the
+    /// calling thread's hold of its table, the kept hits, nearest first, as slots of the table
+    /// (source ≥ 0) or of `delta` (source < 0: `delta[-1 - source]`), their text prefetched
+    /// when `prefetchText`, and `delta`. The hits are valid only inside `body`: their array is
+    /// the thread's ``SearchScratch``, reused by the next search.
+    private func nearFound<R>(lat: Double, lon: Double, radius: Double, limit: Int, prefetchText: Bool,
+                              _ body: (IndexSnapshot, TableHold, ArraySlice<FoundHit>, [Camera]) throws -> R) throws -> R {
         let s = readView
         // Boxes that provably hold the geodesic disc (no geodesic calls; split at ±180°, whole
         // longitude bands over a pole), see `GeodesicDisc`.
@@ -444,7 +472,12 @@ public final class CameraIndex: @unchecked Sendable {
         // `NearHit`s only up to `limit`.
         let snap = s.snapshot
         let table = snap.table
-        var found: [FoundHit] = []
+        // The thread's array, taken over (an answer's hits, a few KiB, were a malloc and a free
+        // of the shared arena, whose lock the event loops contended for).
+        let scratch = SearchScratch.current
+        var found = scratch.found
+        scratch.found = []
+        found.removeAll(keepingCapacity: true)
         found.reserveCapacity(64 + s.delta.count)
         var deltaHits: [Camera] = []
         try withExtendedLifetime(snap) {
@@ -476,8 +509,8 @@ public final class CameraIndex: @unchecked Sendable {
                     // loaded back to back (a few instructions apart) the misses overlap; loaded
                     // from `consider`, a geodesic apart, they came nearly one at a time (the
                     // status test was a third of the search loop's own samples).
-                    // (256 at a time; a search with more measures them batch by batch.)
-                    withUnsafeTemporaryAllocation(of: Int.self, capacity: 256) { batch in
+                    // (64 at a time, on the stack; a search with more measures them batch by batch.)
+                    withUnsafeTemporaryAllocation(of: Int.self, capacity: 64) { batch in
                         var n = 0
                         var touched: UInt8 = 0
                         for run in runs[..<count] {
@@ -519,7 +552,10 @@ public final class CameraIndex: @unchecked Sendable {
         FoundHit.sort(&found) { a, b in id(a).utf8.lexicographicallyPrecedes(id(b).utf8) }
         let kept = found.prefix(limit)
         if prefetchText { table.prefetch(kept.lazy.compactMap { $0.source >= 0 ? $0.source : nil }) }
-        return (snap, s.hold, kept, deltaHits)
+        let result = try body(snap, s.hold, kept, deltaHits)
+        // Back to the thread for the next search (a huge answer's array is let go).
+        if found.capacity <= SearchScratch.keptHits { scratch.found = found }
+        return result
     }
 
     /// Adds or replaces many cameras at once (a bulk import). A large batch goes straight into a

@@ -79,7 +79,7 @@ struct BlockDirectoryTests {
                                                  106.62 + Double.random(in: -0.0004...0.0004, using: &rng)))
         }
         // A smaller crowd, 600 cameras within about 35 m: few enough to be read in blocks, more
-        // than the search gathers at once (256), so its candidates are measured in batches.
+        // than the search gathers at once (64), so its candidates are measured in batches.
         for i in 0..<600 {
             cams.append(SpatialQueryTests.camera("Y-\(i)", 11.03 + Double.random(in: -0.0003...0.0003, using: &rng),
                                                  106.58 + Double.random(in: -0.0003...0.0003, using: &rng)))
