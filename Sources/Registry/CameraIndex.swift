@@ -34,9 +34,6 @@ public struct NearHit: Sendable {
     }
 }
 
-/// A point search's hit before it becomes a ``NearHit``: plain values, sorted without reference
-/// counting. `source` ≥ 0 is a slot of the snapshot's table; < 0 is the delta camera `-1 − source`
-/// of the search's own list.
 /// A search's working array of hits, one per thread, kept from one search to the next
 /// (``CameraIndex``'s `nearFound`), so that a search allocates no array of its own. Reached
 /// through a thread-specific pointer; the thread's end releases it.
@@ -61,6 +58,9 @@ final class SearchScratch {
     }
 }
 
+/// A point search's hit before it becomes a ``NearHit``: plain values, sorted without reference
+/// counting. `source` ≥ 0 is a slot of the snapshot's table; < 0 is the delta camera `-1 − source`
+/// of the search's own list.
 struct FoundHit {
     var distance: Double
     var bearing: Double
