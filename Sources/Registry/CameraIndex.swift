@@ -34,30 +34,6 @@ public struct NearHit: Sendable {
     }
 }
 
-/// A search's working array of hits, one per thread, kept from one search to the next
-/// (``CameraIndex``'s `nearFound`), so that a search allocates no array of its own. Reached
-/// through a thread-specific pointer; the thread's end releases it.
-final class SearchScratch {
-    /// The largest array kept (in hits).
-    static var keptHits: Int { 4096 }
-    var found: [FoundHit] = []
-
-    private static let key: pthread_key_t = {
-        var key = pthread_key_t()
-        let rc = pthread_key_create(&key) { p in if let p { Unmanaged<SearchScratch>.fromOpaque(p).release() } }
-        precondition(rc == 0, "pthread_key_create failed: \(rc)")
-        return key
-    }()
-
-    /// The calling thread's scratch (made on first use).
-    static var current: SearchScratch {
-        if let p = pthread_getspecific(key) { return Unmanaged<SearchScratch>.fromOpaque(p).takeUnretainedValue() }
-        let made = SearchScratch()
-        pthread_setspecific(key, Unmanaged.passRetained(made).toOpaque())
-        return made
-    }
-}
-
 /// A point search's hit before it becomes a ``NearHit``: plain values, sorted without reference
 /// counting. `source` ≥ 0 is a slot of the snapshot's table; < 0 is the delta camera `-1 − source`
 /// of the search's own list.
@@ -257,11 +233,18 @@ public final class CameraIndex: @unchecked Sendable {
         }
     }
 
-    /// A reader stripe's view and the generation it was made at.
+    /// A reader stripe's view and the generation it was made at, and its searches' working array
+    /// of hits (lent to a search by ``takeFound()``, given back by ``giveBack(found:)``), so that a
+    /// search allocates no array of its own: an answer's hits, a few KiB, were a malloc and a free
+    /// of the shared arena, whose lock the event loops contended for.
     private struct StripeSlot: Sendable {
         var generation: UInt64 = .max
         var view: ReadView?
+        var found: [FoundHit] = []
     }
+
+    /// The largest working array a stripe keeps (in hits).
+    private static var keptHits: Int { 4096 }
 
     private let state: NIOLockedValueBox<State>
     /// Bumped after every change of `state`; readers compare it with their stripe's.
@@ -280,6 +263,23 @@ public final class CameraIndex: @unchecked Sendable {
     deinit {
         slots.baseAddress!.deinitialize(count: ThreadStripe.count)
         slots.deallocate()
+    }
+
+    /// The calling thread's stripe's working array of hits, emptied (another thread of the same
+    /// stripe meanwhile gets a new one).
+    private func takeFound() -> [FoundHit] {
+        var found = slots[ThreadStripe.current].withLockedValue { slot in
+            defer { slot.found = [] }
+            return slot.found
+        }
+        found.removeAll(keepingCapacity: true)
+        return found
+    }
+
+    /// Gives a working array back to the calling thread's stripe (a huge answer's is let go).
+    private func giveBack(found: [FoundHit]) {
+        guard found.capacity <= Self.keptHits else { return }
+        slots[ThreadStripe.current].withLockedValue { $0.found = found }
     }
 
     /// The current state, for a search: the calling thread's stripe keeps a view of it, made
@@ -437,7 +437,7 @@ public final class CameraIndex: @unchecked Sendable {
     /// calling thread's hold of its table, the kept hits, nearest first, as slots of the table
     /// (source ≥ 0) or of `delta` (source < 0: `delta[-1 - source]`), their text prefetched
     /// when `prefetchText`, and `delta`. The hits are valid only inside `body`: their array is
-    /// the thread's ``SearchScratch``, reused by the next search.
+    /// the stripe's working array (``StripeSlot``), reused by the next search.
     private func nearFound<R>(lat: Double, lon: Double, radius: Double, limit: Int, prefetchText: Bool,
                               _ body: (IndexSnapshot, TableHold, ArraySlice<FoundHit>, [Camera]) throws -> R) throws -> R {
         let s = readView
@@ -472,12 +472,8 @@ public final class CameraIndex: @unchecked Sendable {
         // `NearHit`s only up to `limit`.
         let snap = s.snapshot
         let table = snap.table
-        // The thread's array, taken over (an answer's hits, a few KiB, were a malloc and a free
-        // of the shared arena, whose lock the event loops contended for).
-        let scratch = SearchScratch.current
-        var found = scratch.found
-        scratch.found = []
-        found.removeAll(keepingCapacity: true)
+        // The stripe's array (see ``StripeSlot``).
+        var found = takeFound()
         found.reserveCapacity(64 + s.delta.count)
         var deltaHits: [Camera] = []
         try withExtendedLifetime(snap) {
@@ -553,8 +549,7 @@ public final class CameraIndex: @unchecked Sendable {
         let kept = found.prefix(limit)
         if prefetchText { table.prefetch(kept.lazy.compactMap { $0.source >= 0 ? $0.source : nil }) }
         let result = try body(snap, s.hold, kept, deltaHits)
-        // Back to the thread for the next search (a huge answer's array is let go).
-        if found.capacity <= SearchScratch.keptHits { scratch.found = found }
+        giveBack(found: found)
         return result
     }
 

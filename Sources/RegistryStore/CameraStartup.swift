@@ -122,7 +122,7 @@ public enum CameraStartup {
     /// 9–12 MiB resident after the start-up load, 4 % of the daemon's memory at a million
     /// cameras (measured: RSS 315.5 → 302.4 MiB). The arena's lock is shared by every thread:
     /// the query path keeps its large buffers per thread (the JSON writer's spare block, the
-    /// search's scratch array), so that the event loops do not contend for it (they did: 0.3
+    /// search's array of hits), so that the event loops do not contend for it (they did: 0.3
     /// `futex` calls a request at a million cameras, 0.04 since). Call it first thing, before
     /// threads allocate.
     /// Returns whether glibc took the setting.
