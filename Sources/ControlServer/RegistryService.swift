@@ -18,6 +18,8 @@ struct ServerCounters: Sendable {
     var rateLimited = 0
     var refusedConnections = 0
     var idleClosed = 0
+    /// `IMPORT DATA` chunks that waited for a streaming import's reader (its queue was full).
+    var importWaits = 0
 
     /// The stripes' counters added up (an open-connection count may be opened on one stripe
     /// and closed on another: only the sum means anything).
@@ -31,6 +33,7 @@ struct ServerCounters: Sendable {
             t.rateLimited += c.rateLimited
             t.refusedConnections += c.refusedConnections
             t.idleClosed += c.idleClosed
+            t.importWaits += c.importWaits
             for e in c.perCommand.entries {
                 t.perCommand.with(index: e.index, name: e.name, initial: 0) { $0 += e.value }
             }
@@ -111,8 +114,16 @@ public final class ConnectionSession: @unchecked Sendable {
         upload?.streaming?.abandon()
         upload = nil
     }
-    /// Largest upload accepted, in bytes.
+    /// Largest upload held in memory until `IMPORT COMMIT`, in bytes.
     static let maxUploadBytes = 256 << 20
+    /// Largest streamed upload (a CSV camera import read while it arrives, see
+    /// ``StreamingImport``), in bytes: its chunks are not kept, so the bound is the rows the
+    /// import holds until it commits (about 4 million cameras), not the file.
+    static let maxStreamedUploadBytes = 1 << 30
+    /// The largest upload accepted for `upload`, in bytes.
+    static func cap(of upload: Upload) -> Int {
+        upload.streaming == nil ? maxUploadBytes : maxStreamedUploadBytes
+    }
     /// Who is on the connection (changed by `AUTH`).
     public var identity: Identity
     /// Where the connection comes from, for the audit log (`unix:pid=…,uid=…`, `tcp:…`).
@@ -140,8 +151,10 @@ public final class ConnectionSession: @unchecked Sendable {
 /// `IMPORT COMMIT`; `IMPORT ABORT`, a new `IMPORT BEGIN`, an upload over the size limit or a
 /// closed connection roll it back.
 final class StreamingImport: Sendable {
+    /// Chunks waiting for the import's reader, at most: 128 chunks of at most 48 KiB, 6 MiB.
+    static let queuedChunks = 128
     /// The upload's chunks, from the event loop to the import's reader thread.
-    let chunks = ChunkQueue(capacity: .max)
+    let chunks = ChunkQueue(capacity: queuedChunks)
     /// The import, started by `IMPORT BEGIN`; its reply is `IMPORT COMMIT`'s.
     let job: Task<Reply, Error>
 
@@ -158,8 +171,15 @@ final class StreamingImport: Sendable {
         }
     }
 
-    /// Appends a chunk (never waits). Dropped if the import has already failed: its error is
-    /// `IMPORT COMMIT`'s answer.
+    /// Whether ``append(_:)`` can take a chunk now: fewer than ``queuedChunks`` wait for the
+    /// import (or it has failed, and takes nothing more).
+    var hasRoom: Bool { chunks.hasRoom }
+
+    /// Waits (blocking: on a thread-pool thread, never an event loop) until ``hasRoom``.
+    func waitForRoom() { chunks.waitForRoom() }
+
+    /// Appends a chunk; call it when ``hasRoom`` (it then never waits). Dropped if the import
+    /// has already failed: its error is `IMPORT COMMIT`'s answer.
     func append(_ bytes: [UInt8]) {
         try? chunks.put(bytes)
     }
@@ -786,21 +806,9 @@ public final class RegistryService: Sendable {
             session.upload = upload
             return ok { $0.field("format", format) }
         case .importData(let text):
-            guard session.upload != nil else { throw ProtocolError(.noUpload, "no upload in progress; send IMPORT BEGIN first") }
-            guard let bytes = Data(base64Encoded: text) else {
-                throw ProtocolError(.invalidValue, "the chunk is not valid base64", field: "data")
-            }
-            guard session.upload!.bytes + bytes.count <= ConnectionSession.maxUploadBytes else {
-                session.dropUpload()
-                throw ProtocolError(.outOfRange, "the upload is larger than \(ConnectionSession.maxUploadBytes >> 20) MiB; dropped")
-            }
-            session.upload!.bytes += bytes.count
-            if let streaming = session.upload!.streaming {
-                streaming.append(Array(bytes))
-            } else {
-                session.upload!.data.append(contentsOf: bytes)
-            }
-            return ok { $0.field("bytes", session.upload!.bytes) }
+            // A streaming import whose reader is behind: the async handler waits for room.
+            if let streaming = session.upload?.streaming, !streaming.hasRoom { return nil }
+            return try importData(text, session: session)
         case .job(.status(let id)):
             // A live job's state is in memory: answered on the event loop, so that a running
             // analysis never delays it. A finished run of another process is read from the
@@ -815,11 +823,41 @@ public final class RegistryService: Sendable {
         }
     }
 
+    /// `IMPORT DATA`: appends the chunk to the connection's upload (for a streaming import, to
+    /// its queue, which must have room).
+    private func importData(_ text: String, session: ConnectionSession) throws -> Reply {
+        guard session.upload != nil else { throw ProtocolError(.noUpload, "no upload in progress; send IMPORT BEGIN first") }
+        guard let bytes = Data(base64Encoded: text) else {
+            throw ProtocolError(.invalidValue, "the chunk is not valid base64", field: "data")
+        }
+        let cap = ConnectionSession.cap(of: session.upload!)
+        guard session.upload!.bytes + bytes.count <= cap else {
+            session.dropUpload()
+            throw ProtocolError(.outOfRange, "the upload is larger than \(cap >> 20) MiB; dropped")
+        }
+        session.upload!.bytes += bytes.count
+        if let streaming = session.upload!.streaming {
+            streaming.append(Array(bytes))
+        } else {
+            session.upload!.data.append(contentsOf: bytes)
+        }
+        return ok { $0.field("bytes", session.upload!.bytes) }
+    }
+
     private func handle(_ command: Command, session: ConnectionSession) async throws -> Reply {
         if let reply = try handleNow(command, session: session) { return reply }
         switch command {
+        case .importData(let text):
+            // The streaming import's queue is full: wait off the event loop until its reader
+            // has taken a chunk (the connection's next lines wait meanwhile, which slows the
+            // client down), then append.
+            if let streaming = session.upload?.streaming {
+                counters.withLocalValue { $0.importWaits += 1 }
+                try await NIOThreadPool.singleton.runIfActive { streaming.waitForRoom() }
+            }
+            return try importData(text, session: session)
         case .ping, .quit, .help, .near, .nearest, .along, .within, .cameraGet, .stats, .whoami,
-             .importBegin, .importData, .importAbort:
+             .importBegin, .importAbort:
             throw ProtocolError(.internal, "\(Self.name(of: command)) has no async handler")
         case .ownerAdd(let fields):
             let (draft, errors) = FieldInput.draftOwner(fields, now: Date())
@@ -1062,6 +1100,7 @@ public final class RegistryService: Sendable {
             w.field("rate_limited", c.rateLimited)
             w.field("connections_refused", c.refusedConnections)
             w.field("idle_closed", c.idleClosed)
+            w.field("import_waits", c.importWaits)
             w.key("commands")
             w.object { o in
                 let byName = Dictionary(c.perCommand.entries.map { ($0.name, $0.value) }, uniquingKeysWith: +)

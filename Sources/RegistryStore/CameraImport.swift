@@ -384,8 +384,10 @@ enum BinaryRows {
 /// A bounded queue of byte chunks from one producer thread to one consumer, which ends with
 /// the producer's ``finish(_:)`` (its error, if any, is thrown to the consumer after the
 /// chunks before it). ``cancel()`` makes the producer's next ``put(_:)`` throw. Used between an
-/// import's reader and database threads, and (with `capacity: .max`, so that `put` never waits)
-/// between an event loop receiving an upload and the import parsing it.
+/// import's reader and database threads, and between an event loop receiving an upload and the
+/// import parsing it (the event loop puts only when ``hasRoom``, and otherwise waits with
+/// ``waitForRoom()`` on a thread-pool thread, so that a client uploading faster than the import
+/// reads is slowed down instead of filling the daemon's memory).
 public final class ChunkQueue: @unchecked Sendable {
     private let condition = NSCondition()
     private var chunks: [[UInt8]] = []
@@ -439,6 +441,20 @@ public final class ChunkQueue: @unchecked Sendable {
         }
         if let failure { throw failure }
         return nil
+    }
+
+    /// Whether ``put(_:)`` would add a chunk without waiting: the queue is below its capacity,
+    /// or cancelled (the chunk is then refused at once).
+    public var hasRoom: Bool {
+        condition.lock(); defer { condition.unlock() }
+        return chunks.count - head < capacity || cancelled || finished
+    }
+
+    /// Waits until ``hasRoom`` (for a producer that must not wait inside ``put(_:)``, e.g. on
+    /// an event loop: it checks `hasRoom` there and waits here, on another thread, when full).
+    public func waitForRoom() {
+        condition.lock(); defer { condition.unlock() }
+        while chunks.count - head >= capacity && !cancelled && !finished { condition.wait() }
     }
 
     /// Tells the producer to stop.

@@ -39,6 +39,28 @@ struct ChunkQueueTests {
         #expect(throws: Failed.self) { try failing.result() }
     }
 
+    /// A producer that must not wait in `put` (an event loop) asks `hasRoom`, and waits with
+    /// `waitForRoom` elsewhere: it returns once the consumer has taken a chunk, or at the end.
+    @Test func roomIsReportedAndAwaited() throws {
+        let queue = ChunkQueue(capacity: 2)
+        #expect(queue.hasRoom)
+        try queue.put([1])
+        try queue.put([2])
+        #expect(!queue.hasRoom)
+        let waiter = BackgroundJob(name: "test-waiter") { () -> Bool in
+            queue.waitForRoom()
+            return queue.hasRoom
+        }
+        Thread.sleep(forTimeInterval: 0.2)
+        #expect(try queue.take() == [1])
+        #expect(try waiter.result())
+        try queue.put([3])
+        #expect(!queue.hasRoom)
+        queue.cancel()
+        #expect(queue.hasRoom, "a cancelled queue refuses at once instead of waiting")
+        queue.waitForRoom()
+    }
+
     @Test func cancellingStopsAProducerThatWaitsOrReads() throws {
         let queue = ChunkQueue(capacity: 1)
         let producer = BackgroundJob(name: "test-producer") { () -> String in

@@ -196,6 +196,59 @@ struct ImportSocketTests {
         await store.shutdown()
     }
 
+    /// A client that uploads faster than the import reads is slowed down, not buffered without
+    /// bound: with the import held up (its COPY waits for a table lock), the daemon answers the
+    /// chunks that fit the import's queue and then waits; once the import goes on, every chunk
+    /// is answered in order with the running byte count, and the whole file is imported.
+    @Test func fastStreamingUploadWaitsForTheImport() async throws {
+        let (store, index, pg) = try await writableRegistry("fast")
+        var text = "id,lat,lon,address,ward\n"
+        for n in 640_000..<642_000 { text += "BC-\(n),\(11.12 + Double(n % 100) * 0.0001),106.6,Số \(n),Phường Mỹ Phước\n" }
+        let file = Array(text.utf8)
+        let chunk = 200
+        let chunks = (file.count + chunk - 1) / chunk
+        #expect(chunks > 2 * 128, "more chunks than the import's queue holds")
+        try await withTestServer(index: index, store: store) { path, _ in
+            let a = try await TestClient(path: path)
+            // Hold the import's COPY: SHARE mode conflicts with the rows it inserts.
+            try pg.query("BEGIN")
+            try pg.query("LOCK TABLE cameras IN SHARE MODE")
+            #expect(try await a.request("IMPORT BEGIN format=csv by=fast")["ok"] as? Bool == true)
+            var lines: [UInt8] = []
+            for start in stride(from: 0, to: file.count, by: chunk) {
+                lines += Array(("IMPORT DATA data=" + Data(file[start..<min(file.count, start + chunk)]).base64EncodedString() + "\n").utf8)
+            }
+            try await a.sendRaw(lines)
+            var answered: [Int] = []
+            func readAnswer() async throws {
+                let line = try #require(try await a.readLine(within: 60))
+                let r = try #require(try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any])
+                #expect(r["ok"] as? Bool == true, "\(r)")
+                answered.append((r["bytes"] as? NSNumber)?.intValue ?? -1)
+            }
+            // The queue's 128 chunks are answered; the next one waits for the import.
+            for _ in 0..<128 { try await readAnswer() }
+            let b = try await TestClient(path: path)
+            var waits = 0
+            for _ in 0..<200 {
+                waits = (try await b.request("STATS")["import_waits"] as? NSNumber)?.intValue ?? -1
+                if waits > 0 { break }
+                try await Task.sleep(for: .milliseconds(25))
+            }
+            #expect(waits == 1, "one chunk waits while the import is held up")
+            try await Task.sleep(for: .milliseconds(300))
+            #expect((try await b.request("STATS")["import_waits"] as? NSNumber)?.intValue == 1, "and the lines after it are not read")
+            try pg.query("COMMIT")
+            for _ in 128..<chunks { try await readAnswer() }
+            #expect(answered == (1...chunks).map { min($0 * chunk, file.count) }, "every chunk answered, in order")
+            let done = try await a.request("IMPORT COMMIT")
+            #expect(done["committed"] as? Bool == true && (done["imported"] as? NSNumber)?.intValue == 2000, "\(done)")
+            #expect((try await b.request("STATS")["import_waits"] as? NSNumber)?.intValue ?? 0 >= 1)
+        }
+        #expect(try pg.query("SELECT count(*) FROM cameras WHERE id LIKE 'BC-64%'").scalar() == "2000")
+        await store.shutdown()
+    }
+
     @Test func allOrNothingImportsNone() async throws {
         let (store, index, pg) = try await writableRegistry("aon2")
         try await withTestServer(index: index, store: store) { path, _ in
