@@ -703,6 +703,8 @@ public final class RegistryService: Sendable {
         // while PostgreSQL finishes the COPY, writes the change log and commits, swapped in after
         // the commit if the direct path wrote it.
         let index = self.index
+        // The import's cameras reach this index below, not through the change feed.
+        let feed = reliability.sources.feed
         let prepared = PreparedBox()
         let report: ImportReport
         do {
@@ -710,7 +712,7 @@ public final class RegistryService: Sendable {
             report = try await store.withConnection(ownThread: chunks != nil) { c in
                 try CameraImport.importRows(from: source, allOrNothing: allOrNothing, actor: actor, whileCommitting: { cameras in
                     prepared.result = Result { try index.prepare(contentsOf: cameras) }
-                }, on: c)
+                }, ownChanges: { feed?.skipOwn($0) }, on: c)
             }
         } catch {
             if case .success(let batch)? = prepared.result { index.discard(batch) }

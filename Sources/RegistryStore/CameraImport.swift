@@ -48,8 +48,13 @@ public enum CameraImport {
     /// not called when the import is refused as a whole. The COPY may still fail after it was
     /// called (an id already taken sends the rows through the staging path): only a report with
     /// ``ImportReport/direct`` set committed exactly the cameras it was given.
+    ///
+    /// `ownChanges`, if given, is called before the commit with the change numbers of the
+    /// direct path's change rows (for ``ChangeFeed/skipOwn(_:)``: the caller applies the
+    /// cameras to its index itself). Not called on the staging path.
     public static func importRows(from source: @escaping RowSource, allOrNothing: Bool, actor: String,
                                   whileCommitting: (@Sendable ([Camera]) -> Void)? = nil,
+                                  ownChanges: ((ClosedRange<Int64>) -> Void)? = nil,
                                   on c: PostgresConnection) throws -> ImportReport {
         let rows = Collected()
         // The usual bulk load takes no existing id: COPY straight into `cameras`. If an id is
@@ -57,7 +62,7 @@ public enum CameraImport {
         // path below finds and reports every taken id, from the rows collected on the way.
         do {
             return try importDirectly(from: source, collecting: rows, allOrNothing: allOrNothing, actor: actor,
-                                      whileCommitting: whileCommitting, on: c)
+                                      whileCommitting: whileCommitting, ownChanges: ownChanges, on: c)
         } catch let e as PostgresError where e.sqlState == "23505" && rows.complete {
             // An id is taken: fall through to the staging path.
         }
@@ -166,7 +171,8 @@ extension CameraImport {
     /// `camera_changes` and moves the id sequence. Throws the unique violation (23505) when an
     /// id is taken; nothing is then written, and `rows` holds everything read.
     static func importDirectly(from source: @escaping RowSource, collecting rows: Collected, allOrNothing: Bool, actor: String,
-                               whileCommitting: (@Sendable ([Camera]) -> Void)?, on c: PostgresConnection) throws -> ImportReport {
+                               whileCommitting: (@Sendable ([Camera]) -> Void)?, ownChanges: ((ClosedRange<Int64>) -> Void)? = nil,
+                               on c: PostgresConnection) throws -> ImportReport {
         var report = ImportReport()
         /// What the reader thread leaves: the change rows, and the job making the stored cameras'
         /// index snapshot (started as soon as the file is read).
@@ -246,6 +252,7 @@ extension CameraImport {
                 }
                 let blocks = read.blocks
                 try logChanges(blocks, on: c)
+                if let ownChanges, let numbers = try ownNumbers(blocks, on: c) { ownChanges(numbers) }
                 try CameraRepository.advanceIDSequence(to: blocks.topSerial, on: c)
                 step("changes")
             }
@@ -311,6 +318,20 @@ extension CameraImport {
                 at = end
             }
         }
+    }
+
+    /// The change numbers `logChanges` gave the blocks: consecutive, as they were numbered under
+    /// the change lock, which this transaction holds until it ends (migrations 0005 and 0007),
+    /// ending at this session's last number; checked against this transaction's rows (nil if
+    /// they do not match, or there were none).
+    static func ownNumbers(_ blocks: ChangeBlocks, on c: PostgresConnection) throws -> ClosedRange<Int64>? {
+        guard blocks.count > 0, let top = Int64(try c.query("SELECT currval('camera_changes_seq_seq')").scalar() ?? "") else { return nil }
+        let numbers = (top - Int64(blocks.count) + 1)...top
+        let mine = try c.query("""
+            SELECT count(*) FROM camera_changes WHERE seq BETWEEN $1 AND $2
+               AND xmin::text::bigint = (pg_current_xact_id()::text::bigint & 4294967295)
+            """, [String(numbers.lowerBound), String(numbers.upperBound)]).scalar()
+        return mine == String(blocks.count) ? numbers : nil
     }
 
     /// An imported camera as PostgreSQL stored it (the text COPY round-trips doubles; timestamps

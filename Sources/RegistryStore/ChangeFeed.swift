@@ -68,6 +68,20 @@ public final class ChangeFeed: Sendable {
     }
     private let stopped = NIOLockedValueBox(false)
     private let finished = NIOLockedValueBox(false)
+    /// Change numbers of this daemon's own writes that it applies to its index itself (see
+    /// ``skipOwn(_:)``), dropped once the feed has passed them.
+    private let own = NIOLockedValueBox<[ClosedRange<Int64>]>([])
+
+    /// Tells the feed that the camera changes numbered `seqs` are this daemon's own and reach
+    /// its index without the feed (a big import publishes its own snapshot), so that catching
+    /// up does not read their cameras back: a million-camera import would otherwise be read
+    /// back whole, a few seconds of both servers' time. Call it before the transaction that
+    /// wrote them commits (the feed may catch up as soon as it has); a range that never commits
+    /// is harmless (its numbers are never used again).
+    public func skipOwn(_ seqs: ClosedRange<Int64>) {
+        own.withLockedValue { $0.append(seqs) }
+    }
+
     /// Rows asked for per round trip while catching up.
     static let batch = 5000
 
@@ -200,18 +214,23 @@ public final class ChangeFeed: Sendable {
                 // import block up to 4,096 (migration 0008).
                 let changes = try c.query("SELECT seq, coalesce(cardinality(camera_ids), 1) FROM camera_changes WHERE seq > $1 ORDER BY seq LIMIT \(Self.batch)",
                                           [String(after)]).rows
+                let skipped = own.withLockedValue { $0 }
                 var last = after
                 var named = 0
                 for r in changes {
                     last = Int64(r[0] ?? "") ?? last
+                    if skipped.contains(where: { $0.contains(last) }) { continue }
                     named += Int(r[1] ?? "") ?? 1
                     if named >= Self.batch { break }
                 }
                 full = named >= Self.batch || changes.count == Self.batch
                 top = full ? last : max(after, database)
-                if last > after {
+                if named > 0 {
+                    // This daemon's own changes in the batch are left out (numbers, not text).
+                    let notOwn = skipped.filter { $0.upperBound > after && $0.lowerBound <= last }
+                        .map { " AND seq NOT BETWEEN \($0.lowerBound) AND \($0.upperBound)" }.joined()
                     cameras = try c.query("""
-                        SELECT \(CameraRepository.selectList) FROM cameras WHERE id IN (\(Self.changedIDs(after: "$1")) AND seq <= $2)
+                        SELECT \(CameraRepository.selectList) FROM cameras WHERE id IN (\(Self.changedIDs(after: "$1")) AND seq <= $2\(notOwn))
                         """, [String(after), String(last)]).rows.map(CameraRepository.decode)
                 }
                 for r in try c.query("SELECT \(OwnerRepository.selectList) FROM owners WHERE change_seq > $1 AND change_seq <= $2",
@@ -237,6 +256,7 @@ public final class ChangeFeed: Sendable {
                 s.applied += cameras.count + consents.count + incidents.count
                 s.lastCatchUp = Date()
             }
+            own.withLockedValue { $0.removeAll { $0.upperBound <= top } }
             if !cameras.isEmpty, index.deltaCount >= rebuildThreshold {
                 do { try index.rebuildIfNeeded(threshold: rebuildThreshold) } catch {
                     logger.error("index rebuild failed", metadata: ["error": "\(error)"])

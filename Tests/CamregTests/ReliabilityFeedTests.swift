@@ -110,6 +110,27 @@ struct ReliabilityFeedTests {
         #expect(dbCount == camsB.count)
         #expect((try await stats(b.socket))["cameras"] as? Int == dbCount)
 
+        // 3. A big import on A: A's index has it when IMPORT COMMIT answers, and A's feed does
+        // not read those cameras back (it was told the import's change numbers); B's reads
+        // each of them once.
+        let appliedA = try #require((field(try await stats(a.socket), "feed") as? [String: Any])?["applied"] as? Int)
+        let appliedB = try #require((field(try await stats(b.socket), "feed") as? [String: Any])?["applied"] as? Int)
+        var csv = "id,lat,lon,address,ward\n"
+        for n in 0..<5000 { csv += "BC-\(700_000 + n),\(11.12 + Double(n % 100) * 0.0001),\(106.60 + Double(n / 100) * 0.0001),Số \(n),Phường Mỹ Phước\n" }
+        let imported = try await upload(ca, Array(csv.utf8), begin: "IMPORT BEGIN format=csv by=feed-test", chunk: 45_000)
+        #expect((imported["imported"] as? NSNumber)?.intValue == 5000, "\(imported)")
+        #expect((try await stats(a.socket))["cameras"] as? Int == dbCount + 5000)
+        let topSeq = Int(try admin.query("SELECT max(seq) FROM camera_changes").scalar() ?? "") ?? -1
+        for daemon in [a, b] {
+            #expect(try await eventually(10) {
+                (field(try await stats(daemon.socket), "feed") as? [String: Any])?["applied_seq"] as? Int == topSeq
+            }, "the feed did not pass the import's change rows")
+        }
+        #expect((field(try await stats(a.socket), "feed") as? [String: Any])?["applied"] as? Int == appliedA,
+                "A's feed read its own import back")
+        #expect((field(try await stats(b.socket), "feed") as? [String: Any])?["applied"] as? Int == appliedB + 5000)
+        #expect((try await stats(b.socket))["cameras"] as? Int == dbCount + 5000)
+
         await ca.close()
         await cb.close()
         #expect(try await a.terminate() == 0)

@@ -459,6 +459,43 @@ extension BulkImportStoreTests {
         }
     }
 
+    /// The daemon that imports applies the cameras to its own index: its feed is told the
+    /// numbers of the import's change rows before the commit and does not read those cameras
+    /// back, but still applies a later change to one of them, and every change of others.
+    @Test func ownImportBlocksAreNotReadBackByTheFeed() async throws {
+        let (config, c) = try await seededDatabase(10)
+        let before = try ChangeFeed.currentSequence(on: c)
+        let index = try CameraIndex(cameras: try CameraRepository.all(on: c))
+        let feed = ChangeFeed(configuration: config, index: index, appliedSeq: before, applyConsents: { _ in })
+        let rows = (0..<9000).map { n in (number: n + 2, camera: startupCamera(30_000 + n, bare: n % 2 == 0)) }
+        var told: [ClosedRange<Int64>] = []
+        let report = try CameraImport.importRows(from: { emit in
+            for start in stride(from: 0, to: rows.count, by: 1000) { try emit(Array(rows[start..<min(rows.count, start + 1000)]), []) }
+        }, allOrNothing: true, actor: "own", ownChanges: { told.append($0); feed.skipOwn($0) }, on: c)
+        #expect(report.committed && report.direct && report.imported.count == 9000)
+        let numbers = try c.query("SELECT seq FROM camera_changes WHERE seq > $1 ORDER BY seq", [String(before)]).rows.compactMap { Int64($0[0] ?? "") }
+        #expect(numbers.count == 3)
+        #expect(told == [numbers.first!...numbers.last!], "the three block rows, told before the commit")
+        try index.upsert(contentsOf: report.imported)  // as the daemon does
+        // Another writer's change to one of the imported cameras, after the blocks.
+        try c.query("UPDATE cameras SET heading = 55, version = version + 1 WHERE id = 'ST-38999'")
+        try c.query("INSERT INTO camera_changes (camera_id, kind, actor, version) SELECT id, 'update', 't', version FROM cameras WHERE id = 'ST-38999'")
+
+        try feed.catchUp(on: c)
+        #expect(feed.status.applied == 1, "only the other writer's change was read back")
+        #expect(index.camera(id: "ST-38999")?.heading == 55)
+        #expect(index.count == 9010)
+        #expect(feed.status.appliedSeq == (try ChangeFeed.currentSequence(on: c)))
+
+        // A follower not told about them reads every camera of the blocks back.
+        let follower = try CameraIndex(cameras: try CameraRepository.all(on: c).filter { !$0.id.hasPrefix("ST-3") })
+        let other = ChangeFeed(configuration: config, index: follower, appliedSeq: before, applyConsents: { _ in })
+        try other.catchUp(on: c)
+        #expect(other.status.applied == 9000, "each camera read once, the updated one too")
+        #expect(follower.camera(id: "ST-38999")?.heading == 55)
+        #expect(follower.count == 9010)
+    }
+
     /// An import moves the number sequence of new `BC-<n>` ids past its own highest id (from
     /// the rows, without scanning the table), and never back.
     @Test func importMovesTheIDSequencePastItsIDs() async throws {
