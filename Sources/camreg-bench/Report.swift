@@ -7,8 +7,12 @@ struct Report {
     let queries: Int
     let radii: [Double]
     let seed: UInt64
+    /// camregd's import and `psql \copy`, seconds: each side's median round.
     var importSeconds = 0.0
     var copySeconds = 0.0
+    /// Each import round's seconds (`psql \copy`, then camregd, back to back).
+    var importRounds: [Double] = []
+    var copyRounds: [Double] = []
     var gistIndexSeconds = 0.0
     var redisLoadSeconds = 0.0
     var camregdColdStart = 0.0
@@ -59,6 +63,15 @@ struct Report {
         return r.isEmpty ? nil : r[(r.count - 1) / 2]
     }
 
+    /// The lower middle value (the median of an odd count); 0 for none.
+    static func median(_ values: [Double]) -> Double {
+        let v = values.sorted()
+        return v.isEmpty ? 0 : v[(v.count - 1) / 2]
+    }
+
+    /// `psql \copy`'s time ÷ camregd's import time, round by round (each pair back to back).
+    var importRatios: [Double] { zip(copyRounds, importRounds).map { $0 / max(1e-9, $1) } }
+
     /// How many rounds each setting ran.
     var roundCount: Int { runs.map(\.round).max() ?? 1 }
 
@@ -97,8 +110,10 @@ struct Report {
         out += String(format: "cold start (spawn → first PING answered) vs Redis %.3f s (restart with RDB → first PONG): camregd without cache (full load from PostgreSQL) %.3f s = %.2f×; camregd restart with the index cache (%.1f MiB) %.3f s = %.2f×\n",
                       redisRDBLoad, camregdColdStart, camregdColdStart / max(1e-9, redisRDBLoad),
                       mib(cacheBytes), camregdCachedStart, camregdCachedStart / max(1e-9, redisRDBLoad))
-        out += String(format: "import of the same %.1f MiB CSV: camregd IMPORT BEGIN…COMMIT over the socket (%d upload%@) %.3f s vs psql \\copy into an identical empty table %.3f s; \\copy time ÷ import time = %.2f; Redis GEOADD %.3f s; PostGIS GiST index %.3f s\n",
-                      mib(csvBytes), importUploads, (importUploads == 1 ? "" : "s, camregd's 256 MiB cap") as NSString, importSeconds, copySeconds, copySeconds / max(1e-9, importSeconds), redisLoadSeconds, gistIndexSeconds)
+        out += String(format: "import of the same %.1f MiB CSV into the emptied cameras table, %d round%@ (\\copy, then camregd): camregd IMPORT BEGIN…COMMIT over the socket (%d upload%@) %.3f s vs psql \\copy %.3f s (medians); \\copy time ÷ import time = %.2f (median round; rounds %@); Redis GEOADD %.3f s; PostGIS GiST index %.3f s\n",
+                      mib(csvBytes), importRounds.count, (importRounds.count == 1 ? "" : "s") as NSString, importUploads, (importUploads == 1 ? "" : "s, over camregd's upload cap") as NSString,
+                      importSeconds, copySeconds, Self.median(importRatios),
+                      importRatios.map { String(format: "%.2f", $0) }.joined(separator: ", ") as NSString, redisLoadSeconds, gistIndexSeconds)
         out += "agreement: \(check.queriesIdentical)/\(check.queriesCompared) queries identical in all three"
         for pair in check.boundaryDifferences.keys.sorted() {
             out += String(format: "; %@: %d boundary differences (worst |d/r − 1| = %.5f)", pair as NSString,
@@ -151,8 +166,9 @@ struct Report {
                            "ratio": camregdColdStart / max(1e-9, redisRDBLoad), "cached_ratio": camregdCachedStart / max(1e-9, redisRDBLoad),
                            "camregd_rss_after_full_load_bytes": camregdRSSFullLoad, "camregd_rss_after_cached_start_bytes": camregdRSSAfterLoad],
             "import": ["camregd_import_seconds": importSeconds, "psql_copy_seconds": copySeconds, "csv_bytes": csvBytes, "camregd_uploads": importUploads,
-                       "gist_index_seconds": gistIndexSeconds,
-                       "copy_over_import": copySeconds / max(1e-9, importSeconds), "redis_geoadd_seconds": redisLoadSeconds],
+                       "gist_index_seconds": gistIndexSeconds, "camregd_import_rounds": importRounds, "psql_copy_rounds": copyRounds,
+                       "copy_over_import_by_round": importRatios,
+                       "copy_over_import": Self.median(importRatios), "redis_geoadd_seconds": redisLoadSeconds],
             "agreement": ["queries_compared": check.queriesCompared, "queries_identical": check.queriesIdentical,
                           "boundary_differences": check.boundaryDifferences, "worst_boundary_ratio": check.worstBoundaryRatio,
                           "unexplained": check.unexplained, "haversine_explained": check.haversineExplained, "worst_haversine_ratio": check.worstHaversineRatio, "examples": check.examples, "inconsistent_runs": check.inconsistentRuns,

@@ -40,6 +40,9 @@ struct CamregBench: ParsableCommand {
     @Option(help: "Rounds per setting: the systems take turns, round after round, and the table shows each system's median round and camregd's median per-round ratio (a shared VM's speed drifts between runs).")
     var rounds: Int = 1
 
+    @Option(help: "Import rounds: each loads the CSV with psql \\copy, then with camregd's import, both into the emptied cameras table; the report shows each side's median round.")
+    var importRounds: Int = 3
+
     @Option(help: "Seed of the camera positions (large region) and of the query list.")
     var seed: UInt64 = 6
 
@@ -74,6 +77,7 @@ struct CamregBench: ParsableCommand {
         guard cameras >= 1 else { throw ValidationError("--cameras must be at least 1") }
         guard ["bencat", "large"].contains(region) else { throw ValidationError("--region must be bencat or large") }
         guard queries >= 1 else { throw ValidationError("--queries must be at least 1") }
+        guard importRounds >= 1 else { throw ValidationError("--import-rounds must be at least 1") }
     }
 
     func run() throws {
@@ -155,23 +159,34 @@ struct CamregBench: ParsableCommand {
             }
             return (d, seconds, daemonLog)
         }
-        do {
+        // Rounds, so that both sides see the same phases of a shared VM: in each, `psql \copy`
+        // loads the file into the emptied `cameras`, then camregd imports it into the emptied
+        // `cameras` (its cameras stay for the rest of the run). Each load starts after a
+        // CHECKPOINT, with no camregd running.
+        for round in 1...importRounds {
+            try ImportBench.emptyCameras(db)
+            let copySeconds = try ImportBench.psqlCopy(cluster: cluster, csvPath: csvPath)
+            let copied = Int(try db.query("SELECT count(*) FROM cameras").scalar() ?? "0") ?? 0
+            guard copied == cams.count else { throw BenchError("psql \\copy loaded \(copied) of \(cams.count) rows") }
+            try ImportBench.emptyCameras(db)
+            try? FileManager.default.removeItem(atPath: cachePath)
             // At info level, camregd logs where each import's time went (parse, validation, database, index).
             let (importer, _, importerLog) = try startCamregd(logLevel: "info")
             let r = try ImportBench.importThroughCamregd(socket: sock, csvPath: csvPath)
             guard r.imported == cams.count else { throw BenchError("camregd imported \(r.imported) of \(cams.count) cameras") }
-            report.importSeconds = r.seconds
             report.importUploads = r.uploads
             stopChild(importer, timeout: 120)
             let phases = ((try? String(contentsOfFile: importerLog, encoding: .utf8)) ?? "")
                 .split(separator: "\n").filter { $0.contains("import committed") }
             for line in phases { log("camregd log: \(line.prefix(400))") }
+            report.importRounds.append(r.seconds)
+            report.copyRounds.append(copySeconds)
+            log(String(format: "import round %d: psql \\copy into cameras %.3f s, camregd's import into cameras %.3f s: \\copy ÷ import = %.2f",
+                       round, copySeconds, r.seconds, copySeconds / r.seconds))
         }
-        report.copySeconds = try ImportBench.psqlCopy(cluster: cluster, db: db, csvPath: csvPath)
-        let copied = Int(try db.query("SELECT count(*) FROM cameras_copy").scalar() ?? "0") ?? 0
-        guard copied == cams.count else { throw BenchError("psql \\copy loaded \(copied) of \(cams.count) rows") }
-        try db.query("DROP TABLE cameras_copy")
-        log("import through camregd \(report.importSeconds) s; psql \\copy of the same CSV into cameras_copy \(report.copySeconds) s")
+        report.importSeconds = Report.median(report.importRounds)
+        report.copySeconds = Report.median(report.copyRounds)
+        log("import through camregd \(report.importSeconds) s; psql \\copy of the same CSV into cameras \(report.copySeconds) s (medians of \(importRounds) rounds)")
 
         // PostGIS's table for the queries (not timed as an import).
         try db.query("CREATE TABLE bench_cams (id text, g geography)")
