@@ -20,7 +20,7 @@ import NIOExtras
 ///
 /// Backpressure: while a task is running, lines are queued, or the socket's write buffer is
 /// above its high-water mark, `read` is held back, so a client cannot make the daemon buffer
-/// without bound (the decoder still caps one line).
+/// without bound (the decoder still caps one line, and ``LineReader`` compacts the partial one).
 ///
 /// Draining (``Quiesce``): when the server stops, the connection keeps reading until it has
 /// answered everything and read nothing for ``quietPeriod`` while reading was allowed, then closes.
@@ -85,10 +85,9 @@ final class ConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler {
     /// buffer at the flush (a pipelined batch of sixteen answers is one buffer, one allocation
     /// and one pass through the pipeline, not sixteen).
     private var pending: ByteBuffer?
-    /// The socket's bytes not yet cut into lines (a partial line), nil when there are none: the
-    /// read buffer is then not held, so the channel reuses it for the next read.
-    private var unread: ByteBuffer?
-    private let decoder = LineBasedFrameDecoder()
+    /// The socket's bytes not yet cut into lines (a partial line; none held when there is none,
+    /// so that the channel reuses its read buffer).
+    private var lines = LineReader()
     /// The longest partial line kept (the line cap plus room for its `\r\n`).
     private let maxPartialLine: Int
     /// A partial line went over the cap: nothing more is read from this connection.
@@ -159,32 +158,18 @@ final class ConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler {
         guard !closing, !overlong else { return }
         readGeneration &+= 1
         var input = unwrapInboundIn(data)
-        // Lines are cut from the bytes left over from the last read, if any, else from this
-        // read's buffer itself (the decoder resumes its scan where it stopped).
-        if unread != nil {
-            unread!.writeBuffer(&input)
-            cutLines(&unread!)
-            if unread?.readableBytes == 0 { unread = nil }
-        } else {
-            cutLines(&input)
-            if input.readableBytes > 0 { unread = input }
-        }
-        if let unread, unread.readableBytes > maxPartialLine {
-            self.unread = nil
-            overlong = true
-            if busy || !queue.isEmpty { queue.append(.tooLong) } else { answerTooLong() }
-        }
-    }
-
-    /// Serves (or queues) every whole line in `buffer`; a partial line stays in it.
-    private func cutLines(_ buffer: inout ByteBuffer) {
-        // `decode(buffer:)` only throws for its own reasons; LineBasedFrameDecoder has none.
-        while !closing, let line = try? decoder.decode(buffer: &buffer) {
+        // Serves (or queues) every whole line; a partial line is kept for the next read.
+        lines.read(&input, more: { !closing }) { line in
             if busy || !queue.isEmpty {
                 queue.append(.line(line))
             } else {
                 serve(line)
             }
+        }
+        if lines.partialBytes > maxPartialLine {
+            lines.drop()
+            overlong = true
+            if busy || !queue.isEmpty { queue.append(.tooLong) } else { answerTooLong() }
         }
     }
 
