@@ -141,8 +141,9 @@ public enum CameraImport {
 }
 
 extension CameraImport {
-    /// The rows an import has read so far: the first row of each id, and every refusal.
-    /// Used by one thread at a time (the import's database call).
+    /// The rows an import has read so far: the first row of each id (its camera as stored,
+    /// ``storedImport(_:)``), and every refusal. Used by one thread at a time (the import's
+    /// database call, or its reader thread while that call waits for it).
     final class Collected: @unchecked Sendable {
         var seen = Set<String>()
         var unique: [(number: Int, camera: Camera)] = []
@@ -155,7 +156,7 @@ extension CameraImport {
             rejected += refused
             let first = unique.count
             for r in rows {
-                if seen.insert(r.camera.id).inserted { unique.append(r) } else {
+                if seen.insert(r.camera.id).inserted { unique.append((r.number, storedImport(r.camera))) } else {
                     rejected.append(ImportRowError(number: r.number, field: "id", reason: "id \(r.camera.id) appears earlier in the file"))
                 }
             }
@@ -201,9 +202,6 @@ extension CameraImport {
                     // buffer holds only a few hundred kilobytes).
                     let chunks = ChunkQueue(capacity: 16)
                     let job = BackgroundJob(name: "camreg-import-read") { () -> ReaderResult? in
-                        // The cameras as stored, made batch by batch: this thread mostly waits
-                        // for PostgreSQL, which takes the rows more slowly than they are parsed.
-                        var stored: [Camera] = []
                         do {
                             var out = PostgresBinaryCopyEncoder(reserve: 1 << 19)
                             try source { batch, refused in
@@ -213,7 +211,6 @@ extension CameraImport {
                                 if allOrNothing && !rows.rejected.isEmpty { return }
                                 for r in kept { BinaryRows.append(r.camera, to: &out) }
                                 if out.bytes.count >= 1 << 18 { try chunks.put(out.take()) }
-                                for r in kept { stored.append(storedImport(r.camera)) }
                             }
                             rows.complete = true
                             out.finish()
@@ -228,8 +225,11 @@ extension CameraImport {
                         // snapshot is built on a thread of its own (not a Dispatch worker, see
                         // `BackgroundJob`), and the change rows are encoded here, both off the
                         // database thread's path.
-                        let ready = stored
+                        let unique = rows.unique
                         let alongside = BackgroundJob(name: "camreg-import-index") { () -> [Camera] in
+                            // The cameras as stored, in one array made at its final size (kept
+                            // with their row numbers until now, not in a second growing array).
+                            let ready = unique.map(\.camera)
                             whileCommitting?(ready)
                             return ready
                         }
