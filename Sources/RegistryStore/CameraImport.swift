@@ -146,21 +146,30 @@ extension CameraImport {
     /// database call, or its reader thread while that call waits for it).
     final class Collected: @unchecked Sendable {
         var seen = Set<String>()
-        var unique: [(number: Int, camera: Camera)] = []
+        /// The kept rows' numbers and cameras, side by side (the cameras array is the index's
+        /// batch as it is: no copy of a million cameras into another array).
+        var numbers: [Int] = []
+        var cameras: [Camera] = []
         var rejected: [ImportRowError] = []
+
+        /// The kept rows, as pairs (for the staging path).
+        var unique: [(number: Int, camera: Camera)] { Array(zip(numbers, cameras)) }
         /// The source has been read to its end.
         var complete = false
 
-        /// Keeps the rows of ids not seen before; refuses the others. Returns the rows kept.
-        func add(_ rows: [(number: Int, camera: Camera)], _ refused: [ImportRowError]) -> ArraySlice<(number: Int, camera: Camera)> {
+        /// Keeps the rows of ids not seen before; refuses the others. Returns the cameras kept.
+        func add(_ rows: [(number: Int, camera: Camera)], _ refused: [ImportRowError]) -> ArraySlice<Camera> {
             rejected += refused
-            let first = unique.count
+            let first = cameras.count
             for r in rows {
-                if seen.insert(r.camera.id).inserted { unique.append((r.number, storedImport(r.camera))) } else {
+                if seen.insert(r.camera.id).inserted {
+                    numbers.append(r.number)
+                    cameras.append(storedImport(r.camera))
+                } else {
                     rejected.append(ImportRowError(number: r.number, field: "id", reason: "id \(r.camera.id) appears earlier in the file"))
                 }
             }
-            return unique[first...]
+            return cameras[first...]
         }
     }
 
@@ -209,7 +218,7 @@ extension CameraImport {
                                 let kept = rows.add(batch, refused)
                                 // Once a row is refused, an all-or-nothing import sends nothing more.
                                 if allOrNothing && !rows.rejected.isEmpty { return }
-                                for r in kept { BinaryRows.append(r.camera, to: &out) }
+                                for camera in kept { BinaryRows.append(camera, to: &out) }
                                 if out.bytes.count >= 1 << 18 { try chunks.put(out.take()) }
                             }
                             rows.complete = true
@@ -225,15 +234,12 @@ extension CameraImport {
                         // snapshot is built on a thread of its own (not a Dispatch worker, see
                         // `BackgroundJob`), and the change rows are encoded here, both off the
                         // database thread's path.
-                        let unique = rows.unique
+                        let ready = rows.cameras
                         let alongside = BackgroundJob(name: "camreg-import-index") { () -> [Camera] in
-                            // The cameras as stored, in one array made at its final size (kept
-                            // with their row numbers until now, not in a second growing array).
-                            let ready = unique.map(\.camera)
                             whileCommitting?(ready)
                             return ready
                         }
-                        return ReaderResult(blocks: ChangeBlocks(rows.unique, actor: actor), alongside: alongside)
+                        return ReaderResult(blocks: ChangeBlocks(numbers: rows.numbers, cameras: rows.cameras, actor: actor), alongside: alongside)
                     }
                     reader = job
                     do {
@@ -286,17 +292,18 @@ extension CameraImport {
         /// The highest `n` of an imported id `BC-<n>` (0 when none).
         var topSerial: Int64 = 0
 
-        init(_ rows: [(number: Int, camera: Camera)], actor: String) {
-            topSerial = CameraRepository.topSerial(of: rows.lazy.map(\.camera.id))
-            guard !rows.isEmpty else { return }
-            var out = PostgresBinaryCopyEncoder(reserve: rows.count * 16 + 1024)
-            for start in stride(from: 0, to: rows.count, by: changeBlock) {
-                let block = rows[start..<min(rows.count, start + changeBlock)]
+        /// The blocks of the rows numbered `numbers` (file order), holding `cameras`.
+        init(numbers: [Int], cameras: [Camera], actor: String) {
+            topSerial = CameraRepository.topSerial(of: cameras.lazy.map(\.id))
+            guard !cameras.isEmpty else { return }
+            var out = PostgresBinaryCopyEncoder(reserve: cameras.count * 16 + 1024)
+            for start in stride(from: 0, to: cameras.count, by: changeBlock) {
+                let end = min(cameras.count, start + changeBlock)
                 out.row(fields: 4)
-                out.textArray(block.lazy.map(\.camera.id))
+                out.textArray(cameras[start..<end].lazy.map(\.id))
                 out.text("import")
                 out.text(actor)
-                out.text("rows \(block.first!.number)–\(block.last!.number) (\(block.count) camera\(block.count == 1 ? "" : "s"))")
+                out.text("rows \(numbers[start])–\(numbers[end - 1]) (\(end - start) camera\(end - start == 1 ? "" : "s"))")
                 count += 1
             }
             out.finish()
