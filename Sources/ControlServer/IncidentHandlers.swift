@@ -153,7 +153,7 @@ extension RegistryService {
                 w.field("format", format)
             }
         case .importData(let token, let text):
-            guard let bytes = Data(base64Encoded: text) else {
+            guard let bytes = Base64.decode(text) else {
                 throw ProtocolError(.invalidValue, "the chunk is not valid base64", field: "data")
             }
             let outcome = incidentUploads.withLockedValue { table -> Result<Int, ProtocolError> in

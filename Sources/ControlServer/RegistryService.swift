@@ -829,7 +829,7 @@ public final class RegistryService: Sendable {
     /// its queue, which must have room).
     private func importData(_ text: String, session: ConnectionSession) throws -> Reply {
         guard session.upload != nil else { throw ProtocolError(.noUpload, "no upload in progress; send IMPORT BEGIN first") }
-        guard let bytes = Data(base64Encoded: text) else {
+        guard let bytes = Base64.decode(text) else {
             throw ProtocolError(.invalidValue, "the chunk is not valid base64", field: "data")
         }
         let cap = ConnectionSession.cap(of: session.upload!)
@@ -839,7 +839,7 @@ public final class RegistryService: Sendable {
         }
         session.upload!.bytes += bytes.count
         if let streaming = session.upload!.streaming {
-            streaming.append(Array(bytes))
+            streaming.append(bytes)
         } else {
             session.upload!.data.append(contentsOf: bytes)
         }

@@ -1,3 +1,4 @@
+import ControlProtocol
 import Foundation
 import Postgres
 import Registry
@@ -78,10 +79,17 @@ enum ImportBench {
             let file = Array(header) + Array(part)
             let chunk = 45_000
             var sent = 0, inFlight = 0
+            let prefix = Array("IMPORT DATA data=".utf8)
+            var line: [UInt8] = []
+            line.reserveCapacity(prefix.count + Base64.encodedCount(chunk) + 1)
             while sent < file.count {
-                let piece = file[sent..<min(sent + chunk, file.count)]
-                try stream.write(Array(("IMPORT DATA data=" + Data(piece).base64EncodedString() + "\n").utf8))
-                sent += piece.count
+                let end = min(sent + chunk, file.count)
+                line.removeAll(keepingCapacity: true)
+                line += prefix
+                file.withUnsafeBytes { Base64.encode(UnsafeRawBufferPointer(rebasing: $0[sent..<end]), into: &line) }
+                line.append(0x0A)
+                try stream.write(line)
+                sent = end
                 inFlight += 1
                 if inFlight == 8 { try expectOK(try answer(), "IMPORT DATA"); inFlight -= 1 }
             }

@@ -394,7 +394,7 @@ struct LayerCLI: ParsableCommand {
             var sent = 0
             while sent < bytes.count {
                 let part = bytes[sent..<min(sent + 45_000, bytes.count)]
-                _ = try call(client, "IMPORT DATA data=" + Data(part).base64EncodedString(), json: options.json)
+                _ = try call(client, "IMPORT DATA data=" + String(decoding: Base64.encoded(part), as: UTF8.self), json: options.json)
                 sent += part.count
             }
             let o = try call(client, "IMPORT COMMIT", json: options.json)

@@ -559,7 +559,7 @@ struct Import: ParsableCommand {
         let interactive = !options.json && isatty(2) == 1
         while sent < bytes.count {
             let part = bytes[sent..<min(sent + chunk, bytes.count)]
-            _ = try send("IMPORT DATA data=" + Data(part).base64EncodedString())
+            _ = try send("IMPORT DATA data=" + String(decoding: Base64.encoded(part), as: UTF8.self))
             sent += part.count
             lines += part.reduce(0) { $0 + ($1 == 0x0A ? 1 : 0) }
             let elapsed = Date().timeIntervalSince(start)
@@ -788,7 +788,7 @@ struct IncidentCommandGroup: ParsableCommand {
             var sent = 0
             while sent < bytes.count {
                 let part = bytes[sent..<min(sent + 45_000, bytes.count)]
-                _ = try send("INCIDENT IMPORT DATA upload=\(token) data=" + Data(part).base64EncodedString())
+                _ = try send("INCIDENT IMPORT DATA upload=\(token) data=" + String(decoding: Base64.encoded(part), as: UTF8.self))
                 sent += part.count
             }
             let o = try send("INCIDENT IMPORT COMMIT upload=\(token)")
