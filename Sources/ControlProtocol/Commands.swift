@@ -284,11 +284,17 @@ public enum RequestParser {
     static func importDataChunk(_ b: UnsafeBufferPointer<UInt8>) -> Request? {
         let p = importDataPrefix
         guard b.count > p.count, b.starts(with: p) else { return nil }
-        for i in p.count..<b.count {
-            let c = b[i]
-            let ok = (c >= 0x41 && c <= 0x5A) || (c >= 0x61 && c <= 0x7A) || (c >= 0x30 && c <= 0x39) || c == 0x2B || c == 0x2F || c == 0x3D
-            if !ok { return nil }
+        // Every character a base64 one or `=` (by table: a branch per byte cost 0.8 s of the
+        // event loop over a 1M-camera upload).
+        let allowed = Base64.values.withUnsafeBufferPointer { t -> Bool in
+            var bad: UInt8 = 0
+            for i in p.count..<b.count {
+                let c = b[i]
+                bad |= t[Int(c)] & (c == 0x3D ? 0 : 0x80)
+            }
+            return bad == 0
         }
+        guard allowed else { return nil }
         let text = String(decoding: UnsafeBufferPointer(rebasing: b[p.count...]), as: UTF8.self)
         return Request(command: .importData(base64: text), spec: importDataSpec, caseID: nil, purpose: nil)
     }
