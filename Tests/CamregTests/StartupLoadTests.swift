@@ -423,15 +423,23 @@ extension BulkImportStoreTests {
     /// A big import logs one change row per 4,096 cameras; a follower's feed applies every camera
     /// of every block (in rounds of about 5,000 cameras), and the rows' CHECK refuses malformed
     /// blocks.
-    @Test func importBlocksReachAFollowerThroughTheFeed() async throws {
+    /// Ten cameras in a new database, an index of them with its feed from the current change
+    /// number, and 9,000 import rows (cameras `first`…), fed to an import 1,000 at a time.
+    private func feedFixture(first: Int) async throws -> (config: PostgresConfiguration, c: PostgresConnection, before: Int64,
+                                                           index: CameraIndex, feed: ChangeFeed, source: CameraImport.RowSource) {
         let (config, c) = try await seededDatabase(10)
         let before = try ChangeFeed.currentSequence(on: c)
-        let follower = try CameraIndex(cameras: try CameraRepository.all(on: c))
-        let feed = ChangeFeed(configuration: config, index: follower, appliedSeq: before, applyConsents: { _ in })
-        let rows = (0..<9000).map { n in (number: n + 2, camera: startupCamera(20_000 + n, bare: n % 2 == 0)) }
-        let report = try CameraImport.importRows(from: { emit in
+        let index = try CameraIndex(cameras: try CameraRepository.all(on: c))
+        let feed = ChangeFeed(configuration: config, index: index, appliedSeq: before, applyConsents: { _ in })
+        let rows = (0..<9000).map { n in (number: n + 2, camera: startupCamera(first + n, bare: n % 2 == 0)) }
+        return (config, c, before, index, feed, { emit in
             for start in stride(from: 0, to: rows.count, by: 1000) { try emit(Array(rows[start..<min(rows.count, start + 1000)]), []) }
-        }, allOrNothing: true, actor: "bulk", on: c)
+        })
+    }
+
+    @Test func importBlocksReachAFollowerThroughTheFeed() async throws {
+        let (_, c, before, follower, feed, source) = try await feedFixture(first: 20_000)
+        let report = try CameraImport.importRows(from: source, allOrNothing: true, actor: "bulk", on: c)
         #expect(report.committed && report.imported.count == 9000)
         let blocks = try c.query("SELECT cardinality(camera_ids), detail, (camera_ids)[1] FROM camera_changes WHERE seq > $1 ORDER BY seq", [String(before)]).rows
         #expect(blocks == [["4096", "rows 2–4097 (4096 cameras)", "ST-20000"],
@@ -463,15 +471,10 @@ extension BulkImportStoreTests {
     /// numbers of the import's change rows before the commit and does not read those cameras
     /// back, but still applies a later change to one of them, and every change of others.
     @Test func ownImportBlocksAreNotReadBackByTheFeed() async throws {
-        let (config, c) = try await seededDatabase(10)
-        let before = try ChangeFeed.currentSequence(on: c)
-        let index = try CameraIndex(cameras: try CameraRepository.all(on: c))
-        let feed = ChangeFeed(configuration: config, index: index, appliedSeq: before, applyConsents: { _ in })
-        let rows = (0..<9000).map { n in (number: n + 2, camera: startupCamera(30_000 + n, bare: n % 2 == 0)) }
+        let (config, c, before, index, feed, source) = try await feedFixture(first: 30_000)
         var told: [ClosedRange<Int64>] = []
-        let report = try CameraImport.importRows(from: { emit in
-            for start in stride(from: 0, to: rows.count, by: 1000) { try emit(Array(rows[start..<min(rows.count, start + 1000)]), []) }
-        }, allOrNothing: true, actor: "own", ownChanges: { told.append($0); feed.skipOwn($0) }, on: c)
+        let report = try CameraImport.importRows(from: source, allOrNothing: true, actor: "own",
+                                                 ownChanges: { told.append($0); feed.skipOwn($0) }, on: c)
         #expect(report.committed && report.direct && report.imported.count == 9000)
         let numbers = try c.query("SELECT seq FROM camera_changes WHERE seq > $1 ORDER BY seq", [String(before)]).rows.compactMap { Int64($0[0] ?? "") }
         #expect(numbers.count == 3)
