@@ -59,8 +59,8 @@ struct Report {
 
     /// The median of the per-round ratios (the lower middle one of an even number).
     func ratio(_ s: String, _ c: Int, _ d: Int) -> Double? {
-        let r = roundRatios(s, c, d).sorted()
-        return r.isEmpty ? nil : r[(r.count - 1) / 2]
+        let r = roundRatios(s, c, d)
+        return r.isEmpty ? nil : Self.median(r)
     }
 
     /// The lower middle value (the median of an odd count); 0 for none.
