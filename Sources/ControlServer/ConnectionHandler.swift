@@ -1,11 +1,10 @@
 import ControlProtocol
 import NIOCore
-import NIOExtras
 
 /// Serves the request lines of one connection on its event loop.
 ///
-/// Lines are cut by NIOExtras' `LineBasedFrameDecoder` (`\n` or `\r\n`), called here through its
-/// single-step API rather than from a `ByteToMessageHandler` of its own in front of this one: that
+/// Lines are cut by NIOExtras' `LineBasedFrameDecoder` (`\n` or `\r\n`), called through its
+/// single-step API (by ``LineReader``) rather than from a `ByteToMessageHandler` of its own in front of this one: that
 /// handler was a pipeline hop, a `NIOAny` and a decode loop for every read and read-complete of
 /// every request (5 % of the daemon's CPU without pipelining). The cap is the same: a partial line
 /// longer than `maxLineBytes + 2` ends the connection with `line_too_long`, and a whole line over
